@@ -1,0 +1,287 @@
+//! Host-side weights in PyTorch's layout, and converters from the notebook's layout.
+
+use ndarray::{concatenate, s, Array1, Array2, ArrayView2, Axis};
+
+use crate::error::{check_shape, fmt_shape, Error, Result};
+use crate::real::Real;
+
+/// The kind of recurrent cell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Cell {
+    /// Elman RNN: `h_t = tanh(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh)`.
+    Rnn,
+    /// LSTM with PyTorch's gate order i, f, g, o.
+    Lstm,
+}
+
+impl Cell {
+    /// Number of gate blocks `G` stacked in the weights: 1 for the RNN, 4 for the LSTM.
+    pub fn gates(self) -> usize {
+        match self {
+            Cell::Rnn => 1,
+            Cell::Lstm => 4,
+        }
+    }
+
+    /// Lower-case name (`"rnn"`, `"lstm"`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Cell::Rnn => "rnn",
+            Cell::Lstm => "lstm",
+        }
+    }
+}
+
+/// The weights of one recurrent layer, in PyTorch's layout, so trained models move both
+/// ways: `w_ih [G·H, I]`, `w_hh [G·H, H]`, `b_ih [G·H]`, `b_hh [G·H]`, with `G` from
+/// [`Cell::gates`] and the LSTM gates stacked in the order i, f, g, o.
+///
+/// The fields are public; every function that takes a `Params` checks it again with
+/// [`Params::check`], so inconsistent edits come back as an [`Error`], never a panic.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Params<A> {
+    /// The cell kind.
+    pub cell: Cell,
+    /// Input weights `[G·H, I]`.
+    pub w_ih: Array2<A>,
+    /// Recurrent weights `[G·H, H]`.
+    pub w_hh: Array2<A>,
+    /// Input bias `[G·H]`.
+    pub b_ih: Array1<A>,
+    /// Recurrent bias `[G·H]`.
+    pub b_hh: Array1<A>,
+}
+
+impl<A: Real> Params<A> {
+    /// Builds parameters, checking that all sizes agree with `w_hh`'s `[G·H, H]`.
+    pub fn new(
+        cell: Cell,
+        w_ih: Array2<A>,
+        w_hh: Array2<A>,
+        b_ih: Array1<A>,
+        b_hh: Array1<A>,
+    ) -> Result<Self> {
+        let p = Params {
+            cell,
+            w_ih,
+            w_hh,
+            b_ih,
+            b_hh,
+        };
+        p.check()?;
+        Ok(p)
+    }
+
+    /// Checks that the four arrays agree with each other and with the cell kind.
+    pub fn check(&self) -> Result<()> {
+        let g = self.cell.gates();
+        let (rows, h) = self.w_hh.dim();
+        if h == 0 || rows != g * h {
+            return Err(Error::Shape {
+                arg: "w_hh",
+                expected: format!("[G·H, H] with G = {g} and H ≥ 1"),
+                got: fmt_shape(self.w_hh.shape()),
+            });
+        }
+        let i = self.w_ih.ncols();
+        if i == 0 {
+            return Err(Error::Shape {
+                arg: "w_ih",
+                expected: format!("[G·H, I] = [{}, I] with I ≥ 1", g * h),
+                got: fmt_shape(self.w_ih.shape()),
+            });
+        }
+        check_shape("w_ih", "[G·H, I]", &[g * h, i], self.w_ih.shape())?;
+        check_shape("b_ih", "[G·H]", &[g * h], self.b_ih.shape())?;
+        check_shape("b_hh", "[G·H]", &[g * h], self.b_hh.shape())?;
+        Ok(())
+    }
+
+    /// Input size `I`.
+    pub fn input_size(&self) -> usize {
+        self.w_ih.ncols()
+    }
+
+    /// Hidden size `H`.
+    pub fn hidden_size(&self) -> usize {
+        self.w_hh.ncols()
+    }
+
+    /// All-zero parameters.
+    pub fn zeros(cell: Cell, input: usize, hidden: usize) -> Self {
+        let gh = cell.gates() * hidden;
+        Params {
+            cell,
+            w_ih: Array2::zeros((gh, input)),
+            w_hh: Array2::zeros((gh, hidden)),
+            b_ih: Array1::zeros(gh),
+            b_hh: Array1::zeros(gh),
+        }
+    }
+
+    /// PyTorch's default initialisation, `U(-1/√H, 1/√H)` for every weight and bias,
+    /// from a deterministic generator seeded with `seed`.
+    pub fn init(cell: Cell, input: usize, hidden: usize, seed: u64) -> Self {
+        let mut rng = SplitMix64(seed);
+        let k = 1.0 / (hidden.max(1) as f64).sqrt();
+        let gh = cell.gates() * hidden;
+        let mut u = || A::from_f64(k * (2.0 * rng.next_f64() - 1.0));
+        Params {
+            cell,
+            w_ih: Array2::from_shape_simple_fn((gh, input), &mut u),
+            w_hh: Array2::from_shape_simple_fn((gh, hidden), &mut u),
+            b_ih: Array1::from_shape_simple_fn(gh, &mut u),
+            b_hh: Array1::from_shape_simple_fn(gh, &mut u),
+        }
+    }
+
+    /// The same parameters in another float type.
+    pub fn cast<B: Real>(&self) -> Params<B> {
+        let c = |v: &A| B::from_f64(v.to_f64());
+        Params {
+            cell: self.cell,
+            w_ih: self.w_ih.map(c),
+            w_hh: self.w_hh.map(c),
+            b_ih: self.b_ih.map(c),
+            b_hh: self.b_hh.map(c),
+        }
+    }
+
+    /// The combined bias `b_ih + b_hh`.
+    pub fn bias(&self) -> Array1<A> {
+        &self.b_ih + &self.b_hh
+    }
+
+    /// From the notebook's tanh RNN weights: `Wax [H, I]`, `Waa [H, H]`, `ba [H, 1]`.
+    /// The bias goes to `b_ih`; `b_hh` is zero.
+    pub fn rnn_from_notebook(
+        wax: ArrayView2<A>,
+        waa: ArrayView2<A>,
+        ba: ArrayView2<A>,
+    ) -> Result<Self> {
+        let h = waa.nrows();
+        check_shape("Waa", "[n_a, n_a]", &[h, h], waa.shape())?;
+        check_shape("Wax", "[n_a, n_x]", &[h, wax.ncols()], wax.shape())?;
+        check_shape("ba", "[n_a, 1]", &[h, 1], ba.shape())?;
+        Params::new(
+            Cell::Rnn,
+            wax.to_owned(),
+            waa.to_owned(),
+            ba.column(0).to_owned(),
+            Array1::zeros(h),
+        )
+    }
+
+    /// From the notebook's LSTM weights, each `W [H, H + I]` acting on `[a; x]` (the
+    /// hidden rows first) and each bias `[H, 1]`. The bias goes to `b_ih`; `b_hh` is zero.
+    #[allow(clippy::too_many_arguments)]
+    pub fn lstm_from_notebook(
+        wf: ArrayView2<A>,
+        bf: ArrayView2<A>,
+        wi: ArrayView2<A>,
+        bi: ArrayView2<A>,
+        wc: ArrayView2<A>,
+        bc: ArrayView2<A>,
+        wo: ArrayView2<A>,
+        bo: ArrayView2<A>,
+    ) -> Result<Self> {
+        let h = wf.nrows();
+        let cols = wf.ncols();
+        if h == 0 || cols <= h {
+            return Err(Error::Shape {
+                arg: "Wf",
+                expected: "[n_a, n_a + n_x] with n_a ≥ 1, n_x ≥ 1".into(),
+                got: fmt_shape(wf.shape()),
+            });
+        }
+        let ws = [("Wf", wf), ("Wi", wi), ("Wc", wc), ("Wo", wo)];
+        for (name, w) in &ws {
+            check_shape(name, "[n_a, n_a + n_x]", &[h, cols], w.shape())?;
+        }
+        let bs = [("bf", bf), ("bi", bi), ("bc", bc), ("bo", bo)];
+        for (name, b) in &bs {
+            check_shape(name, "[n_a, 1]", &[h, 1], b.shape())?;
+        }
+        // PyTorch order i, f, g, o.
+        let w = concatenate![Axis(0), wi, wf, wc, wo];
+        let b = concatenate![Axis(0), bi, bf, bc, bo];
+        Params::new(
+            Cell::Lstm,
+            w.slice(s![.., h..]).to_owned(),
+            w.slice(s![.., ..h]).to_owned(),
+            b.column(0).to_owned(),
+            Array1::zeros(4 * h),
+        )
+    }
+}
+
+/// An output head `y = softmax(W_y h + b_y)` over the class axis, applied to every step.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Head<A> {
+    /// Output weights `[C, H]`.
+    pub w_y: Array2<A>,
+    /// Output bias `[C]`.
+    pub b_y: Array1<A>,
+}
+
+impl<A: Real> Head<A> {
+    /// Builds a head, checking that `b_y` has one entry per row of `w_y`.
+    pub fn new(w_y: Array2<A>, b_y: Array1<A>) -> Result<Self> {
+        let h = Head { w_y, b_y };
+        h.check()?;
+        Ok(h)
+    }
+
+    /// Checks that the sizes agree.
+    pub fn check(&self) -> Result<()> {
+        let (c, h) = self.w_y.dim();
+        if c == 0 || h == 0 {
+            return Err(Error::Shape {
+                arg: "w_y",
+                expected: "[C, H] with C ≥ 1, H ≥ 1".into(),
+                got: fmt_shape(self.w_y.shape()),
+            });
+        }
+        check_shape("b_y", "[C]", &[c], self.b_y.shape())
+    }
+
+    /// From the notebook's `Wya` (or `Wy`) `[n_y, n_a]` and `by [n_y, 1]`.
+    pub fn from_notebook(wy: ArrayView2<A>, by: ArrayView2<A>) -> Result<Self> {
+        check_shape("by", "[n_y, 1]", &[wy.nrows(), 1], by.shape())?;
+        Head::new(wy.to_owned(), by.column(0).to_owned())
+    }
+
+    /// Number of classes `C`.
+    pub fn classes(&self) -> usize {
+        self.w_y.nrows()
+    }
+
+    /// The same head in another float type.
+    pub fn cast<B: Real>(&self) -> Head<B> {
+        let c = |v: &A| B::from_f64(v.to_f64());
+        Head {
+            w_y: self.w_y.map(c),
+            b_y: self.b_y.map(c),
+        }
+    }
+}
+
+/// A small deterministic generator (SplitMix64) for initialisation and benchmarks.
+#[derive(Debug, Clone)]
+pub struct SplitMix64(pub u64);
+
+impl SplitMix64 {
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// A uniform double in `[0, 1)`.
+    pub fn next_f64(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}

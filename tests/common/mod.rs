@@ -1,0 +1,145 @@
+//! Shared test helpers: numpy's legacy generator, random arrays, error measures.
+#![allow(dead_code)]
+
+use ndarray::{Array, ArrayBase, Data, Dimension, ShapeBuilder};
+
+/// numpy's legacy `RandomState` (MT19937 + polar-method `randn` with a cached value),
+/// bit-compatible with `np.random.seed(s); np.random.randn(...)`.
+pub struct NumpyRng {
+    mt: [u32; 624],
+    idx: usize,
+    cached: Option<f64>,
+}
+
+impl NumpyRng {
+    /// `np.random.seed(seed)` (MT19937 `init_genrand`).
+    pub fn new(seed: u32) -> Self {
+        let mut mt = [0u32; 624];
+        mt[0] = seed;
+        for i in 1..624 {
+            mt[i] = 1812433253u32
+                .wrapping_mul(mt[i - 1] ^ (mt[i - 1] >> 30))
+                .wrapping_add(i as u32);
+        }
+        NumpyRng {
+            mt,
+            idx: 624,
+            cached: None,
+        }
+    }
+
+    fn next_u32(&mut self) -> u32 {
+        if self.idx >= 624 {
+            for i in 0..624 {
+                let y = (self.mt[i] & 0x8000_0000) | (self.mt[(i + 1) % 624] & 0x7fff_ffff);
+                let mut v = self.mt[(i + 397) % 624] ^ (y >> 1);
+                if y & 1 != 0 {
+                    v ^= 0x9908_b0df;
+                }
+                self.mt[i] = v;
+            }
+            self.idx = 0;
+        }
+        let mut y = self.mt[self.idx];
+        self.idx += 1;
+        y ^= y >> 11;
+        y ^= (y << 7) & 0x9d2c_5680;
+        y ^= (y << 15) & 0xefc6_0000;
+        y ^ (y >> 18)
+    }
+
+    /// A double in `[0, 1)` with 53 random bits, as numpy's `random_sample`.
+    pub fn uniform(&mut self) -> f64 {
+        let a = (self.next_u32() >> 5) as f64;
+        let b = (self.next_u32() >> 6) as f64;
+        (a * 67108864.0 + b) / 9007199254740992.0
+    }
+
+    /// One standard normal, numpy's legacy polar method.
+    pub fn gauss(&mut self) -> f64 {
+        if let Some(v) = self.cached.take() {
+            return v;
+        }
+        loop {
+            let x1 = 2.0 * self.uniform() - 1.0;
+            let x2 = 2.0 * self.uniform() - 1.0;
+            let r2 = x1 * x1 + x2 * x2;
+            if r2 < 1.0 && r2 != 0.0 {
+                let f = (-2.0 * r2.ln() / r2).sqrt();
+                self.cached = Some(f * x1);
+                return f * x2;
+            }
+        }
+    }
+
+    /// `np.random.randn(*shape)` in C order.
+    pub fn randn<D: Dimension, Sh: ShapeBuilder<Dim = D>>(&mut self, shape: Sh) -> Array<f64, D> {
+        Array::from_shape_simple_fn(shape, || self.gauss())
+    }
+
+    /// Uniform values in `[lo, hi)`.
+    pub fn uniform_array<D: Dimension, Sh: ShapeBuilder<Dim = D>>(
+        &mut self,
+        shape: Sh,
+        lo: f64,
+        hi: f64,
+    ) -> Array<f64, D> {
+        Array::from_shape_simple_fn(shape, || lo + (hi - lo) * self.uniform())
+    }
+}
+
+/// `max|got - want| / max|want|` (absolute when `want` is all zero).
+pub fn rel_err<S1, S2, D>(got: &ArrayBase<S1, D>, want: &ArrayBase<S2, D>) -> f64
+where
+    S1: Data,
+    S1::Elem: Copy + Into<f64>,
+    S2: Data,
+    S2::Elem: Copy + Into<f64>,
+    D: Dimension,
+{
+    assert_eq!(got.shape(), want.shape(), "shape mismatch");
+    let mut num = 0.0f64;
+    let mut den = 0.0f64;
+    for (&g, &w) in got.iter().zip(want.iter()) {
+        let (g, w): (f64, f64) = (g.into(), w.into());
+        if !g.is_finite() {
+            return f64::INFINITY;
+        }
+        num = num.max((g - w).abs());
+        den = den.max(w.abs());
+    }
+    if den == 0.0 {
+        num
+    } else {
+        num / den
+    }
+}
+
+/// Asserts `rel_err(got, want) <= tol`, naming the array.
+pub fn assert_close<S1, S2, D>(
+    name: &str,
+    got: &ArrayBase<S1, D>,
+    want: &ArrayBase<S2, D>,
+    tol: f64,
+) where
+    S1: Data,
+    S1::Elem: Copy + Into<f64>,
+    S2: Data,
+    S2::Elem: Copy + Into<f64>,
+    D: Dimension,
+{
+    let e = rel_err(got, want);
+    assert!(e <= tol, "{name}: max|got-ref|/max|ref| = {e:e} > {tol:e}");
+}
+
+/// Asserts that each published value matches to `tol` (absolute).
+pub fn assert_values(name: &str, got: &[f64], want: &[f64], tol: f64) {
+    assert_eq!(got.len(), want.len(), "{name}: length");
+    for (k, (g, w)) in got.iter().zip(want).enumerate() {
+        assert!(
+            (g - w).abs() <= tol,
+            "{name}[{k}]: got {g:.12}, published {w:.12} (|diff| {:e} > {tol:e})",
+            (g - w).abs()
+        );
+    }
+}

@@ -1,0 +1,600 @@
+//! The CPU reference path on its own: f64 central differences for every gradient, f32
+//! against f64, saturating inputs, and bad input.
+
+mod common;
+
+use common::{assert_close, NumpyRng};
+use ndarray::{Array2, Array3, Axis};
+use wgpu_rnn::{cpu, Cell, Error, Head, Params};
+
+/// Everything the loss depends on, so that each array can be perturbed in turn.
+#[derive(Clone)]
+struct Problem {
+    p: Params<f64>,
+    x: Array3<f64>,
+    h0: Array2<f64>,
+    c0: Option<Array2<f64>>,
+    dh: Array3<f64>,
+    dc_last: Option<Array2<f64>>,
+}
+
+impl Problem {
+    fn random(cell: Cell, t: usize, b: usize, i: usize, h: usize, seed: u32) -> Self {
+        let mut rng = NumpyRng::new(seed);
+        let g = cell.gates();
+        // Weights of the usual scale (std 1/√(I+H)): a contracting, non-chaotic recurrence.
+        let k = 1.0 / ((i + h) as f64).sqrt();
+        let p = Params::new(
+            cell,
+            rng.randn((g * h, i)) * k,
+            rng.randn((g * h, h)) * k,
+            rng.randn(g * h) * 0.5,
+            rng.randn(g * h) * 0.5,
+        )
+        .unwrap();
+        let lstm = cell == Cell::Lstm;
+        Problem {
+            p,
+            x: rng.randn((t, b, i)),
+            h0: rng.randn((b, h)),
+            c0: lstm.then(|| rng.randn((b, h))),
+            dh: rng.randn((t, b, h)),
+            dc_last: lstm.then(|| rng.randn((b, h))),
+        }
+    }
+
+    /// `L = Σ <dh, h> + <dc_last, c_T>`.
+    fn loss(&self) -> f64 {
+        let tr = cpu::forward(
+            &self.p,
+            self.x.view(),
+            Some(self.h0.view()),
+            self.c0.as_ref().map(|c| c.view()),
+        )
+        .unwrap();
+        let mut l = (&tr.h * &self.dh).sum();
+        if let (Some(c), Some(dc)) = (tr.c_last(), &self.dc_last) {
+            l += (&c * dc).sum();
+        }
+        l
+    }
+
+    fn grads(&self) -> cpu::Grads<f64> {
+        let tr = cpu::forward(
+            &self.p,
+            self.x.view(),
+            Some(self.h0.view()),
+            self.c0.as_ref().map(|c| c.view()),
+        )
+        .unwrap();
+        cpu::backward(
+            &self.p,
+            &tr,
+            self.dh.view(),
+            self.dc_last.as_ref().map(|c| c.view()),
+        )
+        .unwrap()
+    }
+
+    /// The array named `name`, as a mutable slice.
+    fn array(&mut self, name: &str) -> &mut [f64] {
+        match name {
+            "w_ih" => self.p.w_ih.as_slice_mut(),
+            "w_hh" => self.p.w_hh.as_slice_mut(),
+            "b_ih" => self.p.b_ih.as_slice_mut(),
+            "b_hh" => self.p.b_hh.as_slice_mut(),
+            "x" => self.x.as_slice_mut(),
+            "h0" => self.h0.as_slice_mut(),
+            "c0" => self.c0.as_mut().unwrap().as_slice_mut(),
+            _ => unreachable!(),
+        }
+        .unwrap()
+    }
+
+    /// Central differences of the loss with respect to every element of `name`.
+    fn numeric(&self, name: &str) -> Vec<f64> {
+        let eps = 1e-6;
+        let mut work = self.clone();
+        let n = work.array(name).len();
+        (0..n)
+            .map(|k| {
+                let v = work.array(name)[k];
+                work.array(name)[k] = v + eps;
+                let lp = work.loss();
+                work.array(name)[k] = v - eps;
+                let lm = work.loss();
+                work.array(name)[k] = v;
+                (lp - lm) / (2.0 * eps)
+            })
+            .collect()
+    }
+}
+
+fn check_gradients(cell: Cell, t: usize, b: usize, i: usize, h: usize, seed: u32) {
+    let pr = Problem::random(cell, t, b, i, h, seed);
+    let g = pr.grads();
+    let mut arrays: Vec<(&str, Vec<f64>)> = vec![
+        ("w_ih", g.dw_ih.iter().copied().collect()),
+        ("w_hh", g.dw_hh.iter().copied().collect()),
+        ("b_ih", g.db_ih.to_vec()),
+        ("b_hh", g.db_hh.to_vec()),
+        ("x", g.dx.iter().copied().collect()),
+        ("h0", g.dh0.iter().copied().collect()),
+    ];
+    if cell == Cell::Lstm {
+        arrays.push(("c0", g.dc0.as_ref().unwrap().iter().copied().collect()));
+    }
+    for (name, analytic) in arrays {
+        let numeric = pr.numeric(name);
+        let a = ndarray::Array1::from(analytic);
+        let n = ndarray::Array1::from(numeric);
+        let e = common::rel_err(&a, &n);
+        assert!(
+            e < 1e-7,
+            "{cell:?} T={t} B={b} I={i} H={h}: d{name} rel err {e:e}\n analytic {a}\n numeric {n}"
+        );
+    }
+}
+
+#[test]
+fn rnn_gradients_match_finite_differences() {
+    for (k, &(t, b, i, h)) in [
+        (1, 1, 1, 1),
+        (1, 2, 3, 4),
+        (3, 2, 3, 1),
+        (4, 3, 2, 5),
+        (6, 1, 4, 3),
+    ]
+    .iter()
+    .enumerate()
+    {
+        check_gradients(Cell::Rnn, t, b, i, h, 10 + k as u32);
+    }
+}
+
+#[test]
+fn lstm_gradients_match_finite_differences() {
+    for (k, &(t, b, i, h)) in [
+        (1, 1, 1, 1),
+        (1, 2, 3, 4),
+        (3, 2, 3, 1),
+        (4, 3, 2, 5),
+        (6, 1, 4, 3),
+    ]
+    .iter()
+    .enumerate()
+    {
+        check_gradients(Cell::Lstm, t, b, i, h, 20 + k as u32);
+    }
+}
+
+#[test]
+fn step_functions_agree_with_sequence() {
+    for cell in [Cell::Rnn, Cell::Lstm] {
+        let pr = Problem::random(cell, 1, 3, 4, 5, 7);
+        let x_t = pr.x.index_axis(Axis(0), 0);
+        let out =
+            cpu::step_forward(&pr.p, x_t, pr.h0.view(), pr.c0.as_ref().map(|c| c.view())).unwrap();
+        let g = cpu::step_backward(
+            &pr.p,
+            x_t,
+            pr.h0.view(),
+            pr.c0.as_ref().map(|c| c.view()),
+            &out,
+            pr.dh.index_axis(Axis(0), 0),
+            pr.dc_last.as_ref().map(|c| c.view()),
+        )
+        .unwrap();
+        let full = pr.grads();
+        assert_close("dx", &g.dx, &full.dx.index_axis(Axis(0), 0), 1e-12);
+        assert_close("dh_prev", &g.dh_prev, &full.dh0, 1e-12);
+        assert_close("dw_ih", &g.dw_ih, &full.dw_ih, 1e-12);
+        assert_close("dw_hh", &g.dw_hh, &full.dw_hh, 1e-12);
+        assert_close("db", &g.db, &full.db_ih, 1e-12);
+    }
+}
+
+#[test]
+fn f32_matches_f64() {
+    for cell in [Cell::Rnn, Cell::Lstm] {
+        for (k, &(t, b, i, h)) in [(1, 1, 1, 1), (5, 3, 17, 33), (9, 4, 33, 17), (20, 2, 8, 65)]
+            .iter()
+            .enumerate()
+        {
+            let pr = Problem::random(cell, t, b, i, h, 40 + k as u32);
+            let p32 = pr.p.cast::<f32>();
+            let f = |a: &Array3<f64>| a.mapv(|v| v as f32);
+            let f2 = |a: &Array2<f64>| a.mapv(|v| v as f32);
+            let x32 = f(&pr.x);
+            let h032 = f2(&pr.h0);
+            let c032 = pr.c0.as_ref().map(f2);
+            let tr32 = cpu::forward(
+                &p32,
+                x32.view(),
+                Some(h032.view()),
+                c032.as_ref().map(|c| c.view()),
+            )
+            .unwrap();
+            let tr64 = cpu::forward(
+                &pr.p,
+                pr.x.view(),
+                Some(pr.h0.view()),
+                pr.c0.as_ref().map(|c| c.view()),
+            )
+            .unwrap();
+            let tol = 2e-4;
+            assert_close("h", &tr32.h, &tr64.h, tol);
+            if cell == Cell::Lstm {
+                assert_close("c", tr32.c.as_ref().unwrap(), tr64.c.as_ref().unwrap(), tol);
+            }
+            let dh32 = f(&pr.dh);
+            let dc32 = pr.dc_last.as_ref().map(f2);
+            let g32 =
+                cpu::backward(&p32, &tr32, dh32.view(), dc32.as_ref().map(|c| c.view())).unwrap();
+            let g64 = pr.grads();
+            assert_close("dx", &g32.dx, &g64.dx, tol);
+            assert_close("dh0", &g32.dh0, &g64.dh0, tol);
+            assert_close("dw_ih", &g32.dw_ih, &g64.dw_ih, tol);
+            assert_close("dw_hh", &g32.dw_hh, &g64.dw_hh, tol);
+            assert_close("db", &g32.db_ih, &g64.db_ih, tol);
+            if cell == Cell::Lstm {
+                assert_close(
+                    "dc0",
+                    g32.dc0.as_ref().unwrap(),
+                    g64.dc0.as_ref().unwrap(),
+                    tol,
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn saturating_inputs_stay_finite_and_correct() {
+    for cell in [Cell::Rnn, Cell::Lstm] {
+        let mut pr = Problem::random(cell, 4, 3, 5, 6, 3);
+        // ±30 inputs push every gate into saturation.
+        pr.x.mapv_inplace(|v| if v >= 0.0 { 30.0 } else { -30.0 });
+        pr.p.w_ih.mapv_inplace(|v| v * 4.0);
+        let tr = cpu::forward(
+            &pr.p,
+            pr.x.view(),
+            Some(pr.h0.view()),
+            pr.c0.as_ref().map(|c| c.view()),
+        )
+        .unwrap();
+        assert!(tr.h.iter().all(|v| v.is_finite() && v.abs() <= 1.0));
+        let g = pr.grads();
+        assert!(g
+            .dx
+            .iter()
+            .chain(g.dw_ih.iter())
+            .chain(g.dw_hh.iter())
+            .all(|v| v.is_finite()));
+        // f32 in saturation agrees with f64.
+        let p32 = pr.p.cast::<f32>();
+        let tr32 = cpu::forward(
+            &p32,
+            pr.x.mapv(|v| v as f32).view(),
+            Some(pr.h0.mapv(|v| v as f32).view()),
+            pr.c0
+                .as_ref()
+                .map(|c| c.mapv(|v| v as f32))
+                .as_ref()
+                .map(|c| c.view()),
+        )
+        .unwrap();
+        assert_close("h (saturated)", &tr32.h, &tr.h, 2e-4);
+        // Extreme pre-activations: 1e4 must not overflow sigmoid or tanh.
+        let mut big = pr.clone();
+        big.x.mapv_inplace(|v| v * 400.0);
+        let tr = cpu::forward(
+            &big.p,
+            big.x.view(),
+            Some(big.h0.view()),
+            big.c0.as_ref().map(|c| c.view()),
+        )
+        .unwrap();
+        assert!(tr.h.iter().all(|v| v.is_finite()));
+        let tr32 = cpu::forward(
+            &big.p.cast::<f32>(),
+            big.x.mapv(|v| v as f32).view(),
+            Some(big.h0.mapv(|v| v as f32).view()),
+            big.c0
+                .as_ref()
+                .map(|c| c.mapv(|v| v as f32))
+                .as_ref()
+                .map(|c| c.view()),
+        )
+        .unwrap();
+        assert!(tr32.h.iter().all(|v| v.is_finite()));
+    }
+}
+
+#[test]
+fn softmax_of_huge_logits_is_finite_and_exact() {
+    // Logits of ±1000: one column far below another must not become NaN.
+    let w_y = ndarray::array![[1000.0f32], [-1000.0], [999.0]];
+    let head = Head::new(w_y, ndarray::array![0.0f32, 0.0, 0.0]).unwrap();
+    let h = ndarray::array![[[1.0f32], [-1.0]]]; // T=1, B=2, H=1
+    let y = cpu::head_forward(&head, h.view()).unwrap();
+    assert!(y.iter().all(|v| v.is_finite()));
+    let e = (-1.0f64).exp();
+    let want = ndarray::array![[[1.0 / (1.0 + e), 0.0, e / (1.0 + e)], [0.0, 1.0, 0.0]]];
+    assert_close("y", &y.mapv(|v| v as f64), &want, 1e-6);
+    for row in y.index_axis(Axis(0), 0).rows() {
+        assert!((row.sum() - 1.0).abs() < 1e-6);
+    }
+}
+
+/// Asserts a shape error naming `arg`.
+fn expect_shape_err<T: std::fmt::Debug>(r: wgpu_rnn::Result<T>, arg: &str) {
+    match r {
+        Err(Error::Shape {
+            arg: a,
+            ref expected,
+            ..
+        }) if a == arg => {
+            assert!(
+                expected.contains(['[', '(']),
+                "expected shape in message: {expected}"
+            );
+            let msg = r.unwrap_err().to_string();
+            assert!(msg.contains(arg), "{msg}");
+        }
+        Err(Error::Invalid { arg: a, .. }) if a == arg => {}
+        other => panic!("expected an error naming `{arg}`, got {other:?}"),
+    }
+}
+
+#[test]
+fn bad_input_returns_errors_naming_the_argument() {
+    let p = Params::<f32>::init(Cell::Lstm, 3, 4, 1);
+    let x = Array3::<f32>::zeros((2, 5, 3));
+    let h0 = Array2::<f32>::zeros((5, 4));
+    // Params constructors.
+    expect_shape_err(
+        Params::new(
+            Cell::Lstm,
+            Array2::<f32>::zeros((16, 3)),
+            Array2::zeros((15, 4)),
+            ndarray::Array1::zeros(16),
+            ndarray::Array1::zeros(16),
+        ),
+        "w_hh",
+    );
+    expect_shape_err(
+        Params::new(
+            Cell::Lstm,
+            Array2::<f32>::zeros((12, 3)),
+            Array2::zeros((16, 4)),
+            ndarray::Array1::zeros(16),
+            ndarray::Array1::zeros(16),
+        ),
+        "w_ih",
+    );
+    expect_shape_err(
+        Params::new(
+            Cell::Rnn,
+            Array2::<f32>::zeros((4, 3)),
+            Array2::zeros((4, 4)),
+            ndarray::Array1::zeros(3),
+            ndarray::Array1::zeros(4),
+        ),
+        "b_ih",
+    );
+    expect_shape_err(
+        Params::new(
+            Cell::Rnn,
+            Array2::<f32>::zeros((4, 3)),
+            Array2::zeros((4, 4)),
+            ndarray::Array1::zeros(4),
+            ndarray::Array1::zeros(5),
+        ),
+        "b_hh",
+    );
+    expect_shape_err(
+        Params::<f32>::rnn_from_notebook(
+            Array2::zeros((4, 3)).view(),
+            Array2::zeros((4, 4)).view(),
+            Array2::zeros((3, 1)).view(),
+        ),
+        "ba",
+    );
+    let w = Array2::<f32>::zeros((4, 7));
+    let b = Array2::<f32>::zeros((4, 1));
+    let bad = Array2::<f32>::zeros((4, 6));
+    expect_shape_err(
+        Params::lstm_from_notebook(
+            w.view(),
+            b.view(),
+            w.view(),
+            b.view(),
+            bad.view(),
+            b.view(),
+            w.view(),
+            b.view(),
+        ),
+        "Wc",
+    );
+    expect_shape_err(
+        Params::lstm_from_notebook(
+            w.view(),
+            b.view(),
+            w.view(),
+            b.view(),
+            w.view(),
+            b.view(),
+            w.view(),
+            b.t(),
+        ),
+        "bo",
+    );
+    expect_shape_err(
+        Head::new(Array2::<f32>::zeros((2, 4)), ndarray::Array1::zeros(3)),
+        "b_y",
+    );
+    // Edited fields are checked again.
+    let mut edited = p.clone();
+    edited.b_hh = ndarray::Array1::zeros(3);
+    expect_shape_err(cpu::forward(&edited, x.view(), None, None), "b_hh");
+    // forward.
+    expect_shape_err(
+        cpu::forward(&p, Array3::zeros((2, 5, 4)).view(), None, None),
+        "x",
+    );
+    expect_shape_err(
+        cpu::forward(&p, Array3::zeros((0, 5, 3)).view(), None, None),
+        "x",
+    );
+    expect_shape_err(
+        cpu::forward(&p, x.view(), Some(Array2::zeros((5, 3)).view()), None),
+        "h0",
+    );
+    expect_shape_err(
+        cpu::forward(&p, x.view(), None, Some(Array2::zeros((4, 4)).view())),
+        "c0",
+    );
+    let rnn = Params::<f32>::init(Cell::Rnn, 3, 4, 1);
+    expect_shape_err(cpu::forward(&rnn, x.view(), None, Some(h0.view())), "c0");
+    // backward.
+    let tr = cpu::forward(&p, x.view(), None, None).unwrap();
+    expect_shape_err(
+        cpu::backward(&p, &tr, Array3::zeros((2, 5, 5)).view(), None),
+        "dh",
+    );
+    expect_shape_err(
+        cpu::backward(
+            &p,
+            &tr,
+            Array3::zeros((2, 5, 4)).view(),
+            Some(Array2::zeros((5, 5)).view()),
+        ),
+        "dc_last",
+    );
+    expect_shape_err(
+        cpu::backward(&rnn, &tr, Array3::zeros((2, 5, 4)).view(), None),
+        "trace",
+    );
+    let mut broken = tr.clone();
+    broken.gates = None;
+    expect_shape_err(
+        cpu::backward(&p, &broken, Array3::zeros((2, 5, 4)).view(), None),
+        "trace",
+    );
+    // steps.
+    expect_shape_err(
+        cpu::step_forward(&p, Array2::zeros((5, 2)).view(), h0.view(), Some(h0.view())),
+        "x_t",
+    );
+    expect_shape_err(
+        cpu::step_forward(
+            &p,
+            Array2::zeros((5, 3)).view(),
+            Array2::zeros((5, 1)).view(),
+            Some(h0.view()),
+        ),
+        "h_prev",
+    );
+    expect_shape_err(
+        cpu::step_forward(&p, Array2::zeros((5, 3)).view(), h0.view(), None),
+        "c_prev",
+    );
+    // head.
+    let head = Head::new(Array2::<f32>::zeros((2, 4)), ndarray::Array1::zeros(2)).unwrap();
+    expect_shape_err(
+        cpu::head_forward(&head, Array3::zeros((2, 5, 3)).view()),
+        "h",
+    );
+}
+
+#[test]
+fn notebook_functions_reject_bad_shapes() {
+    use wgpu_rnn::notebook::*;
+    let p = RnnParameters::<f64> {
+        wax: Array2::zeros((5, 3)),
+        waa: Array2::zeros((5, 5)),
+        wya: Array2::zeros((2, 5)),
+        ba: Array2::zeros((5, 1)),
+        by: Array2::zeros((2, 1)),
+    };
+    expect_shape_err(
+        rnn_cell_forward(
+            Array2::zeros((4, 10)).view(),
+            Array2::zeros((5, 10)).view(),
+            &p,
+        ),
+        "xt",
+    );
+    expect_shape_err(
+        rnn_cell_forward(
+            Array2::zeros((3, 10)).view(),
+            Array2::zeros((5, 9)).view(),
+            &p,
+        ),
+        "a_prev",
+    );
+    expect_shape_err(
+        rnn_forward(
+            Array3::zeros((3, 10, 4)).view(),
+            Array2::zeros((4, 10)).view(),
+            &p,
+        ),
+        "a0",
+    );
+    let mut bad = p.clone();
+    bad.wya = Array2::zeros((2, 4));
+    expect_shape_err(
+        rnn_cell_forward(
+            Array2::zeros((3, 10)).view(),
+            Array2::zeros((5, 10)).view(),
+            &bad,
+        ),
+        "Wya",
+    );
+    let (_, _, caches) = rnn_forward(
+        Array3::zeros((3, 10, 4)).view(),
+        Array2::zeros((5, 10)).view(),
+        &p,
+    )
+    .unwrap();
+    expect_shape_err(
+        rnn_backward(Array3::zeros((5, 10, 5)).view(), &caches),
+        "da",
+    );
+    expect_shape_err(
+        rnn_cell_backward(Array2::zeros((5, 9)).view(), &caches.caches[0]),
+        "da_next",
+    );
+    let lp = LstmParameters::<f64> {
+        wf: Array2::zeros((5, 8)),
+        bf: Array2::zeros((5, 1)),
+        wi: Array2::zeros((5, 8)),
+        bi: Array2::zeros((5, 1)),
+        wc: Array2::zeros((5, 8)),
+        bc: Array2::zeros((5, 1)),
+        wo: Array2::zeros((5, 8)),
+        bo: Array2::zeros((5, 1)),
+        wy: Array2::zeros((2, 5)),
+        by: Array2::zeros((2, 1)),
+    };
+    let z = Array2::<f64>::zeros((5, 10));
+    expect_shape_err(
+        lstm_cell_forward(
+            Array2::zeros((3, 10)).view(),
+            z.view(),
+            Array2::zeros((5, 1)).view(),
+            &lp,
+        ),
+        "c_prev",
+    );
+    let (_, _, _, caches) = lstm_forward(Array3::zeros((3, 10, 7)).view(), z.view(), &lp).unwrap();
+    expect_shape_err(
+        lstm_backward(Array3::zeros((5, 10, 8)).view(), &caches),
+        "da",
+    );
+    expect_shape_err(
+        lstm_cell_backward(z.view(), Array2::zeros((4, 10)).view(), &caches.caches[0]),
+        "dc_next",
+    );
+}
