@@ -10,9 +10,11 @@
 
 pub mod cpu;
 mod error;
+pub mod gpu;
 pub mod notebook;
 mod params;
 mod real;
+pub mod shaders;
 
 pub use error::{Error, Result};
 pub use params::{Cell, Head, Params, SplitMix64};

@@ -1,6 +1,8 @@
 //! Shared test helpers: numpy's legacy generator, random arrays, error measures.
 #![allow(dead_code)]
 
+pub mod gpu;
+
 use ndarray::{Array, ArrayBase, Data, Dimension, ShapeBuilder};
 
 /// numpy's legacy `RandomState` (MT19937 + polar-method `randn` with a cached value),

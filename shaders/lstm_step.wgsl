@@ -1,0 +1,98 @@
+// One LSTM time step, fused: the recurrent product, the four gates, the state update.
+//
+// Gates are interleaved per hidden unit as vec4 (i, f, g, o), so one invocation owns all
+// four gates of unit j for BT batch rows:
+//   pre = XW[t, b, j] + Σ_k h_{t-1}[b, k] · W[k, j]       (vec4 over the gates)
+//   i, f, o = σ(pre.ifo), g = tanh(pre.g), c_t = f c_{t-1} + i g, h_t = o tanh(c_t).
+// `hs` holds [T + 1, B, H] with slot 0 = h0 and slot t + 1 = h_t; `cs` likewise in
+// training mode (c_slots = T + 1), or two ping-pong slots in inference (c_slots = 2).
+// In training mode the activated gates overwrite their pre-activations in `xw[t]` (the
+// same invocation reads, then writes, the same element), which backward reads.
+
+struct Dims {
+    batch: u32,
+    hidden: u32,
+    c_slots: u32,
+    train: u32,
+}
+
+struct Step {
+    t: u32,
+}
+
+const BT: u32 = 4u;
+
+@group(0) @binding(0) var<uniform> dims: Dims;
+@group(0) @binding(1) var<uniform> step: Step;
+@group(0) @binding(2) var<storage, read_write> xw: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> w: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> hs: array<f32>;
+@group(0) @binding(5) var<storage, read_write> cs: array<f32>;
+
+// Stable for any finite x: exp never sees a positive argument.
+fn sigmoid(x: f32) -> f32 {
+    let e = exp(-abs(x));
+    let s = 1.0 / (1.0 + e);
+    return select(e * s, s, x >= 0.0);
+}
+
+fn tanh_stable(x: f32) -> f32 {
+    let e = exp(-2.0 * abs(x));
+    let t = (1.0 - e) / (1.0 + e);
+    let small = x - x * x * x * (1.0 / 3.0);
+    return select(sign(x) * t, small, abs(x) < 0.004);
+}
+
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let j = gid.x;
+    let nh = dims.hidden;
+    let nb = dims.batch;
+    if (j >= nh) {
+        return;
+    }
+    let t = step.t;
+    let b0 = wid.y * BT;
+    let rows = min(BT, nb - b0);
+    let bh = nb * nh;
+    let prev = t * bh; // h_{t-1} in hs
+
+    var acc: array<vec4<f32>, BT>;
+    for (var r = 0u; r < rows; r++) {
+        acc[r] = xw[t * bh + (b0 + r) * nh + j];
+    }
+    if (rows == BT) {
+        let h0 = prev + b0 * nh;
+        for (var k = 0u; k < nh; k++) {
+            let wk = w[k * nh + j];
+            acc[0] += hs[h0 + k] * wk;
+            acc[1] += hs[h0 + nh + k] * wk;
+            acc[2] += hs[h0 + 2u * nh + k] * wk;
+            acc[3] += hs[h0 + 3u * nh + k] * wk;
+        }
+    } else {
+        for (var k = 0u; k < nh; k++) {
+            let wk = w[k * nh + j];
+            for (var r = 0u; r < rows; r++) {
+                acc[r] += hs[prev + (b0 + r) * nh + k] * wk;
+            }
+        }
+    }
+
+    let c_prev_base = (t % dims.c_slots) * bh;
+    let c_next_base = ((t + 1u) % dims.c_slots) * bh;
+    for (var r = 0u; r < rows; r++) {
+        let bj = (b0 + r) * nh + j;
+        let z = acc[r];
+        let gi = sigmoid(z.x);
+        let gf = sigmoid(z.y);
+        let gg = tanh_stable(z.z);
+        let go = sigmoid(z.w);
+        let c = gf * cs[c_prev_base + bj] + gi * gg;
+        cs[c_next_base + bj] = c;
+        hs[prev + bh + bj] = go * tanh_stable(c);
+        if (dims.train != 0u) {
+            xw[t * bh + bj] = vec4<f32>(gi, gf, gg, go);
+        }
+    }
+}

@@ -1,0 +1,99 @@
+// One LSTM backward step t (dispatched for t = T-1 … 0), fused: the recurrent carry
+// dG_{t+1} · W_hh added to the upstream dH_t, then the gate gradients.
+//
+//   g  = dH[t, b, j] + Σ_j' dot(dG[t+1, b, j'], Wb[j', j])   (0 at t = T-1)
+//   dc = c̄ + g·o·(1 - tanh²c_t)
+//   dG[t, b, j] = (dc·g̃·i(1-i), dc·c_{t-1}·f(1-f), dc·i·(1-g̃²), g·tanh(c_t)·o(1-o))
+//   c̄ ← dc·f
+// Wb[j', j] = (W_hh[i j', j], W_hh[f j', j], W_hh[g j', j], W_hh[o j', j]): the gates of
+// the source unit j' as a vec4, so dG's interleaved vec4 dots straight into it.
+// A final dispatch with t = T writes dh0 = dG[0] · W_hh (c̄ then holds dc0).
+
+struct Dims {
+    batch: u32,
+    hidden: u32,
+    steps: u32,
+    _pad: u32,
+}
+
+struct Step {
+    t: u32,
+}
+
+const BT: u32 = 4u;
+
+@group(0) @binding(0) var<uniform> dims: Dims;
+@group(0) @binding(1) var<uniform> step: Step;
+@group(0) @binding(2) var<storage, read> gates: array<vec4<f32>>; // [T, B, H] activated
+@group(0) @binding(3) var<storage, read> cs: array<f32>;          // [T + 1, B, H], slot 0 = c0
+@group(0) @binding(4) var<storage, read> dh: array<f32>;          // [T, B, H]
+@group(0) @binding(5) var<storage, read> w: array<vec4<f32>>;     // Wb [H, H]
+@group(0) @binding(6) var<storage, read_write> dg: array<vec4<f32>>; // [T, B, H]
+@group(0) @binding(7) var<storage, read_write> dc: array<f32>;    // c̄ [B, H]
+@group(0) @binding(8) var<storage, read_write> dh0: array<f32>;   // [B, H]
+
+fn tanh_stable(x: f32) -> f32 {
+    let e = exp(-2.0 * abs(x));
+    let t = (1.0 - e) / (1.0 + e);
+    let small = x - x * x * x * (1.0 / 3.0);
+    return select(sign(x) * t, small, abs(x) < 0.004);
+}
+
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let j = gid.x;
+    let nh = dims.hidden;
+    let nb = dims.batch;
+    if (j >= nh) {
+        return;
+    }
+    let t = step.t;
+    let b0 = wid.y * BT;
+    let rows = min(BT, nb - b0);
+    let bh = nb * nh;
+
+    // The recurrent carry from dG_{t+1} (from dG_0 for the final dispatch t = T).
+    var carry = array<f32, BT>(0.0, 0.0, 0.0, 0.0);
+    let src = select(t + 1u, 0u, t == dims.steps);
+    if (src < dims.steps) {
+        let base = src * bh + b0 * nh;
+        if (rows == BT) {
+            for (var k = 0u; k < nh; k++) {
+                let wk = w[k * nh + j];
+                carry[0] += dot(dg[base + k], wk);
+                carry[1] += dot(dg[base + nh + k], wk);
+                carry[2] += dot(dg[base + 2u * nh + k], wk);
+                carry[3] += dot(dg[base + 3u * nh + k], wk);
+            }
+        } else {
+            for (var k = 0u; k < nh; k++) {
+                let wk = w[k * nh + j];
+                for (var r = 0u; r < rows; r++) {
+                    carry[r] += dot(dg[base + r * nh + k], wk);
+                }
+            }
+        }
+    }
+    if (t == dims.steps) {
+        for (var r = 0u; r < rows; r++) {
+            dh0[(b0 + r) * nh + j] = carry[r];
+        }
+        return;
+    }
+    for (var r = 0u; r < rows; r++) {
+        let bj = (b0 + r) * nh + j;
+        let z = gates[t * bh + bj];
+        let c = cs[(t + 1u) * bh + bj];
+        let c_prev = cs[t * bh + bj];
+        let tc = tanh_stable(c);
+        let g = dh[t * bh + bj] + carry[r];
+        let dcn = dc[bj] + g * z.w * (1.0 - tc * tc);
+        dg[t * bh + bj] = vec4<f32>(
+            dcn * z.z * z.x * (1.0 - z.x),
+            dcn * c_prev * z.y * (1.0 - z.y),
+            dcn * z.x * (1.0 - z.z * z.z),
+            g * tc * z.w * (1.0 - z.w),
+        );
+        dc[bj] = dcn * z.y;
+    }
+}

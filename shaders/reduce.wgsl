@@ -1,0 +1,29 @@
+// Column sums: out[j] (+)= Σ_r x[r, j] for x [rows, cols] (bias gradients). One
+// invocation per column, so consecutive invocations read consecutive addresses.
+
+struct Params {
+    rows: u32,
+    cols: u32,
+    accumulate: u32,
+    _pad: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+
+@compute @workgroup_size(64)
+fn col_sum(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let j = gid.x;
+    if (j >= p.cols) {
+        return;
+    }
+    var s = 0.0;
+    for (var r = 0u; r < p.rows; r++) {
+        s += x[r * p.cols + j];
+    }
+    if (p.accumulate != 0u) {
+        s += out[j];
+    }
+    out[j] = s;
+}

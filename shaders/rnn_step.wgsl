@@ -1,0 +1,70 @@
+// One tanh RNN time step, fused: h_t[b, j] = tanh(XW[t, b, j] + Σ_k h_{t-1}[b, k] · W[k, j])
+// with W = W_hhᵀ stored [H(k), H(j)], so consecutive invocations read consecutive
+// weights. Each invocation owns unit j for BT batch rows. `hs` holds [T + 1, B, H] with
+// slot 0 = h0 and slot t + 1 = h_t (all the tanh RNN's backward needs).
+
+struct Dims {
+    batch: u32,
+    hidden: u32,
+    c_slots: u32,
+    train: u32,
+}
+
+struct Step {
+    t: u32,
+}
+
+const BT: u32 = 4u;
+
+@group(0) @binding(0) var<uniform> dims: Dims;
+@group(0) @binding(1) var<uniform> step: Step;
+@group(0) @binding(2) var<storage, read> xw: array<f32>;
+@group(0) @binding(3) var<storage, read> w: array<f32>;
+@group(0) @binding(4) var<storage, read_write> hs: array<f32>;
+
+fn tanh_stable(x: f32) -> f32 {
+    let e = exp(-2.0 * abs(x));
+    let t = (1.0 - e) / (1.0 + e);
+    let small = x - x * x * x * (1.0 / 3.0);
+    return select(sign(x) * t, small, abs(x) < 0.004);
+}
+
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let j = gid.x;
+    let nh = dims.hidden;
+    let nb = dims.batch;
+    if (j >= nh) {
+        return;
+    }
+    let t = step.t;
+    let b0 = wid.y * BT;
+    let rows = min(BT, nb - b0);
+    let bh = nb * nh;
+    let prev = t * bh;
+
+    var acc = array<f32, BT>(0.0, 0.0, 0.0, 0.0);
+    for (var r = 0u; r < rows; r++) {
+        acc[r] = xw[t * bh + (b0 + r) * nh + j];
+    }
+    if (rows == BT) {
+        let h0 = prev + b0 * nh;
+        for (var k = 0u; k < nh; k++) {
+            let wk = w[k * nh + j];
+            acc[0] += hs[h0 + k] * wk;
+            acc[1] += hs[h0 + nh + k] * wk;
+            acc[2] += hs[h0 + 2u * nh + k] * wk;
+            acc[3] += hs[h0 + 3u * nh + k] * wk;
+        }
+    } else {
+        for (var k = 0u; k < nh; k++) {
+            let wk = w[k * nh + j];
+            for (var r = 0u; r < rows; r++) {
+                acc[r] += hs[prev + (b0 + r) * nh + k] * wk;
+            }
+        }
+    }
+    for (var r = 0u; r < rows; r++) {
+        hs[prev + bh + (b0 + r) * nh + j] = tanh_stable(acc[r]);
+    }
+}

@@ -1,0 +1,72 @@
+// One tanh RNN backward step t (dispatched for t = T-1 … 0), fused:
+//   dG[t, b, j] = (1 - h_t²) · (dH[t, b, j] + Σ_j' dG[t+1, b, j'] · W_hh[j', j])
+// with W_hh stored [H(j'), H(j)] as PyTorch has it, so consecutive invocations read
+// consecutive weights. A final dispatch with t = T writes dh0 = dG[0] · W_hh.
+
+struct Dims {
+    batch: u32,
+    hidden: u32,
+    steps: u32,
+    _pad: u32,
+}
+
+struct Step {
+    t: u32,
+}
+
+const BT: u32 = 4u;
+
+@group(0) @binding(0) var<uniform> dims: Dims;
+@group(0) @binding(1) var<uniform> step: Step;
+@group(0) @binding(2) var<storage, read> hs: array<f32>;  // [T + 1, B, H], slot 0 = h0
+@group(0) @binding(3) var<storage, read> dh: array<f32>;  // [T, B, H]
+@group(0) @binding(4) var<storage, read> w: array<f32>;   // W_hh [H, H]
+@group(0) @binding(5) var<storage, read_write> dg: array<f32>;  // [T, B, H]
+@group(0) @binding(6) var<storage, read_write> dh0: array<f32>; // [B, H]
+
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let j = gid.x;
+    let nh = dims.hidden;
+    let nb = dims.batch;
+    if (j >= nh) {
+        return;
+    }
+    let t = step.t;
+    let b0 = wid.y * BT;
+    let rows = min(BT, nb - b0);
+    let bh = nb * nh;
+
+    var carry = array<f32, BT>(0.0, 0.0, 0.0, 0.0);
+    let src = select(t + 1u, 0u, t == dims.steps);
+    if (src < dims.steps) {
+        let base = src * bh + b0 * nh;
+        if (rows == BT) {
+            for (var k = 0u; k < nh; k++) {
+                let wk = w[k * nh + j];
+                carry[0] += dg[base + k] * wk;
+                carry[1] += dg[base + nh + k] * wk;
+                carry[2] += dg[base + 2u * nh + k] * wk;
+                carry[3] += dg[base + 3u * nh + k] * wk;
+            }
+        } else {
+            for (var k = 0u; k < nh; k++) {
+                let wk = w[k * nh + j];
+                for (var r = 0u; r < rows; r++) {
+                    carry[r] += dg[base + r * nh + k] * wk;
+                }
+            }
+        }
+    }
+    if (t == dims.steps) {
+        for (var r = 0u; r < rows; r++) {
+            dh0[(b0 + r) * nh + j] = carry[r];
+        }
+        return;
+    }
+    for (var r = 0u; r < rows; r++) {
+        let bj = (b0 + r) * nh + j;
+        let h = hs[(t + 1u) * bh + bj];
+        dg[t * bh + bj] = (1.0 - h * h) * (dh[t * bh + bj] + carry[r]);
+    }
+}

@@ -1,0 +1,468 @@
+//! The GPU context: adapter, device, queue, the pipeline cache, and error capture.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use crate::error::{Error, Result};
+
+/// How to choose the adapter. `None` fields fall back to the environment
+/// (`WGPU_BACKEND`, `WGPU_ADAPTER_NAME`, `WGPU_POWER_PREF`), then to wgpu's default.
+#[derive(Debug, Clone, Default)]
+pub struct ContextOptions {
+    /// Backends to search (`wgpu::Backends::VULKAN`, `GL`, …).
+    pub backends: Option<wgpu::Backends>,
+    /// A case-insensitive substring of the adapter's name (`"llvmpipe"`, `"nvidia"`).
+    pub adapter_name: Option<String>,
+    /// Fill every output buffer the library allocates with NaN before it is written, so
+    /// an element a kernel forgets to write shows up (for tests; costs an upload).
+    pub poison_outputs: bool,
+}
+
+/// The kernels of the crate; each is compiled once per context, on first use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Kernel {
+    Gemm,
+    RnnStep,
+    LstmStep,
+    RnnStepBack,
+    LstmStepBack,
+    Softmax,
+    ColSum,
+}
+
+/// How a kernel sees each of its bindings, in binding order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Bind {
+    /// A uniform buffer.
+    Uniform,
+    /// A uniform buffer selected by a dynamic offset (the step index).
+    UniformDyn,
+    /// Read-only storage.
+    Read,
+    /// Read-write storage.
+    ReadWrite,
+}
+
+impl Kernel {
+    /// Every kernel, for validation tests and warm-up.
+    pub(crate) const ALL: [Kernel; 7] = [
+        Kernel::Gemm,
+        Kernel::RnnStep,
+        Kernel::LstmStep,
+        Kernel::RnnStepBack,
+        Kernel::LstmStepBack,
+        Kernel::Softmax,
+        Kernel::ColSum,
+    ];
+
+    pub(crate) fn source(self) -> &'static str {
+        match self {
+            Kernel::Gemm => crate::shaders::GEMM,
+            Kernel::RnnStep => crate::shaders::RNN_STEP,
+            Kernel::LstmStep => crate::shaders::LSTM_STEP,
+            Kernel::RnnStepBack => crate::shaders::RNN_STEP_BACK,
+            Kernel::LstmStepBack => crate::shaders::LSTM_STEP_BACK,
+            Kernel::Softmax => crate::shaders::HEAD,
+            Kernel::ColSum => crate::shaders::REDUCE,
+        }
+    }
+
+    pub(crate) fn entry(self) -> &'static str {
+        match self {
+            Kernel::Softmax => "softmax",
+            Kernel::ColSum => "col_sum",
+            _ => "main",
+        }
+    }
+
+    pub(crate) fn bindings(self) -> &'static [Bind] {
+        use Bind::*;
+        match self {
+            Kernel::Gemm => &[Uniform, Read, Read, Read, ReadWrite],
+            Kernel::RnnStep => &[Uniform, UniformDyn, Read, Read, ReadWrite],
+            Kernel::LstmStep => &[Uniform, UniformDyn, ReadWrite, Read, ReadWrite, ReadWrite],
+            Kernel::RnnStepBack => &[Uniform, UniformDyn, Read, Read, Read, ReadWrite, ReadWrite],
+            Kernel::LstmStepBack => &[
+                Uniform, UniformDyn, Read, Read, Read, Read, ReadWrite, ReadWrite, ReadWrite,
+            ],
+            Kernel::Softmax => &[Uniform, ReadWrite],
+            Kernel::ColSum => &[Uniform, Read, ReadWrite],
+        }
+    }
+}
+
+/// A compiled kernel and its bind-group layout.
+#[derive(Debug)]
+pub(crate) struct Pipeline {
+    pub(crate) pipeline: wgpu::ComputePipeline,
+    pub(crate) layout: wgpu::BindGroupLayout,
+}
+
+#[derive(Debug)]
+struct Inner {
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    info: wgpu::AdapterInfo,
+    limits: wgpu::Limits,
+    timestamps: bool,
+    poison: bool,
+    pipelines: Mutex<HashMap<Kernel, Arc<Pipeline>>>,
+    steps: Mutex<Option<(Arc<wgpu::Buffer>, u32)>>,
+    error: Arc<Mutex<Option<String>>>,
+}
+
+/// A GPU context: adapter, device and queue, and every pipeline compiled once, lazily.
+///
+/// Cheap to clone (shared). Make one per program (or test binary) and pass it to layers.
+#[derive(Debug, Clone)]
+pub struct Context {
+    inner: Arc<Inner>,
+}
+
+/// Bytes between two step slots of the dynamic-offset uniform.
+pub(crate) const STEP_STRIDE: u32 = 256;
+
+/// What the kernels need of an adapter.
+const MIN_STORAGE_PER_STAGE: u32 = 7;
+const MIN_INVOCATIONS: u32 = 256;
+const MIN_WORKGROUP_STORAGE: u32 = 8192;
+
+impl Context {
+    /// A context on the adapter chosen by the environment (blocking).
+    pub fn new() -> Result<Self> {
+        Self::with_options(ContextOptions::default())
+    }
+
+    /// A context with explicit options (blocking).
+    pub fn with_options(opts: ContextOptions) -> Result<Self> {
+        pollster::block_on(Self::with_options_async(opts))
+    }
+
+    /// A context with explicit options, for callers with an executor.
+    pub async fn with_options_async(opts: ContextOptions) -> Result<Self> {
+        let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+        if let Some(b) = opts.backends {
+            desc.backends = b;
+        }
+        let backends = desc.backends;
+        let instance = wgpu::Instance::new(desc);
+        let name = opts
+            .adapter_name
+            .clone()
+            .or_else(|| std::env::var("WGPU_ADAPTER_NAME").ok())
+            .map(|s| s.to_lowercase());
+        let adapter = match &name {
+            Some(name) => {
+                let adapters = instance.enumerate_adapters(backends).await;
+                let names: Vec<String> = adapters.iter().map(|a| a.get_info().name).collect();
+                adapters
+                    .into_iter()
+                    .find(|a| a.get_info().name.to_lowercase().contains(name.as_str()))
+                    .ok_or_else(|| {
+                        Error::NoAdapter(format!(
+                            "none of the adapters {names:?} on backends {backends:?} matches the name {name:?}"
+                        ))
+                    })?
+            }
+            None => instance
+                .request_adapter(&wgpu::RequestAdapterOptions {
+                    power_preference: wgpu::PowerPreference::from_env()
+                        .unwrap_or(wgpu::PowerPreference::HighPerformance),
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| Error::NoAdapter(format!("backends {backends:?}: {e}")))?,
+        };
+        let info = adapter.get_info();
+        let al = adapter.limits();
+        if al.max_storage_buffers_per_shader_stage < MIN_STORAGE_PER_STAGE
+            || al.max_compute_invocations_per_workgroup < MIN_INVOCATIONS
+            || al.max_compute_workgroup_storage_size < MIN_WORKGROUP_STORAGE
+        {
+            return Err(Error::NoAdapter(format!(
+                "adapter {:?} ({:?}) is too limited for compute: {} storage buffers per stage, \
+                 {} invocations per workgroup, {} bytes of workgroup memory",
+                info.name,
+                info.backend,
+                al.max_storage_buffers_per_shader_stage,
+                al.max_compute_invocations_per_workgroup,
+                al.max_compute_workgroup_storage_size
+            )));
+        }
+        // The adapter's own limits (always grantable); buffer sizes capped so that every
+        // element index fits in u32. The kernels themselves stay within the defaults.
+        let cap = 1u64 << 31;
+        let mut limits = al.clone();
+        limits.max_storage_buffer_binding_size = al.max_storage_buffer_binding_size.min(cap);
+        limits.max_buffer_size = al.max_buffer_size.min(cap);
+        let timestamps = adapter.features().contains(wgpu::Features::TIMESTAMP_QUERY);
+        let features = if timestamps {
+            wgpu::Features::TIMESTAMP_QUERY
+        } else {
+            wgpu::Features::empty()
+        };
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("wgpu-rnn"),
+                required_features: features,
+                required_limits: limits.clone(),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| Error::Device(format!("request_device on {:?}: {e}", info.name)))?;
+        let error = Arc::new(Mutex::new(None::<String>));
+        let sink = error.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            let mut slot = sink.lock().unwrap_or_else(|p| p.into_inner());
+            slot.get_or_insert_with(|| e.to_string());
+        }));
+        let sink = error.clone();
+        device.set_device_lost_callback(move |reason, msg| {
+            let mut slot = sink.lock().unwrap_or_else(|p| p.into_inner());
+            slot.get_or_insert_with(|| format!("device lost ({reason:?}): {msg}"));
+        });
+        Ok(Context {
+            inner: Arc::new(Inner {
+                device,
+                queue,
+                info,
+                limits,
+                timestamps,
+                poison: opts.poison_outputs,
+                pipelines: Mutex::new(HashMap::new()),
+                steps: Mutex::new(None),
+                error,
+            }),
+        })
+    }
+
+    /// The wgpu device.
+    pub fn device(&self) -> &wgpu::Device {
+        &self.inner.device
+    }
+
+    /// The wgpu queue.
+    pub fn queue(&self) -> &wgpu::Queue {
+        &self.inner.queue
+    }
+
+    /// The adapter's name, backend, driver.
+    pub fn adapter_info(&self) -> &wgpu::AdapterInfo {
+        &self.inner.info
+    }
+
+    /// The limits the device was created with.
+    pub fn limits(&self) -> &wgpu::Limits {
+        &self.inner.limits
+    }
+
+    /// Whether the device has timestamp queries.
+    pub fn has_timestamps(&self) -> bool {
+        self.inner.timestamps
+    }
+
+    /// Whether new output buffers are filled with NaN ([`ContextOptions::poison_outputs`]).
+    pub fn poisons_outputs(&self) -> bool {
+        self.inner.poison
+    }
+
+    /// One line: `name (backend, driver driver_info)`.
+    pub fn describe(&self) -> String {
+        let i = &self.inner.info;
+        format!(
+            "{} ({:?}, {} {})",
+            i.name, i.backend, i.driver, i.driver_info
+        )
+    }
+
+    /// Compiles every kernel now rather than on first use.
+    pub fn warm_up(&self) -> Result<()> {
+        for k in Kernel::ALL {
+            self.pipeline(k)?;
+        }
+        Ok(())
+    }
+
+    /// The compiled pipeline of `kernel`, compiling it on first use.
+    pub(crate) fn pipeline(&self, kernel: Kernel) -> Result<Arc<Pipeline>> {
+        let mut cache = self
+            .inner
+            .pipelines
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(p) = cache.get(&kernel) {
+            return Ok(p.clone());
+        }
+        let device = &self.inner.device;
+        let entries: Vec<wgpu::BindGroupLayoutEntry> = kernel
+            .bindings()
+            .iter()
+            .enumerate()
+            .map(|(i, b)| {
+                let (ty, dynamic, min) = match b {
+                    Bind::Uniform => (wgpu::BufferBindingType::Uniform, false, None),
+                    Bind::UniformDyn => (
+                        wgpu::BufferBindingType::Uniform,
+                        true,
+                        wgpu::BufferSize::new(16),
+                    ),
+                    Bind::Read => (
+                        wgpu::BufferBindingType::Storage { read_only: true },
+                        false,
+                        None,
+                    ),
+                    Bind::ReadWrite => (
+                        wgpu::BufferBindingType::Storage { read_only: false },
+                        false,
+                        None,
+                    ),
+                };
+                wgpu::BindGroupLayoutEntry {
+                    binding: i as u32,
+                    visibility: wgpu::ShaderStages::COMPUTE,
+                    ty: wgpu::BindingType::Buffer {
+                        ty,
+                        has_dynamic_offset: dynamic,
+                        min_binding_size: min,
+                    },
+                    count: None,
+                }
+            })
+            .collect();
+        let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some(kernel.entry()),
+            entries: &entries,
+        });
+        let pl = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some(kernel.entry()),
+            bind_group_layouts: &[Some(&layout)],
+            immediate_size: 0,
+        });
+        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some(kernel.entry()),
+            source: wgpu::ShaderSource::Wgsl(kernel.source().into()),
+        });
+        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(kernel.entry()),
+            layout: Some(&pl),
+            module: &module,
+            entry_point: Some(kernel.entry()),
+            compilation_options: Default::default(),
+            cache: None,
+        });
+        self.check(&format!("compiling the {kernel:?} kernel"))?;
+        let p = Arc::new(Pipeline { pipeline, layout });
+        cache.insert(kernel, p.clone());
+        Ok(p)
+    }
+
+    /// The shared step-index uniform: slot `k` (at `k · STEP_STRIDE` bytes) holds `k`.
+    /// Grown on demand; its contents never change, so it is written once per size.
+    pub(crate) fn steps(&self, count: u32) -> Arc<wgpu::Buffer> {
+        let mut slot = self.inner.steps.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((buf, cap)) = slot.as_ref() {
+            if *cap >= count {
+                return buf.clone();
+            }
+        }
+        let cap = count.next_power_of_two().max(64);
+        let words = (STEP_STRIDE / 4) as usize;
+        let mut data = vec![0u32; cap as usize * words];
+        for k in 0..cap as usize {
+            data[k * words] = k as u32;
+        }
+        let buf = Arc::new(self.buffer_init("steps", &data, wgpu::BufferUsages::UNIFORM));
+        *slot = Some((buf.clone(), cap));
+        buf
+    }
+
+    /// A buffer initialised from `data`.
+    pub(crate) fn buffer_init<T: bytemuck::Pod>(
+        &self,
+        label: &str,
+        data: &[T],
+        usage: wgpu::BufferUsages,
+    ) -> wgpu::Buffer {
+        use wgpu::util::DeviceExt;
+        let bytes: &[u8] = bytemuck::cast_slice(data);
+        // wgpu rejects empty buffers; a zero-length array still gets 16 bytes.
+        let pad = [0u8; 16];
+        let contents = if bytes.is_empty() { &pad[..] } else { bytes };
+        self.inner
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(label),
+                contents,
+                usage,
+            })
+    }
+
+    /// A uniform buffer holding `value`.
+    pub(crate) fn uniform<T: bytemuck::Pod>(&self, label: &str, value: &T) -> wgpu::Buffer {
+        self.buffer_init(
+            label,
+            std::slice::from_ref(value),
+            wgpu::BufferUsages::UNIFORM,
+        )
+    }
+
+    /// Returns the first device error since the last check, if any.
+    pub(crate) fn check(&self, what: &str) -> Result<()> {
+        let mut slot = self.inner.error.lock().unwrap_or_else(|p| p.into_inner());
+        match slot.take() {
+            Some(e) => Err(Error::Device(format!("{what}: {e}"))),
+            None => Ok(()),
+        }
+    }
+
+    /// Checks that a storage buffer of `bytes` fits the device, naming `arg` if not.
+    pub(crate) fn check_size(&self, arg: &'static str, bytes: u64) -> Result<()> {
+        let l = &self.inner.limits;
+        let (limit_name, limit) = if l.max_storage_buffer_binding_size <= l.max_buffer_size {
+            (
+                "max_storage_buffer_binding_size",
+                l.max_storage_buffer_binding_size,
+            )
+        } else {
+            ("max_buffer_size", l.max_buffer_size)
+        };
+        if bytes > limit {
+            return Err(Error::TooLarge {
+                arg,
+                bytes,
+                limit_name,
+                limit,
+            });
+        }
+        Ok(())
+    }
+
+    /// Checks a dispatch's workgroup count along one dimension.
+    pub(crate) fn check_groups(&self, arg: &'static str, groups: u64) -> Result<()> {
+        let max = self.inner.limits.max_compute_workgroups_per_dimension as u64;
+        if groups > max {
+            return Err(Error::Invalid {
+                arg,
+                msg: format!(
+                    "needs {groups} workgroups along one dimension, over the device's limit of {max}"
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Submits `encoder` and reports any device error raised while recording it.
+    pub(crate) fn submit(&self, encoder: wgpu::CommandEncoder, what: &str) -> Result<()> {
+        self.inner.queue.submit(Some(encoder.finish()));
+        self.check(what)
+    }
+
+    /// Blocks until all submitted work is done.
+    pub fn wait(&self) -> Result<()> {
+        self.inner
+            .device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Device(format!("poll: {e}")))?;
+        self.check("waiting for the GPU")
+    }
+}

@@ -1,0 +1,82 @@
+//! The output head on the GPU: `softmax(W_y h + b_y)` for all steps at once.
+
+use super::kernels::{self, Gemm};
+use super::tensor::new_buffer;
+use super::{Context, Tensor};
+use crate::error::{Error, Result};
+use crate::params::Head;
+
+/// An output head whose weights live on the device.
+#[derive(Debug)]
+pub struct GpuHead {
+    ctx: Context,
+    classes: usize,
+    hidden: usize,
+    w_y: wgpu::Buffer,
+    b_y: wgpu::Buffer,
+}
+
+impl GpuHead {
+    /// Uploads `head` (checked first).
+    pub fn new(ctx: &Context, head: &Head<f32>) -> Result<Self> {
+        head.check()?;
+        let (c, h) = head.w_y.dim();
+        ctx.check_size("w_y", (c * h * 4) as u64)?;
+        let w: Vec<f32> = head.w_y.iter().copied().collect();
+        let b: Vec<f32> = head.b_y.to_vec();
+        let usage = super::tensor::TENSOR_USAGE;
+        Ok(GpuHead {
+            ctx: ctx.clone(),
+            classes: c,
+            hidden: h,
+            w_y: ctx.buffer_init("w_y", &w, usage),
+            b_y: ctx.buffer_init("b_y", &b, usage),
+        })
+    }
+
+    /// `y [T, B, C] = softmax(h · W_yᵀ + b_y)` over the class axis, for `h [T, B, H]`:
+    /// one GEMM over all `T·B` rows and one softmax dispatch, each row shifted by its max.
+    pub fn forward(&self, h: &Tensor) -> Result<Tensor> {
+        let ctx = &self.ctx;
+        let s = h.shape();
+        if s.len() != 3 || s[0] == 0 || s[1] == 0 || s[2] != self.hidden {
+            return Err(Error::Shape {
+                arg: "h",
+                expected: format!("[T, B, H] with T ≥ 1, B ≥ 1, H = {}", self.hidden),
+                got: crate::error::fmt_shape(s),
+            });
+        }
+        let rows = s[0] * s[1];
+        let y = new_buffer(ctx, "y", (rows * self.classes) as u64)?;
+        let gemm = Gemm {
+            m: rows,
+            n: self.classes,
+            k: self.hidden,
+            a: (h.buffer(), h.offset()),
+            b: (&self.w_y, 0),
+            bias: Some((&self.b_y, 0)),
+            c: (&y, 0),
+            trans_a: false,
+            trans_b: true,
+            accumulate: false,
+        }
+        .op(ctx)?;
+        let soft = kernels::softmax(ctx, &y, 0, rows, self.classes)?;
+        let mut enc = ctx
+            .device()
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("head"),
+            });
+        {
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("head"),
+                timestamp_writes: None,
+            });
+            gemm.record(&mut pass);
+            soft.record(&mut pass);
+        }
+        ctx.submit(enc, "head")?;
+        let y = std::sync::Arc::new(y);
+        Ok(Tensor::view_of(ctx, &y, 0, &[s[0], s[1], self.classes]))
+    }
+}

@@ -1,0 +1,221 @@
+//! Recording helpers: each kernel's uniform parameters, bind group and dispatch size.
+
+use std::sync::Arc;
+
+use bytemuck::{Pod, Zeroable};
+
+use super::context::{Context, Kernel, Pipeline, STEP_STRIDE};
+use crate::error::Result;
+
+/// A dispatch ready to record: pipeline, bind group (made once), workgroup counts.
+pub(crate) struct Op {
+    pipeline: Arc<Pipeline>,
+    bind_group: wgpu::BindGroup,
+    groups: [u32; 3],
+}
+
+impl Op {
+    /// Makes the bind group of `kernel` over `buffers`, in binding order. A dynamic
+    /// uniform binding is bound 16 bytes wide, its offset chosen per dispatch.
+    pub(crate) fn new(
+        ctx: &Context,
+        kernel: Kernel,
+        buffers: &[&wgpu::Buffer],
+        groups: [u32; 3],
+    ) -> Result<Self> {
+        let pipeline = ctx.pipeline(kernel)?;
+        let binds = kernel.bindings();
+        debug_assert_eq!(binds.len(), buffers.len());
+        let entries: Vec<wgpu::BindGroupEntry> = buffers
+            .iter()
+            .zip(binds)
+            .enumerate()
+            .map(|(i, (buf, bind))| wgpu::BindGroupEntry {
+                binding: i as u32,
+                resource: match bind {
+                    super::context::Bind::UniformDyn => {
+                        wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                            buffer: buf,
+                            offset: 0,
+                            size: wgpu::BufferSize::new(16),
+                        })
+                    }
+                    _ => buf.as_entire_binding(),
+                },
+            })
+            .collect();
+        let bind_group = ctx.device().create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(kernel.entry()),
+            layout: &pipeline.layout,
+            entries: &entries,
+        });
+        Ok(Op {
+            pipeline,
+            bind_group,
+            groups,
+        })
+    }
+
+    /// Records one dispatch.
+    pub(crate) fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
+        pass.set_pipeline(&self.pipeline.pipeline);
+        pass.set_bind_group(0, &self.bind_group, &[]);
+        let [x, y, z] = self.groups;
+        pass.dispatch_workgroups(x, y, z);
+    }
+
+    /// Records one dispatch per step index in `steps`, in that order: the pipeline is
+    /// set once and each dispatch selects its step slot by dynamic offset.
+    pub(crate) fn record_steps(
+        &self,
+        pass: &mut wgpu::ComputePass<'_>,
+        steps: impl Iterator<Item = u32>,
+    ) {
+        pass.set_pipeline(&self.pipeline.pipeline);
+        let [x, y, z] = self.groups;
+        for t in steps {
+            pass.set_bind_group(0, &self.bind_group, &[t * STEP_STRIDE]);
+            pass.dispatch_workgroups(x, y, z);
+        }
+    }
+}
+
+/// `ceil(a / b)`.
+pub(crate) fn div_ceil(a: usize, b: usize) -> u32 {
+    a.div_ceil(b) as u32
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct GemmParams {
+    m: u32,
+    n: u32,
+    k: u32,
+    a_off: u32,
+    b_off: u32,
+    c_off: u32,
+    bias_off: u32,
+    flags: u32,
+}
+
+/// A GEMM operand: buffer and element offset.
+pub(crate) type Operand<'a> = (&'a wgpu::Buffer, u64);
+
+/// `C[M, N] (+)= op(A)[M, K] · op(B)[K, N] (+ bias[N])`: A stored `[K, M]` when
+/// `trans_a`, B stored `[N, K]` when `trans_b`.
+pub(crate) struct Gemm<'a> {
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    pub a: Operand<'a>,
+    pub b: Operand<'a>,
+    pub bias: Option<Operand<'a>>,
+    pub c: Operand<'a>,
+    pub trans_a: bool,
+    pub trans_b: bool,
+    pub accumulate: bool,
+}
+
+/// Tile of C per GEMM workgroup.
+const GEMM_TILE: usize = 64;
+
+impl Gemm<'_> {
+    pub(crate) fn op(&self, ctx: &Context) -> Result<Op> {
+        let flags = self.trans_a as u32
+            | (self.trans_b as u32) << 1
+            | (self.bias.is_some() as u32) << 2
+            | (self.accumulate as u32) << 3;
+        let params = GemmParams {
+            m: self.m as u32,
+            n: self.n as u32,
+            k: self.k as u32,
+            a_off: self.a.1 as u32,
+            b_off: self.b.1 as u32,
+            c_off: self.c.1 as u32,
+            bias_off: self.bias.map_or(0, |b| b.1 as u32),
+            flags,
+        };
+        let gx = div_ceil(self.n, GEMM_TILE);
+        let gy = div_ceil(self.m, GEMM_TILE);
+        ctx.check_groups("gemm", gx.max(gy) as u64)?;
+        let u = ctx.uniform("gemm params", &params);
+        let bias = self.bias.map_or(self.b.0, |b| b.0);
+        Op::new(
+            ctx,
+            Kernel::Gemm,
+            &[&u, self.a.0, self.b.0, bias, self.c.0],
+            [gx, gy, 1],
+        )
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct RowParams {
+    rows: u32,
+    cols: u32,
+    extra: u32,
+    _pad: u32,
+}
+
+/// Softmax over the last axis of `y [rows, classes]` from element `off`, in place.
+pub(crate) fn softmax(
+    ctx: &Context,
+    y: &wgpu::Buffer,
+    off: u64,
+    rows: usize,
+    classes: usize,
+) -> Result<Op> {
+    let u = ctx.uniform(
+        "softmax params",
+        &RowParams {
+            rows: rows as u32,
+            cols: classes as u32,
+            extra: off as u32,
+            _pad: 0,
+        },
+    );
+    // Rows beyond 65535 workgroups spill into y (the kernel folds gid.y back in).
+    let groups = div_ceil(rows, 64);
+    let (gx, gy) = if groups > 65535 {
+        (65535, groups.div_ceil(65535))
+    } else {
+        (groups, 1)
+    };
+    Op::new(ctx, Kernel::Softmax, &[&u, y], [gx, gy, 1])
+}
+
+/// `out[j] (+)= Σ_r x[r, j]` over `x [rows, cols]`.
+pub(crate) fn col_sum(
+    ctx: &Context,
+    x: &wgpu::Buffer,
+    out: &wgpu::Buffer,
+    rows: usize,
+    cols: usize,
+    accumulate: bool,
+) -> Result<Op> {
+    let u = ctx.uniform(
+        "col_sum params",
+        &RowParams {
+            rows: rows as u32,
+            cols: cols as u32,
+            extra: accumulate as u32,
+            _pad: 0,
+        },
+    );
+    let gx = div_ceil(cols, 64);
+    ctx.check_groups("col_sum", gx as u64)?;
+    Op::new(ctx, Kernel::ColSum, &[&u, x, out], [gx, 1, 1])
+}
+
+/// The per-layer dimensions uniform of the step kernels.
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+pub(crate) struct StepDims {
+    pub batch: u32,
+    pub hidden: u32,
+    /// Forward: cell-state slots; backward: `T`.
+    pub slots: u32,
+    /// Forward: training mode.
+    pub train: u32,
+}

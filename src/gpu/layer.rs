@@ -1,0 +1,625 @@
+//! A recurrent layer on the GPU: weights uploaded once, forward over a whole sequence
+//! recorded in one command encoder and one compute pass, backward through time likewise.
+
+use std::sync::Arc;
+
+use ndarray::{Array1, Array2, Array3, Ix1, Ix2, Ix3};
+
+use super::kernels::{self, div_ceil, Gemm, Op, StepDims};
+use super::tensor::new_buffer;
+use super::{Context, Kernel, Tensor};
+use crate::cpu;
+use crate::error::{Error, Result};
+use crate::params::{Cell, Params};
+
+/// Whether a forward pass keeps what backward needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Keep only the hidden states (the output) and the last cell state.
+    Inference,
+    /// Also keep the activated gates and every cell state (LSTM), for [`Layer::backward`].
+    Training,
+}
+
+/// Batch rows per step-kernel invocation, and invocations per workgroup (as in the
+/// shaders' `BT` and `@workgroup_size`).
+const STEP_ROWS: usize = 4;
+const STEP_UNITS: usize = 64;
+
+/// A recurrent layer whose weights live on the device.
+///
+/// Device layouts (made once, at upload): the input weights and bias with the LSTM's gate
+/// rows interleaved per hidden unit (`[H, 4, I]`, so a step kernel reads the four gates
+/// of a unit as one vec4); the recurrent weights twice, once laid out for the forward
+/// step (`W_f[k, j, g] = W_hh[g·H + j, k]`) and once for the backward step
+/// (`W_b[j', j, g] = W_hh[g·H + j', j]`), both coalesced along `j`.
+#[derive(Debug)]
+pub struct Layer {
+    ctx: Context,
+    cell: Cell,
+    input: usize,
+    hidden: usize,
+    w_ih: wgpu::Buffer,
+    bias: wgpu::Buffer,
+    w_fwd: wgpu::Buffer,
+    w_back: wgpu::Buffer,
+}
+
+/// The result of [`Layer::forward`]; everything stays on the device until downloaded.
+#[derive(Debug)]
+pub struct Forward {
+    /// Every hidden state `[T, B, H]`.
+    pub h: Tensor,
+    /// The last hidden state `[B, H]` (a view of `h`).
+    pub h_last: Tensor,
+    /// The last cell state `[B, H]` (LSTM only).
+    pub c_last: Option<Tensor>,
+    /// What backward needs ([`Mode::Training`] only).
+    pub trace: Option<Trace>,
+}
+
+/// What a training-mode forward keeps for backward.
+///
+/// Bytes kept per time step beyond the hidden states themselves: the LSTM keeps its four
+/// activated gates and its cell state, `20·B·H` bytes; the tanh RNN nothing (its backward
+/// needs only `h`). Both keep a reference to the input `x` (no copy).
+#[derive(Debug, Clone)]
+pub struct Trace {
+    cell: Cell,
+    input: usize,
+    hidden: usize,
+    steps: usize,
+    batch: usize,
+    x: Tensor,
+    /// `[T + 1, B, H]`, slot 0 = h0.
+    hs: Arc<wgpu::Buffer>,
+    /// `[T + 1, B, H]`, slot 0 = c0 (LSTM).
+    cs: Option<Arc<wgpu::Buffer>>,
+    /// `[T, B, H, 4]` activated gates (LSTM).
+    gates: Option<Arc<wgpu::Buffer>>,
+}
+
+impl Trace {
+    /// Number of time steps `T`.
+    pub fn steps(&self) -> usize {
+        self.steps
+    }
+    /// Batch size `B`.
+    pub fn batch(&self) -> usize {
+        self.batch
+    }
+}
+
+/// Gradients of the layer's parameters, on the device, in the device's gate layout.
+#[derive(Debug)]
+pub struct ParamGrads {
+    cell: Cell,
+    input: usize,
+    hidden: usize,
+    /// `[G·H, I]` (gate rows interleaved).
+    pub dw_ih: Tensor,
+    /// `[G·H, H]` (gate rows interleaved).
+    pub dw_hh: Tensor,
+    /// `[G·H]` (interleaved); the gradient of both `b_ih` and `b_hh`.
+    pub db: Tensor,
+}
+
+impl ParamGrads {
+    /// Downloads `(dw_ih, dw_hh, db)` in PyTorch's layout (gate blocks i, f, g, o).
+    pub fn to_host(&self) -> Result<(Array2<f32>, Array2<f32>, Array1<f32>)> {
+        let g = self.cell.gates();
+        let h = self.hidden;
+        let dw_ih = dim::<Ix2>(self.dw_ih.to_array()?)?;
+        let dw_hh = dim::<Ix2>(self.dw_hh.to_array()?)?;
+        let db = dim::<Ix1>(self.db.to_array()?)?;
+        // Device row j·G + g is PyTorch row g·H + j.
+        let row = |r: usize| (r % h) * g + r / h;
+        let dw_ih = Array2::from_shape_fn((g * h, self.input), |(r, c)| dw_ih[(row(r), c)]);
+        let dw_hh = Array2::from_shape_fn((g * h, h), |(r, c)| dw_hh[(row(r), c)]);
+        let db = Array1::from_shape_fn(g * h, |r| db[row(r)]);
+        Ok((dw_ih, dw_hh, db))
+    }
+}
+
+/// The result of [`Layer::backward`].
+#[derive(Debug)]
+pub struct Grads {
+    /// Input gradient `[T, B, I]`.
+    pub dx: Tensor,
+    /// Gradient of the initial hidden state `[B, H]`.
+    pub dh0: Tensor,
+    /// Gradient of the initial cell state `[B, H]` (LSTM only).
+    pub dc0: Option<Tensor>,
+    /// Parameter gradients.
+    pub params: ParamGrads,
+}
+
+impl Grads {
+    /// Downloads everything into the CPU path's [`cpu::Grads`] (PyTorch layout).
+    pub fn to_cpu(&self) -> Result<cpu::Grads<f32>> {
+        let (dw_ih, dw_hh, db) = self.params.to_host()?;
+        Ok(cpu::Grads {
+            dx: dim::<Ix3>(self.dx.to_array()?)?,
+            dh0: dim::<Ix2>(self.dh0.to_array()?)?,
+            dc0: match &self.dc0 {
+                Some(t) => Some(dim::<Ix2>(t.to_array()?)?),
+                None => None,
+            },
+            dw_ih,
+            dw_hh,
+            db_ih: db.clone(),
+            db_hh: db,
+        })
+    }
+}
+
+/// Input gradients of [`Layer::backward_into`].
+#[derive(Debug)]
+pub struct InputGrads {
+    /// `[T, B, I]`.
+    pub dx: Tensor,
+    /// `[B, H]`.
+    pub dh0: Tensor,
+    /// `[B, H]` (LSTM only).
+    pub dc0: Option<Tensor>,
+}
+
+fn dim<D: ndarray::Dimension>(a: ndarray::ArrayD<f32>) -> Result<ndarray::Array<f32, D>> {
+    a.into_dimensionality::<D>()
+        .map_err(|e| Error::Device(format!("downloaded tensor: {e}")))
+}
+
+impl Layer {
+    /// Uploads `params` to the device (checked first).
+    pub fn new(ctx: &Context, params: &Params<f32>) -> Result<Self> {
+        params.check()?;
+        let (g, h, i) = (
+            params.cell.gates(),
+            params.hidden_size(),
+            params.input_size(),
+        );
+        let gh = g * h;
+        for (arg, n) in [("w_ih", gh * i), ("w_hh", gh * h)] {
+            ctx.check_size(arg, (n * 4) as u64)?;
+        }
+        // Device row j·G + gate  ←  PyTorch row gate·H + j.
+        let src_row = |r: usize| (r % g) * h + r / g;
+        let w_ih: Vec<f32> = (0..gh)
+            .flat_map(|r| params.w_ih.row(src_row(r)).to_vec())
+            .collect();
+        let bias_all = params.bias();
+        let bias: Vec<f32> = (0..gh).map(|r| bias_all[src_row(r)]).collect();
+        let w = &params.w_hh;
+        let mut w_fwd = vec![0f32; gh * h];
+        let mut w_back = vec![0f32; gh * h];
+        for a in 0..h {
+            for j in 0..h {
+                for gate in 0..g {
+                    w_fwd[(a * h + j) * g + gate] = w[(gate * h + j, a)];
+                    w_back[(a * h + j) * g + gate] = w[(gate * h + a, j)];
+                }
+            }
+        }
+        let usage = super::tensor::TENSOR_USAGE;
+        let layer = Layer {
+            ctx: ctx.clone(),
+            cell: params.cell,
+            input: i,
+            hidden: h,
+            w_ih: ctx.buffer_init("w_ih", &w_ih, usage),
+            bias: ctx.buffer_init("bias", &bias, usage),
+            w_fwd: ctx.buffer_init("w_hh (forward layout)", &w_fwd, usage),
+            w_back: ctx.buffer_init("w_hh (backward layout)", &w_back, usage),
+        };
+        ctx.check("uploading the layer's weights")?;
+        Ok(layer)
+    }
+
+    /// The cell kind.
+    pub fn cell(&self) -> Cell {
+        self.cell
+    }
+    /// Input size `I`.
+    pub fn input_size(&self) -> usize {
+        self.input
+    }
+    /// Hidden size `H`.
+    pub fn hidden_size(&self) -> usize {
+        self.hidden
+    }
+    /// The context the layer lives in.
+    pub fn context(&self) -> &Context {
+        &self.ctx
+    }
+
+    fn gh(&self) -> usize {
+        self.cell.gates() * self.hidden
+    }
+
+    /// Checks the step kernels' grid for batch `b`.
+    fn step_groups(&self, b: usize) -> Result<[u32; 3]> {
+        let gx = div_ceil(self.hidden, STEP_UNITS);
+        let gy = div_ceil(b, STEP_ROWS);
+        self.ctx.check_groups("x", gx.max(gy) as u64)?;
+        Ok([gx, gy, 1])
+    }
+
+    /// Runs the layer over `x [T, B, I]` from `h0` (and `c0` for the LSTM), zeros when
+    /// `None`. Records the input projection (one GEMM over all `T·B` rows) and one fused
+    /// step dispatch per time step into one command encoder and one compute pass, and
+    /// submits it; nothing is read back.
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        h0: Option<&Tensor>,
+        c0: Option<&Tensor>,
+        mode: Mode,
+    ) -> Result<Forward> {
+        let ctx = &self.ctx;
+        let shape = x.shape();
+        if shape.len() != 3 || shape[0] == 0 || shape[1] == 0 || shape[2] != self.input {
+            return Err(Error::Shape {
+                arg: "x",
+                expected: format!("[T, B, I] with T ≥ 1, B ≥ 1, I = {}", self.input),
+                got: crate::error::fmt_shape(shape),
+            });
+        }
+        let (t, b) = (shape[0], shape[1]);
+        let (h, gh) = (self.hidden, self.gh());
+        let bh = b * h;
+        if let Some(h0) = h0 {
+            h0.expect_shape("h0", "[B, H]", &[b, h])?;
+        }
+        match (self.cell, c0) {
+            (Cell::Rnn, Some(_)) => {
+                return Err(Error::Invalid {
+                    arg: "c0",
+                    msg: "a tanh RNN has no cell state: pass None".into(),
+                })
+            }
+            (Cell::Lstm, Some(c0)) => c0.expect_shape("c0", "[B, H]", &[b, h])?,
+            _ => {}
+        }
+        let groups = self.step_groups(b)?;
+        let train = mode == Mode::Training;
+        let xw = Arc::new(new_buffer(ctx, "x", (t * b * gh) as u64)?);
+        let hs = Arc::new(new_buffer(ctx, "h", ((t + 1) * bh) as u64)?);
+        let slots = if train { t + 1 } else { 2 };
+        let cs = match self.cell {
+            Cell::Lstm => Some(Arc::new(new_buffer(ctx, "c", (slots * bh) as u64)?)),
+            Cell::Rnn => None,
+        };
+
+        let gemm = Gemm {
+            m: t * b,
+            n: gh,
+            k: self.input,
+            a: (x.buffer(), x.offset()),
+            b: (&self.w_ih, 0),
+            bias: Some((&self.bias, 0)),
+            c: (&xw, 0),
+            trans_a: false,
+            trans_b: true,
+            accumulate: false,
+        }
+        .op(ctx)?;
+        let dims = ctx.uniform(
+            "step dims",
+            &StepDims {
+                batch: b as u32,
+                hidden: h as u32,
+                slots: slots as u32,
+                train: train as u32,
+            },
+        );
+        let steps = ctx.steps(t as u32 + 1);
+        let step = match &cs {
+            Some(cs) => Op::new(
+                ctx,
+                Kernel::LstmStep,
+                &[&dims, &steps, &xw, &self.w_fwd, &hs, cs],
+                groups,
+            )?,
+            None => Op::new(
+                ctx,
+                Kernel::RnnStep,
+                &[&dims, &steps, &xw, &self.w_fwd, &hs],
+                groups,
+            )?,
+        };
+
+        let mut enc = ctx
+            .device()
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("forward"),
+            });
+        init_slot(&mut enc, &hs, h0, bh);
+        if let Some(cs) = &cs {
+            init_slot(&mut enc, cs, c0, bh);
+        }
+        {
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("forward"),
+                timestamp_writes: None,
+            });
+            gemm.record(&mut pass);
+            step.record_steps(&mut pass, 0..t as u32);
+        }
+        ctx.submit(enc, "forward")?;
+
+        let out = Forward {
+            h: Tensor::view_of(ctx, &hs, bh as u64, &[t, b, h]),
+            h_last: Tensor::view_of(ctx, &hs, (t * bh) as u64, &[b, h]),
+            c_last: cs
+                .as_ref()
+                .map(|cs| Tensor::view_of(ctx, cs, ((t % slots) * bh) as u64, &[b, h])),
+            trace: train.then(|| Trace {
+                cell: self.cell,
+                input: self.input,
+                hidden: h,
+                steps: t,
+                batch: b,
+                x: x.clone(),
+                hs: hs.clone(),
+                cs: cs.clone(),
+                gates: cs.as_ref().map(|_| xw.clone()),
+            }),
+        };
+        Ok(out)
+    }
+
+    /// Backward through time from `dh [T, B, H]`, the upstream gradient of every hidden
+    /// state, and `dc_last [B, H]`, an optional gradient on the final cell state (LSTM).
+    /// Returns fresh gradients on the device.
+    pub fn backward(&self, trace: &Trace, dh: &Tensor, dc_last: Option<&Tensor>) -> Result<Grads> {
+        let mut params = self.zero_grads()?;
+        let inputs = self.backward_into(trace, dh, dc_last, &mut params, false)?;
+        Ok(Grads {
+            dx: inputs.dx,
+            dh0: inputs.dh0,
+            dc0: inputs.dc0,
+            params,
+        })
+    }
+
+    /// Zero parameter gradients of this layer's shape, to accumulate into.
+    pub fn zero_grads(&self) -> Result<ParamGrads> {
+        let (gh, i, h) = (self.gh(), self.input, self.hidden);
+        let zero = |arg, shape: &[usize]| -> Result<Tensor> {
+            let n: usize = shape.iter().product();
+            let buf = Arc::new(new_buffer(&self.ctx, arg, n as u64)?);
+            let mut enc = self
+                .ctx
+                .device()
+                .create_command_encoder(&Default::default());
+            enc.clear_buffer(&buf, 0, None);
+            self.ctx.submit(enc, "zeroing gradients")?;
+            Ok(Tensor::view_of(&self.ctx, &buf, 0, shape))
+        };
+        Ok(ParamGrads {
+            cell: self.cell,
+            input: i,
+            hidden: h,
+            dw_ih: zero("dw_ih", &[gh, i])?,
+            dw_hh: zero("dw_hh", &[gh, h])?,
+            db: zero("db", &[gh])?,
+        })
+    }
+
+    /// Backward through time into existing parameter gradients: with `accumulate` they
+    /// become `grads += ∂L/∂θ` (minibatch loops), else `grads = ∂L/∂θ`. The input
+    /// gradients are returned fresh. One dispatch per time step, then three GEMMs
+    /// (`dW_ih = dGᵀ·X`, `dW_hh = dGᵀ·H_prev`, `dX = dG·W_ih`) and one column sum (`db`),
+    /// all in one command encoder and one compute pass.
+    pub fn backward_into(
+        &self,
+        trace: &Trace,
+        dh: &Tensor,
+        dc_last: Option<&Tensor>,
+        grads: &mut ParamGrads,
+        accumulate: bool,
+    ) -> Result<InputGrads> {
+        let ctx = &self.ctx;
+        if trace.cell != self.cell || trace.hidden != self.hidden || trace.input != self.input {
+            return Err(Error::Invalid {
+                arg: "trace",
+                msg: format!(
+                    "made by a {} layer with I = {}, H = {}; this layer is a {} with I = {}, H = {}",
+                    trace.cell.name(),
+                    trace.input,
+                    trace.hidden,
+                    self.cell.name(),
+                    self.input,
+                    self.hidden
+                ),
+            });
+        }
+        if grads.cell != self.cell || grads.hidden != self.hidden || grads.input != self.input {
+            return Err(Error::Invalid {
+                arg: "grads",
+                msg: "gradients of a layer of another kind or size".into(),
+            });
+        }
+        let (t, b, h, gh, i) = (trace.steps, trace.batch, self.hidden, self.gh(), self.input);
+        let bh = b * h;
+        dh.expect_shape("dh", "[T, B, H]", &[t, b, h])?;
+        match (self.cell, dc_last) {
+            (Cell::Rnn, Some(_)) => {
+                return Err(Error::Invalid {
+                    arg: "dc_last",
+                    msg: "a tanh RNN has no cell state: pass None".into(),
+                })
+            }
+            (Cell::Lstm, Some(d)) => d.expect_shape("dc_last", "[B, H]", &[b, h])?,
+            _ => {}
+        }
+        let groups = self.step_groups(b)?;
+        let dg = new_buffer(ctx, "dh", (t * b * gh) as u64)?;
+        let dh0 = Arc::new(new_buffer(ctx, "dh0", bh as u64)?);
+        let dx = Arc::new(new_buffer(ctx, "dx", (t * b * i) as u64)?);
+        let dc = match self.cell {
+            Cell::Lstm => Some(Arc::new(new_buffer(ctx, "dc", bh as u64)?)),
+            Cell::Rnn => None,
+        };
+        let mut enc = ctx
+            .device()
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("backward"),
+            });
+        // The step kernel reads dh from element 0: copy a view that starts elsewhere.
+        let dh_buf;
+        let dh_ref = if dh.offset() == 0 {
+            dh.buffer()
+        } else {
+            dh_buf = new_buffer(ctx, "dh", (t * bh) as u64)?;
+            enc.copy_buffer_to_buffer(
+                dh.buffer(),
+                dh.offset() * 4,
+                &dh_buf,
+                0,
+                (t * bh * 4) as u64,
+            );
+            &dh_buf
+        };
+        if let Some(dc) = &dc {
+            init_slot(&mut enc, dc, dc_last, bh);
+        }
+        let dims = ctx.uniform(
+            "step dims",
+            &StepDims {
+                batch: b as u32,
+                hidden: h as u32,
+                slots: t as u32,
+                train: 0,
+            },
+        );
+        let steps = ctx.steps(t as u32 + 1);
+        let step = match (&dc, &trace.cs, &trace.gates) {
+            (Some(dc), Some(cs), Some(gates)) => Op::new(
+                ctx,
+                Kernel::LstmStepBack,
+                &[
+                    &dims,
+                    &steps,
+                    gates,
+                    cs,
+                    dh_ref,
+                    &self.w_back,
+                    &dg,
+                    dc,
+                    &dh0,
+                ],
+                groups,
+            )?,
+            _ => Op::new(
+                ctx,
+                Kernel::RnnStepBack,
+                &[&dims, &steps, &trace.hs, dh_ref, &self.w_back, &dg, &dh0],
+                groups,
+            )?,
+        };
+        let rows = t * b;
+        let x = &trace.x;
+        let ops = [
+            Gemm {
+                m: gh,
+                n: i,
+                k: rows,
+                a: (&dg, 0),
+                b: (x.buffer(), x.offset()),
+                bias: None,
+                c: (grads.dw_ih.buffer(), grads.dw_ih.offset()),
+                trans_a: true,
+                trans_b: false,
+                accumulate,
+            }
+            .op(ctx)?,
+            Gemm {
+                m: gh,
+                n: h,
+                k: rows,
+                a: (&dg, 0),
+                b: (&trace.hs, 0),
+                bias: None,
+                c: (grads.dw_hh.buffer(), grads.dw_hh.offset()),
+                trans_a: true,
+                trans_b: false,
+                accumulate,
+            }
+            .op(ctx)?,
+            Gemm {
+                m: rows,
+                n: i,
+                k: gh,
+                a: (&dg, 0),
+                b: (&self.w_ih, 0),
+                bias: None,
+                c: (&dx, 0),
+                trans_a: false,
+                trans_b: false,
+                accumulate: false,
+            }
+            .op(ctx)?,
+        ];
+        if grads.db.offset() != 0 {
+            return Err(Error::Invalid {
+                arg: "grads",
+                msg: "db must start at its buffer's beginning".into(),
+            });
+        }
+        let db = kernels::col_sum(ctx, &dg, grads.db.buffer(), rows, gh, accumulate)?;
+        {
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("backward"),
+                timestamp_writes: None,
+            });
+            step.record_steps(&mut pass, (0..t as u32).rev().chain(Some(t as u32)));
+            for op in &ops {
+                op.record(&mut pass);
+            }
+            db.record(&mut pass);
+        }
+        ctx.submit(enc, "backward")?;
+        Ok(InputGrads {
+            dx: Tensor::view_of(ctx, &dx, 0, &[t, b, i]),
+            dh0: Tensor::view_of(ctx, &dh0, 0, &[b, h]),
+            dc0: dc.map(|dc| Tensor::view_of(ctx, &dc, 0, &[b, h])),
+        })
+    }
+}
+
+/// Fills the first `slot` elements of `buf` (one `[B, H]` state) with `src`, or zeros;
+/// the rest of the buffer is left as it is (NaN where outputs are poisoned).
+fn init_slot(
+    enc: &mut wgpu::CommandEncoder,
+    buf: &wgpu::Buffer,
+    src: Option<&Tensor>,
+    slot: usize,
+) {
+    let bytes = (slot * 4) as u64;
+    match src {
+        Some(s) => enc.copy_buffer_to_buffer(s.buffer(), s.offset() * 4, buf, 0, bytes),
+        None => enc.clear_buffer(buf, 0, Some(bytes)),
+    }
+}
+
+/// Runs a layer on host arrays: upload, forward, download (a convenience for tests and
+/// small jobs). Returns `(h [T, B, H], c_last)`.
+pub fn forward_host(
+    layer: &Layer,
+    x: &Array3<f32>,
+    h0: Option<&Array2<f32>>,
+    c0: Option<&Array2<f32>>,
+) -> Result<(Array3<f32>, Option<Array2<f32>>)> {
+    let ctx = layer.context();
+    let x = Tensor::from_array(ctx, "x", x)?;
+    let h0 = h0.map(|a| Tensor::from_array(ctx, "h0", a)).transpose()?;
+    let c0 = c0.map(|a| Tensor::from_array(ctx, "c0", a)).transpose()?;
+    let out = layer.forward(&x, h0.as_ref(), c0.as_ref(), Mode::Inference)?;
+    let h = dim::<Ix3>(out.h.to_array()?)?;
+    let c = match out.c_last {
+        Some(c) => Some(dim::<Ix2>(c.to_array()?)?),
+        None => None,
+    };
+    Ok((h, c))
+}

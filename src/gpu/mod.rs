@@ -1,0 +1,20 @@
+//! The GPU path: WGSL compute kernels dispatched through wgpu.
+//!
+//! A [`Context`] holds the device and compiles each kernel once. A [`Layer`] owns its
+//! weights on the device; [`Layer::forward`] records the input projection (one tiled
+//! GEMM over all `T·B` rows) and one fused step dispatch per time step into one command
+//! encoder and one compute pass; [`Layer::backward`] walks back with one fused dispatch
+//! per step, then three GEMMs and one column sum. Results stay on the device as
+//! [`Tensor`]s until downloaded.
+
+mod context;
+mod head;
+mod kernels;
+mod layer;
+mod tensor;
+
+pub(crate) use context::Kernel;
+pub use context::{Context, ContextOptions};
+pub use head::GpuHead;
+pub use layer::{forward_host, Forward, Grads, InputGrads, Layer, Mode, ParamGrads, Trace};
+pub use tensor::Tensor;

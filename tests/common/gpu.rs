@@ -1,0 +1,39 @@
+//! One shared GPU context per test binary (each pipeline compiles once), with outputs
+//! poisoned with NaN. Under CI=true a missing adapter fails the test.
+
+use std::sync::OnceLock;
+
+use wgpu_rnn::gpu::{Context, ContextOptions};
+
+fn make(backends: Option<wgpu::Backends>, what: &str) -> Option<Context> {
+    match Context::with_options(ContextOptions {
+        backends,
+        poison_outputs: true,
+        ..Default::default()
+    }) {
+        Ok(c) => {
+            eprintln!("{what}: {}", c.describe());
+            Some(c)
+        }
+        Err(e) => {
+            if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
+                panic!("CI=true and no GPU adapter for {what}: {e}");
+            }
+            eprintln!("SKIPPING GPU test, no adapter for {what}: {e}");
+            None
+        }
+    }
+}
+
+/// The default adapter (lavapipe on CI), or None outside CI when there is none.
+pub fn ctx() -> Option<&'static Context> {
+    static CTX: OnceLock<Option<Context>> = OnceLock::new();
+    CTX.get_or_init(|| make(None, "default adapter")).as_ref()
+}
+
+/// The GL backend (llvmpipe through EGL on CI).
+pub fn gl_ctx() -> Option<&'static Context> {
+    static CTX: OnceLock<Option<Context>> = OnceLock::new();
+    CTX.get_or_init(|| make(Some(wgpu::Backends::GL), "GL backend"))
+        .as_ref()
+}
