@@ -1,1 +1,740 @@
-fn main() {}
+//! The benchmark binary: batch × hidden (× cell, × mode, × backend) sweeps of the GPU and
+//! CPU paths. `cargo bench --bench sweep -- --help` lists the flags; `--quick` finishes in
+//! under two minutes on lavapipe.
+//!
+//! FLOPs counted (GEMM work only, elementwise ignored), with G gates (1 RNN, 4 LSTM):
+//!   forward          2·T·B·G·H·(I + H)
+//!   forward+backward 3 × that (backward: recurrent carry, dW_hh, dW_ih, dX).
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::time::Instant;
+
+use ndarray::{Array2, Array3, Ix2, Ix3};
+use wgpu_rnn::gpu::{matmul, Context, Layer, Mode, Tensor};
+use wgpu_rnn::{cpu, Cell, Params, SplitMix64};
+
+#[derive(Debug, Clone)]
+struct Opts {
+    cells: Vec<Cell>,
+    batch: Vec<usize>,
+    hidden: Vec<usize>,
+    seq: Vec<usize>,
+    input: Option<usize>,
+    modes: Vec<bool>, // false: forward, true: forward+backward
+    backends: Vec<String>,
+    runs: usize,
+    warmup: usize,
+    gemm: Option<(usize, usize, usize)>,
+    out: String,
+}
+
+const HELP: &str = "sweep: GPU and CPU RNN/LSTM benchmark
+flags (comma-separated lists):
+  --cell rnn,lstm          cells (default lstm,rnn)
+  --batch 1,8,32,64,256    batch sizes
+  --hidden 32,128,256,512,1024
+  --seq 50                 sequence lengths T
+  --input N                input size I (default: the hidden size)
+  --mode fwd,fwdbwd        forward only, forward+backward
+  --backend gpu,cpu
+  --runs N --warmup N      timed runs (median, min) after warm-up runs
+  --gemm M,N,K             also time the GEMM alone (default 64,512,512)
+  --out DIR                where the CSV and SVG go (default target/sweep)
+  --quick                  preset: lstm, B 1,16,64, H 64,256, I 128, T 50, 3 runs";
+
+fn list<T: std::str::FromStr>(s: &str, flag: &str) -> Vec<T> {
+    s.split(',')
+        .map(|v| {
+            v.trim()
+                .parse()
+                .unwrap_or_else(|_| die(&format!("{flag}: cannot parse {v:?}")))
+        })
+        .collect()
+}
+
+fn die(msg: &str) -> ! {
+    eprintln!("error: {msg}\n\n{HELP}");
+    std::process::exit(2)
+}
+
+fn parse() -> Opts {
+    let mut o = Opts {
+        cells: vec![Cell::Lstm, Cell::Rnn],
+        batch: vec![1, 8, 32, 64, 256],
+        hidden: vec![32, 128, 256, 512, 1024],
+        seq: vec![50],
+        input: None,
+        modes: vec![false, true],
+        backends: vec!["gpu".into(), "cpu".into()],
+        runs: 5,
+        warmup: 1,
+        gemm: Some((64, 512, 512)),
+        out: "target/sweep".into(),
+    };
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut val = || {
+            it.next()
+                .cloned()
+                .unwrap_or_else(|| die(&format!("{a} needs a value")))
+        };
+        match a.as_str() {
+            "--bench" => {}
+            "--help" | "-h" => {
+                println!("{HELP}");
+                std::process::exit(0)
+            }
+            "--quick" => {
+                o.cells = vec![Cell::Lstm];
+                o.batch = vec![1, 16, 64];
+                o.hidden = vec![64, 256];
+                o.input = Some(128);
+                o.seq = vec![50];
+                o.runs = 3;
+                o.warmup = 1;
+            }
+            "--cell" => {
+                o.cells = val()
+                    .split(',')
+                    .map(|c| match c.trim() {
+                        "rnn" => Cell::Rnn,
+                        "lstm" => Cell::Lstm,
+                        c => die(&format!("--cell: unknown cell {c:?}")),
+                    })
+                    .collect()
+            }
+            "--batch" => o.batch = list(&val(), a),
+            "--hidden" => o.hidden = list(&val(), a),
+            "--seq" => o.seq = list(&val(), a),
+            "--input" => o.input = Some(list(&val(), a)[0]),
+            "--mode" => {
+                o.modes = val()
+                    .split(',')
+                    .map(|m| match m.trim() {
+                        "fwd" => false,
+                        "fwdbwd" => true,
+                        m => die(&format!("--mode: unknown mode {m:?}")),
+                    })
+                    .collect()
+            }
+            "--backend" => {
+                o.backends = val().split(',').map(|s| s.trim().to_string()).collect();
+                if let Some(b) = o.backends.iter().find(|b| *b != "gpu" && *b != "cpu") {
+                    die(&format!("--backend: unknown backend {b:?}"));
+                }
+            }
+            "--runs" => o.runs = list(&val(), a)[0],
+            "--warmup" => o.warmup = list(&val(), a)[0],
+            "--gemm" => {
+                let v: Vec<usize> = list(&val(), a);
+                if v.len() != 3 {
+                    die("--gemm takes M,N,K");
+                }
+                o.gemm = Some((v[0], v[1], v[2]))
+            }
+            "--no-gemm" => o.gemm = None,
+            "--out" => o.out = val(),
+            other => die(&format!("unknown flag {other:?}")),
+        }
+    }
+    if o.runs == 0 {
+        die("--runs must be at least 1");
+    }
+    o
+}
+
+struct Row {
+    cell: Cell,
+    mode: &'static str,
+    backend: &'static str,
+    t: usize,
+    b: usize,
+    i: usize,
+    h: usize,
+    median_ms: f64,
+    min_ms: f64,
+    gflops: f64,
+    host_us_per_step: f64,
+    timing: &'static str,
+    err: Option<f64>,
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn rel_err<D: ndarray::Dimension>(
+    got: &ndarray::Array<f32, D>,
+    want: &ndarray::Array<f32, D>,
+) -> f64 {
+    let mut num = 0f64;
+    let mut den = 0f64;
+    for (g, w) in got.iter().zip(want) {
+        if !g.is_finite() {
+            return f64::INFINITY;
+        }
+        num = num.max((g - w).abs() as f64);
+        den = den.max(w.abs() as f64);
+    }
+    if den > 0.0 {
+        num / den
+    } else {
+        num
+    }
+}
+
+struct Problem {
+    p: Params<f32>,
+    x: Array3<f32>,
+    dh: Array3<f32>,
+}
+
+fn problem(cell: Cell, t: usize, b: usize, i: usize, h: usize) -> Problem {
+    let mut rng = SplitMix64(7 + (t * 31 + b * 7 + i * 3 + h) as u64);
+    let mut u = |n: usize, m: usize, k: usize| {
+        Array3::from_shape_simple_fn((n, m, k), || rng.next_f64() as f32 * 2.0 - 1.0)
+    };
+    let x = u(t, b, i);
+    let dh = u(t, b, h);
+    Problem {
+        p: Params::init(cell, i, h, 3),
+        x,
+        dh,
+    }
+}
+
+/// Times one GPU point; returns the row.
+fn gpu_point(
+    ctx: &Context,
+    o: &Opts,
+    cell: Cell,
+    bwd: bool,
+    t: usize,
+    b: usize,
+    i: usize,
+    h: usize,
+) -> wgpu_rnn::Result<Row> {
+    let pr = problem(cell, t, b, i, h);
+    let layer = Layer::new(ctx, &pr.p)?;
+    let x = Tensor::from_array(ctx, "x", &pr.x)?;
+    let dh = Tensor::from_array(ctx, "dh", &pr.dh)?;
+    let mode = if bwd { Mode::Training } else { Mode::Inference };
+    // Host recording cost, from instrumented runs on an idle GPU (median of 3): the time
+    // the forward (and backward) calls take to record and submit, per recorded step.
+    let mut hosts = Vec::new();
+    for _ in 0..3 {
+        ctx.wait()?;
+        let s = Instant::now();
+        let out = layer.forward(&x, None, None, mode)?;
+        let mut host = s.elapsed().as_secs_f64();
+        if bwd {
+            ctx.wait()?;
+            let s = Instant::now();
+            layer.backward(out.trace.as_ref().expect("training"), &dh, None)?;
+            host += s.elapsed().as_secs_f64();
+        }
+        hosts.push(host * 1e6 / (t as f64 * if bwd { 2.0 } else { 1.0 }));
+    }
+    let host_us = median(&mut hosts);
+    ctx.wait()?;
+
+    let profiling = ctx.set_profiling(true);
+    let mut walls = Vec::new();
+    let mut gpus = Vec::new();
+    let mut err = None;
+    for run in 0..o.warmup + o.runs {
+        ctx.wait()?;
+        let _ = ctx.take_gpu_time_ms()?;
+        let start = Instant::now();
+        let out = layer.forward(&x, None, None, mode)?;
+        let grads = if bwd {
+            Some(layer.backward(out.trace.as_ref().expect("training"), &dh, None)?)
+        } else {
+            None
+        };
+        ctx.wait()?;
+        let wall = start.elapsed().as_secs_f64() * 1e3;
+        let gpu = ctx.take_gpu_time_ms()?;
+        if run == 0 {
+            // Correctness guard: the GPU result against the CPU path, once per point.
+            let tr = cpu::forward(&pr.p, pr.x.view(), None, None)?;
+            let got = out.h.to_array()?.into_dimensionality::<Ix3>().expect("3-d");
+            let mut e = rel_err(&got, &tr.h);
+            if let Some(g) = &grads {
+                let want = cpu::backward(&pr.p, &tr, pr.dh.view(), None)?;
+                let got = g.to_cpu()?;
+                e = e
+                    .max(rel_err(&got.dx, &want.dx))
+                    .max(rel_err(&got.dw_ih, &want.dw_ih))
+                    .max(rel_err(&got.dw_hh, &want.dw_hh))
+                    .max(rel_err(&got.db_ih, &want.db_ih));
+            }
+            err = Some(e);
+        }
+        if run >= o.warmup {
+            walls.push(wall);
+            if let Some(g) = gpu {
+                gpus.push(g);
+            }
+        }
+    }
+    ctx.set_profiling(false);
+    let (times, timing) = if profiling && gpus.len() == walls.len() {
+        (gpus, "gpu-timestamps")
+    } else {
+        (walls, "wall")
+    };
+    Ok(row(
+        cell, bwd, "gpu", t, b, i, h, times, host_us, timing, err,
+    ))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn row(
+    cell: Cell,
+    bwd: bool,
+    backend: &'static str,
+    t: usize,
+    b: usize,
+    i: usize,
+    h: usize,
+    mut times: Vec<f64>,
+    host: f64,
+    timing: &'static str,
+    err: Option<f64>,
+) -> Row {
+    let med = median(&mut times);
+    let min = times.iter().cloned().fold(f64::INFINITY, f64::min);
+    let flops = 2.0 * (t * b * cell.gates() * h * (i + h)) as f64 * if bwd { 3.0 } else { 1.0 };
+    Row {
+        cell,
+        mode: if bwd { "fwdbwd" } else { "fwd" },
+        backend,
+        t,
+        b,
+        i,
+        h,
+        median_ms: med,
+        min_ms: min,
+        gflops: flops / (med * 1e6),
+        host_us_per_step: host,
+        timing,
+        err,
+    }
+}
+
+fn cpu_point(
+    o: &Opts,
+    cell: Cell,
+    bwd: bool,
+    t: usize,
+    b: usize,
+    i: usize,
+    h: usize,
+) -> wgpu_rnn::Result<Row> {
+    let pr = problem(cell, t, b, i, h);
+    let mut times = Vec::new();
+    for run in 0..o.warmup + o.runs {
+        let start = Instant::now();
+        let tr = cpu::forward(&pr.p, pr.x.view(), None, None)?;
+        if bwd {
+            std::hint::black_box(cpu::backward(&pr.p, &tr, pr.dh.view(), None)?);
+        }
+        std::hint::black_box(&tr);
+        if run >= o.warmup {
+            times.push(start.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    Ok(row(
+        cell,
+        bwd,
+        "cpu",
+        t,
+        b,
+        i,
+        h,
+        times,
+        f64::NAN,
+        "wall",
+        None,
+    ))
+}
+
+fn gemm_point(
+    ctx: &Context,
+    o: &Opts,
+    (m, n, k): (usize, usize, usize),
+) -> wgpu_rnn::Result<(f64, f64, f64, &'static str)> {
+    let mut rng = SplitMix64(1);
+    let a = Array2::from_shape_simple_fn((m, k), || rng.next_f64() as f32 - 0.5);
+    let b = Array2::from_shape_simple_fn((k, n), || rng.next_f64() as f32 - 0.5);
+    let ta = Tensor::from_array(ctx, "a", &a)?;
+    let tb = Tensor::from_array(ctx, "b", &b)?;
+    let profiling = ctx.set_profiling(true);
+    let (mut walls, mut gpus) = (Vec::new(), Vec::new());
+    let mut err = 0.0;
+    for run in 0..o.warmup + o.runs.max(5) {
+        ctx.wait()?;
+        let _ = ctx.take_gpu_time_ms()?;
+        let s = Instant::now();
+        let c = matmul(&ta, &tb)?;
+        ctx.wait()?;
+        let wall = s.elapsed().as_secs_f64() * 1e3;
+        if let Some(g) = ctx.take_gpu_time_ms()? {
+            gpus.push(g);
+        }
+        if run == 0 {
+            let got = c.to_array()?.into_dimensionality::<Ix2>().expect("2-d");
+            err = rel_err(&got, &a.dot(&b));
+        }
+        if run >= o.warmup {
+            walls.push(wall);
+        }
+    }
+    ctx.set_profiling(false);
+    let n_runs = walls.len();
+    let (mut t, timing) = if profiling && gpus.len() >= n_runs {
+        (gpus[gpus.len() - n_runs..].to_vec(), "gpu-timestamps")
+    } else {
+        (walls, "wall")
+    };
+    let med = median(&mut t);
+    Ok((med, 2.0 * (m * n * k) as f64 / (med * 1e6), err, timing))
+}
+
+fn progress(done: usize, total: usize, what: &str) {
+    let width = 30;
+    let filled = done * width / total.max(1);
+    eprint!(
+        "\r[{}{}] {done}/{total} {what:<40}",
+        "#".repeat(filled),
+        ".".repeat(width - filled)
+    );
+    let _ = std::io::stderr().flush();
+}
+
+fn svg(rows: &[Row]) -> String {
+    let groups: Vec<(Cell, &str)> = {
+        let mut g = Vec::new();
+        for r in rows {
+            if !g.contains(&(r.cell, r.mode)) {
+                g.push((r.cell, r.mode));
+            }
+        }
+        g
+    };
+    let (w, ph) = (720.0, 320.0);
+    let (ml, mr, mt, mb) = (60.0, 170.0, 30.0, 40.0);
+    let mut s = String::new();
+    let total_h = ph * groups.len().max(1) as f64;
+    let _ = writeln!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{total_h}" font-family="sans-serif" font-size="12">"#
+    );
+    let colors = [
+        "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+        "#bcbd22", "#17becf",
+    ];
+    for (gi, (cell, mode)) in groups.iter().enumerate() {
+        let y0 = gi as f64 * ph;
+        let pts: Vec<&Row> = rows
+            .iter()
+            .filter(|r| r.cell == *cell && r.mode == *mode)
+            .collect();
+        let hmin = pts.iter().map(|r| r.h).min().unwrap_or(1) as f64;
+        let hmax = pts.iter().map(|r| r.h).max().unwrap_or(2) as f64;
+        let gmax = pts.iter().map(|r| r.gflops).fold(0.0, f64::max).max(1e-3) * 1.1;
+        let (pw, pht) = (w - ml - mr, ph - mt - mb);
+        let xf = |h: f64| {
+            if hmax > hmin {
+                ml + (h.log2() - hmin.log2()) / (hmax.log2() - hmin.log2()) * pw
+            } else {
+                ml + pw / 2.0
+            }
+        };
+        let yf = |g: f64| y0 + mt + pht - g / gmax * pht;
+        let _ = writeln!(
+            s,
+            r#"<text x="{ml}" y="{}" font-weight="bold">{} {} — GFLOP/s against hidden size</text>"#,
+            y0 + 18.0,
+            cell.name(),
+            mode
+        );
+        let _ = writeln!(
+            s,
+            r#"<line x1="{ml}" y1="{}" x2="{}" y2="{}" stroke="black"/>"#,
+            y0 + mt + pht,
+            ml + pw,
+            y0 + mt + pht
+        );
+        let _ = writeln!(
+            s,
+            r#"<line x1="{ml}" y1="{}" x2="{ml}" y2="{}" stroke="black"/>"#,
+            y0 + mt,
+            y0 + mt + pht
+        );
+        for k in 0..=4 {
+            let g = gmax * k as f64 / 4.0;
+            let _ = writeln!(
+                s,
+                r#"<text x="{}" y="{}" text-anchor="end">{g:.1}</text>"#,
+                ml - 5.0,
+                yf(g) + 4.0
+            );
+        }
+        let mut hs: Vec<usize> = pts.iter().map(|r| r.h).collect();
+        hs.sort();
+        hs.dedup();
+        for h in &hs {
+            let _ = writeln!(
+                s,
+                r#"<text x="{}" y="{}" text-anchor="middle">{h}</text>"#,
+                xf(*h as f64),
+                y0 + mt + pht + 16.0
+            );
+        }
+        let mut series: Vec<(&str, usize)> = Vec::new();
+        for r in &pts {
+            if !series.contains(&(r.backend, r.b)) {
+                series.push((r.backend, r.b));
+            }
+        }
+        for (si, (backend, b)) in series.iter().enumerate() {
+            let c = colors[si % colors.len()];
+            let mut line: Vec<&&Row> = pts
+                .iter()
+                .filter(|r| r.backend == *backend && r.b == *b)
+                .collect();
+            line.sort_by_key(|r| r.h);
+            let path: Vec<String> = line
+                .iter()
+                .map(|r| format!("{:.1},{:.1}", xf(r.h as f64), yf(r.gflops)))
+                .collect();
+            let dash = if *backend == "cpu" {
+                r#" stroke-dasharray="5,3""#
+            } else {
+                ""
+            };
+            let _ = writeln!(
+                s,
+                r#"<polyline fill="none" stroke="{c}" stroke-width="2"{dash} points="{}"/>"#,
+                path.join(" ")
+            );
+            for p in &path {
+                let (x, y) = p.split_once(',').unwrap_or(("0", "0"));
+                let _ = writeln!(s, r#"<circle cx="{x}" cy="{y}" r="3" fill="{c}"/>"#);
+            }
+            let ly = y0 + mt + 14.0 * si as f64;
+            let _ = writeln!(
+                s,
+                r#"<line x1="{}" y1="{ly}" x2="{}" y2="{ly}" stroke="{c}" stroke-width="2"{dash}/><text x="{}" y="{}">{backend} B={b}</text>"#,
+                w - mr + 10.0,
+                w - mr + 30.0,
+                w - mr + 35.0,
+                ly + 4.0
+            );
+        }
+    }
+    s.push_str("</svg>\n");
+    s
+}
+
+fn main() {
+    let o = parse();
+    let need_gpu = o.backends.iter().any(|b| b == "gpu");
+    let ctx = if need_gpu {
+        match Context::new() {
+            Ok(c) => Some(c),
+            Err(e) => {
+                eprintln!("error: {e}");
+                std::process::exit(1)
+            }
+        }
+    } else {
+        None
+    };
+    println!("wgpu-rnn sweep  {}", chrono_free_date());
+    if let Some(c) = &ctx {
+        let i = c.adapter_info();
+        println!(
+            "adapter: {} | backend {:?} | driver {} {} | timestamps: {}",
+            i.name,
+            i.backend,
+            i.driver,
+            i.driver_info,
+            if c.has_timestamps() {
+                "yes"
+            } else {
+                "no (wall time after a blocking poll)"
+            }
+        );
+    }
+    println!(
+        "cpu: {} threads (ndarray/matrixmultiply f32)",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    );
+    println!("flops: forward 2·T·B·G·H·(I+H), forward+backward 3× that (G = 1 rnn, 4 lstm)");
+    if let (Some(c), Some(g)) = (&ctx, o.gemm) {
+        c.warm_up().unwrap_or_else(|e| {
+            eprintln!("error: {e}");
+            std::process::exit(1)
+        });
+        match gemm_point(c, &o, g) {
+            Ok((ms, gf, err, timing)) => println!(
+                "gemm {}x{}x{}: median {ms:.3} ms, {gf:.2} GFLOP/s ({timing}), max rel err vs ndarray {err:.1e}",
+                g.0, g.1, g.2
+            ),
+            Err(e) => println!("gemm failed: {e}"),
+        }
+    }
+    let mut points = Vec::new();
+    for &cell in &o.cells {
+        for &bwd in &o.modes {
+            for &t in &o.seq {
+                for &b in &o.batch {
+                    for &h in &o.hidden {
+                        for backend in &o.backends {
+                            points.push((cell, bwd, t, b, h, backend.clone()));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let mut rows = Vec::new();
+    let total = points.len();
+    for (k, (cell, bwd, t, b, h, backend)) in points.into_iter().enumerate() {
+        let i = o.input.unwrap_or(h);
+        progress(
+            k,
+            total,
+            &format!(
+                "{} {} {backend} T={t} B={b} I={i} H={h}",
+                cell.name(),
+                if bwd { "fwdbwd" } else { "fwd" }
+            ),
+        );
+        let r = match (backend.as_str(), &ctx) {
+            ("gpu", Some(c)) => gpu_point(c, &o, cell, bwd, t, b, i, h),
+            _ => cpu_point(&o, cell, bwd, t, b, i, h),
+        };
+        match r {
+            Ok(r) => rows.push(r),
+            Err(e) => eprintln!("\n{} T={t} B={b} H={h} {backend}: {e}", cell.name()),
+        }
+    }
+    progress(total, total, "done");
+    eprintln!();
+
+    println!(
+        "{:<5} {:<7} {:<4} {:>4} {:>5} {:>5} {:>5} {:>10} {:>10} {:>9} {:>9} {:>9} {:<15}",
+        "cell",
+        "mode",
+        "dev",
+        "T",
+        "B",
+        "I",
+        "H",
+        "median ms",
+        "min ms",
+        "GFLOP/s",
+        "host µs",
+        "max err",
+        "timing"
+    );
+    for r in &rows {
+        println!(
+            "{:<5} {:<7} {:<4} {:>4} {:>5} {:>5} {:>5} {:>10.3} {:>10.3} {:>9.2} {:>9} {:>9} {:<15}",
+            r.cell.name(),
+            r.mode,
+            r.backend,
+            r.t,
+            r.b,
+            r.i,
+            r.h,
+            r.median_ms,
+            r.min_ms,
+            r.gflops,
+            if r.host_us_per_step.is_nan() { "-".to_string() } else { format!("{:.1}", r.host_us_per_step) },
+            r.err.map_or("-".to_string(), |e| format!("{e:.1e}")),
+            r.timing
+        );
+    }
+    // GPU over CPU speed-up where both ran.
+    for r in rows.iter().filter(|r| r.backend == "gpu") {
+        if let Some(c) = rows.iter().find(|c| {
+            c.backend == "cpu"
+                && c.cell == r.cell
+                && c.mode == r.mode
+                && c.t == r.t
+                && c.b == r.b
+                && c.h == r.h
+        }) {
+            println!(
+                "  {} {} T={} B={} H={}: gpu/cpu time ratio {:.2}",
+                r.cell.name(),
+                r.mode,
+                r.t,
+                r.b,
+                r.h,
+                r.median_ms / c.median_ms
+            );
+        }
+    }
+    if let Err(e) = std::fs::create_dir_all(&o.out) {
+        eprintln!("cannot create {}: {e}", o.out);
+        return;
+    }
+    let mut csv = String::from(
+        "cell,mode,backend,T,B,I,H,median_ms,min_ms,gflops,host_us_per_step,max_rel_err,timing\n",
+    );
+    for r in &rows {
+        let _ = writeln!(
+            csv,
+            "{},{},{},{},{},{},{},{:.4},{:.4},{:.3},{:.2},{},{}",
+            r.cell.name(),
+            r.mode,
+            r.backend,
+            r.t,
+            r.b,
+            r.i,
+            r.h,
+            r.median_ms,
+            r.min_ms,
+            r.gflops,
+            r.host_us_per_step,
+            r.err.map_or(String::new(), |e| format!("{e:.2e}")),
+            r.timing
+        );
+    }
+    let csv_path = format!("{}/sweep.csv", o.out);
+    let svg_path = format!("{}/sweep.svg", o.out);
+    let _ = std::fs::write(&csv_path, csv);
+    let _ = std::fs::write(&svg_path, svg(&rows));
+    println!("wrote {csv_path} and {svg_path}");
+}
+
+/// Today's date (UTC) without a date crate.
+fn chrono_free_date() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let days = (secs / 86_400) as i64;
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    format!("{:04}-{:02}-{:02}", y + (m <= 2) as i64, m, d)
+}

@@ -1,6 +1,7 @@
 //! The GPU context: adapter, device, queue, the pipeline cache, and error capture.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
@@ -109,6 +110,24 @@ struct Inner {
     pipelines: Mutex<HashMap<Kernel, Arc<Pipeline>>>,
     steps: Mutex<Option<(Arc<wgpu::Buffer>, u32)>>,
     error: Arc<Mutex<Option<String>>>,
+    profiling: AtomicBool,
+    /// Staging buffers of resolved (begin, end) timestamps, one per profiled pass.
+    stamps: Mutex<Vec<wgpu::Buffer>>,
+}
+
+/// The timestamp queries of one profiled compute pass.
+pub(crate) struct PassStamp {
+    query_set: wgpu::QuerySet,
+}
+
+impl PassStamp {
+    pub(crate) fn writes(&self) -> wgpu::ComputePassTimestampWrites<'_> {
+        wgpu::ComputePassTimestampWrites {
+            query_set: &self.query_set,
+            beginning_of_pass_write_index: Some(0),
+            end_of_pass_write_index: Some(1),
+        }
+    }
 }
 
 /// A GPU context: adapter, device and queue, and every pipeline compiled once, lazily.
@@ -232,6 +251,8 @@ impl Context {
                 pipelines: Mutex::new(HashMap::new()),
                 steps: Mutex::new(None),
                 error,
+                profiling: AtomicBool::new(false),
+                stamps: Mutex::new(Vec::new()),
             }),
         })
     }
@@ -455,6 +476,83 @@ impl Context {
     pub(crate) fn submit(&self, encoder: wgpu::CommandEncoder, what: &str) -> Result<()> {
         self.inner.queue.submit(Some(encoder.finish()));
         self.check(what)
+    }
+
+    /// Turns GPU timing on or off: while on (and where the device has timestamp
+    /// queries), every compute pass the crate records is timed on the GPU, and
+    /// [`Context::take_gpu_time_ms`] returns the sum. Returns whether timing is on.
+    pub fn set_profiling(&self, on: bool) -> bool {
+        let on = on && self.inner.timestamps;
+        self.inner.profiling.store(on, Ordering::Relaxed);
+        on
+    }
+
+    pub(crate) fn pass_timestamps(&self) -> Option<PassStamp> {
+        if !self.inner.profiling.load(Ordering::Relaxed) {
+            return None;
+        }
+        Some(PassStamp {
+            query_set: self
+                .inner
+                .device
+                .create_query_set(&wgpu::QuerySetDescriptor {
+                    label: Some("pass timestamps"),
+                    ty: wgpu::QueryType::Timestamp,
+                    count: 2,
+                }),
+        })
+    }
+
+    pub(crate) fn end_pass(&self, enc: &mut wgpu::CommandEncoder, stamp: PassStamp) {
+        let d = &self.inner.device;
+        let resolve = d.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("timestamps"),
+            size: 16,
+            usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        let staging = d.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("timestamps staging"),
+            size: 16,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        enc.resolve_query_set(&stamp.query_set, 0..2, &resolve, 0);
+        enc.copy_buffer_to_buffer(&resolve, 0, &staging, 0, 16);
+        self.inner
+            .stamps
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(staging);
+    }
+
+    /// Waits for the GPU, then returns the summed GPU time in milliseconds of the passes
+    /// timed since the last call, or `None` when nothing was timed (profiling off, or no
+    /// timestamp queries on this device).
+    pub fn take_gpu_time_ms(&self) -> Result<Option<f64>> {
+        let bufs =
+            std::mem::take(&mut *self.inner.stamps.lock().unwrap_or_else(|p| p.into_inner()));
+        if bufs.is_empty() {
+            return Ok(None);
+        }
+        for b in &bufs {
+            b.slice(..).map_async(wgpu::MapMode::Read, |_| {});
+        }
+        self.wait()?;
+        let period = self.inner.queue.get_timestamp_period() as f64;
+        let mut ns = 0.0;
+        for b in &bufs {
+            {
+                let view = b
+                    .slice(..)
+                    .get_mapped_range()
+                    .map_err(|e| Error::Device(format!("timestamps: {e}")))?;
+                let t: &[u64] = bytemuck::cast_slice(&view);
+                ns += t[1].saturating_sub(t[0]) as f64 * period;
+            }
+            b.unmap();
+        }
+        Ok(Some(ns / 1e6))
     }
 
     /// Blocks until all submitted work is done.

@@ -62,20 +62,15 @@ impl GpuHead {
         }
         .op(ctx)?;
         let soft = kernels::softmax(ctx, &y, 0, rows, self.classes)?;
-        let mut enc = ctx
-            .device()
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("head"),
-            });
-        {
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some("head"),
-                timestamp_writes: None,
-            });
-            gemm.record(&mut pass);
-            soft.record(&mut pass);
-        }
-        ctx.submit(enc, "head")?;
+        kernels::submit_pass(
+            ctx,
+            "head",
+            |_| {},
+            |pass| {
+                gemm.record(pass);
+                soft.record(pass);
+            },
+        )?;
         let y = std::sync::Arc::new(y);
         Ok(Tensor::view_of(ctx, &y, 0, &[s[0], s[1], self.classes]))
     }

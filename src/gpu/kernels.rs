@@ -219,3 +219,68 @@ pub(crate) struct StepDims {
     /// Forward: training mode.
     pub train: u32,
 }
+
+/// `C = A · B` for `a [M, K]` and `b [K, N]` on the device (the crate's tiled GEMM).
+pub fn matmul(a: &super::Tensor, b: &super::Tensor) -> Result<super::Tensor> {
+    use crate::error::{fmt_shape, Error};
+    let (sa, sb) = (a.shape(), b.shape());
+    if sa.len() != 2 || sa[0] == 0 || sa[1] == 0 {
+        return Err(Error::Shape {
+            arg: "a",
+            expected: "[M, K] with M ≥ 1, K ≥ 1".into(),
+            got: fmt_shape(sa),
+        });
+    }
+    if sb.len() != 2 || sb[0] != sa[1] || sb[1] == 0 {
+        return Err(Error::Shape {
+            arg: "b",
+            expected: format!("[K, N] with K = {}, N ≥ 1", sa[1]),
+            got: fmt_shape(sb),
+        });
+    }
+    let ctx = a.context();
+    let (m, k, n) = (sa[0], sa[1], sb[1]);
+    let c = std::sync::Arc::new(super::tensor::new_buffer(ctx, "c", (m * n) as u64)?);
+    let op = Gemm {
+        m,
+        n,
+        k,
+        a: (a.buffer(), a.offset()),
+        b: (b.buffer(), b.offset()),
+        bias: None,
+        c: (&c, 0),
+        trans_a: false,
+        trans_b: false,
+        accumulate: false,
+    }
+    .op(ctx)?;
+    submit_pass(ctx, "matmul", |_| {}, |pass| op.record(pass))?;
+    Ok(super::Tensor::view_of(ctx, &c, 0, &[m, n]))
+}
+
+/// Records `pre` (copies, clears) then one compute pass filled by `body` into one command
+/// encoder, with timestamp queries around the pass when the context is profiling, and
+/// submits it.
+pub(crate) fn submit_pass(
+    ctx: &Context,
+    label: &str,
+    pre: impl FnOnce(&mut wgpu::CommandEncoder),
+    body: impl FnOnce(&mut wgpu::ComputePass<'_>),
+) -> Result<()> {
+    let mut enc = ctx
+        .device()
+        .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(label) });
+    pre(&mut enc);
+    let stamp = ctx.pass_timestamps();
+    {
+        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some(label),
+            timestamp_writes: stamp.as_ref().map(|s| s.writes()),
+        });
+        body(&mut pass);
+    }
+    if let Some(stamp) = stamp {
+        ctx.end_pass(&mut enc, stamp);
+    }
+    ctx.submit(enc, label)
+}

@@ -328,24 +328,20 @@ impl Layer {
             )?,
         };
 
-        let mut enc = ctx
-            .device()
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("forward"),
-            });
-        init_slot(&mut enc, &hs, h0, bh);
-        if let Some(cs) = &cs {
-            init_slot(&mut enc, cs, c0, bh);
-        }
-        {
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some("forward"),
-                timestamp_writes: None,
-            });
-            gemm.record(&mut pass);
-            step.record_steps(&mut pass, 0..t as u32);
-        }
-        ctx.submit(enc, "forward")?;
+        kernels::submit_pass(
+            ctx,
+            "forward",
+            |enc| {
+                init_slot(enc, &hs, h0, bh);
+                if let Some(cs) = &cs {
+                    init_slot(enc, cs, c0, bh);
+                }
+            },
+            |pass| {
+                gemm.record(pass);
+                step.record_steps(pass, 0..t as u32);
+            },
+        )?;
 
         let out = Forward {
             h: Tensor::view_of(ctx, &hs, bh as u64, &[t, b, h]),
@@ -372,7 +368,8 @@ impl Layer {
     /// state, and `dc_last [B, H]`, an optional gradient on the final cell state (LSTM).
     /// Returns fresh gradients on the device.
     pub fn backward(&self, trace: &Trace, dh: &Tensor, dc_last: Option<&Tensor>) -> Result<Grads> {
-        let mut params = self.zero_grads()?;
+        // Written, not accumulated: no need to zero them first.
+        let mut params = self.alloc_grads()?;
         let inputs = self.backward_into(trace, dh, dc_last, &mut params, false)?;
         Ok(Grads {
             dx: inputs.dx,
@@ -384,25 +381,33 @@ impl Layer {
 
     /// Zero parameter gradients of this layer's shape, to accumulate into.
     pub fn zero_grads(&self) -> Result<ParamGrads> {
+        let g = self.alloc_grads()?;
+        let mut enc = self
+            .ctx
+            .device()
+            .create_command_encoder(&Default::default());
+        for t in [&g.dw_ih, &g.dw_hh, &g.db] {
+            enc.clear_buffer(t.buffer(), 0, None);
+        }
+        self.ctx.submit(enc, "zeroing gradients")?;
+        Ok(g)
+    }
+
+    /// Parameter gradient buffers, uninitialised (NaN where outputs are poisoned).
+    fn alloc_grads(&self) -> Result<ParamGrads> {
         let (gh, i, h) = (self.gh(), self.input, self.hidden);
-        let zero = |arg, shape: &[usize]| -> Result<Tensor> {
+        let make = |arg, shape: &[usize]| -> Result<Tensor> {
             let n: usize = shape.iter().product();
             let buf = Arc::new(new_buffer(&self.ctx, arg, n as u64)?);
-            let mut enc = self
-                .ctx
-                .device()
-                .create_command_encoder(&Default::default());
-            enc.clear_buffer(&buf, 0, None);
-            self.ctx.submit(enc, "zeroing gradients")?;
             Ok(Tensor::view_of(&self.ctx, &buf, 0, shape))
         };
         Ok(ParamGrads {
             cell: self.cell,
             input: i,
             hidden: h,
-            dw_ih: zero("dw_ih", &[gh, i])?,
-            dw_hh: zero("dw_hh", &[gh, h])?,
-            db: zero("db", &[gh])?,
+            dw_ih: make("dw_ih", &[gh, i])?,
+            dw_hh: make("dw_hh", &[gh, h])?,
+            db: make("db", &[gh])?,
         })
     }
 
@@ -461,29 +466,13 @@ impl Layer {
             Cell::Lstm => Some(Arc::new(new_buffer(ctx, "dc", bh as u64)?)),
             Cell::Rnn => None,
         };
-        let mut enc = ctx
-            .device()
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("backward"),
-            });
         // The step kernel reads dh from element 0: copy a view that starts elsewhere.
-        let dh_buf;
-        let dh_ref = if dh.offset() == 0 {
-            dh.buffer()
+        let dh_copy = if dh.offset() == 0 {
+            None
         } else {
-            dh_buf = new_buffer(ctx, "dh", (t * bh) as u64)?;
-            enc.copy_buffer_to_buffer(
-                dh.buffer(),
-                dh.offset() * 4,
-                &dh_buf,
-                0,
-                (t * bh * 4) as u64,
-            );
-            &dh_buf
+            Some(new_buffer(ctx, "dh", (t * bh) as u64)?)
         };
-        if let Some(dc) = &dc {
-            init_slot(&mut enc, dc, dc_last, bh);
-        }
+        let dh_ref = dh_copy.as_ref().unwrap_or(dh.buffer());
         let dims = ctx.uniform(
             "step dims",
             &StepDims {
@@ -568,18 +557,31 @@ impl Layer {
             });
         }
         let db = kernels::col_sum(ctx, &dg, grads.db.buffer(), rows, gh, accumulate)?;
-        {
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some("backward"),
-                timestamp_writes: None,
-            });
-            step.record_steps(&mut pass, (0..t as u32).rev().chain(Some(t as u32)));
-            for op in &ops {
-                op.record(&mut pass);
-            }
-            db.record(&mut pass);
-        }
-        ctx.submit(enc, "backward")?;
+        kernels::submit_pass(
+            ctx,
+            "backward",
+            |enc| {
+                if let Some(copy) = &dh_copy {
+                    enc.copy_buffer_to_buffer(
+                        dh.buffer(),
+                        dh.offset() * 4,
+                        copy,
+                        0,
+                        (t * bh * 4) as u64,
+                    );
+                }
+                if let Some(dc) = &dc {
+                    init_slot(enc, dc, dc_last, bh);
+                }
+            },
+            |pass| {
+                step.record_steps(pass, (0..t as u32).rev().chain(Some(t as u32)));
+                for op in &ops {
+                    op.record(pass);
+                }
+                db.record(pass);
+            },
+        )?;
         Ok(InputGrads {
             dx: Tensor::view_of(ctx, &dx, 0, &[t, b, i]),
             dh0: Tensor::view_of(ctx, &dh0, 0, &[b, h]),

@@ -16,5 +16,6 @@ mod tensor;
 pub(crate) use context::Kernel;
 pub use context::{Context, ContextOptions};
 pub use head::GpuHead;
+pub use kernels::matmul;
 pub use layer::{forward_host, Forward, Grads, InputGrads, Layer, Mode, ParamGrads, Trace};
 pub use tensor::Tensor;

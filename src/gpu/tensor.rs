@@ -83,6 +83,11 @@ impl Tensor {
         self.len() == 0
     }
 
+    /// The context the tensor lives in.
+    pub fn context(&self) -> &Context {
+        &self.ctx
+    }
+
     /// The underlying buffer.
     pub fn buffer(&self) -> &wgpu::Buffer {
         &self.buffer
