@@ -145,6 +145,17 @@ fn parse() -> Opts {
     o
 }
 
+/// One point of the grid.
+#[derive(Debug, Clone, Copy)]
+struct Point {
+    cell: Cell,
+    bwd: bool,
+    t: usize,
+    b: usize,
+    i: usize,
+    h: usize,
+}
+
 struct Row {
     cell: Cell,
     mode: &'static str,
@@ -207,16 +218,15 @@ fn problem(cell: Cell, t: usize, b: usize, i: usize, h: usize) -> Problem {
 }
 
 /// Times one GPU point; returns the row.
-fn gpu_point(
-    ctx: &Context,
-    o: &Opts,
-    cell: Cell,
-    bwd: bool,
-    t: usize,
-    b: usize,
-    i: usize,
-    h: usize,
-) -> wgpu_rnn::Result<Row> {
+fn gpu_point(ctx: &Context, o: &Opts, pt: Point) -> wgpu_rnn::Result<Row> {
+    let Point {
+        cell,
+        bwd,
+        t,
+        b,
+        i,
+        h,
+    } = pt;
     let pr = problem(cell, t, b, i, h);
     let layer = Layer::new(ctx, &pr.p)?;
     let x = Tensor::from_array(ctx, "x", &pr.x)?;
@@ -287,25 +297,25 @@ fn gpu_point(
     } else {
         (walls, "wall")
     };
-    Ok(row(
-        cell, bwd, "gpu", t, b, i, h, times, host_us, timing, err,
-    ))
+    Ok(row(pt, "gpu", times, host_us, timing, err))
 }
 
-#[allow(clippy::too_many_arguments)]
 fn row(
-    cell: Cell,
-    bwd: bool,
+    pt: Point,
     backend: &'static str,
-    t: usize,
-    b: usize,
-    i: usize,
-    h: usize,
     mut times: Vec<f64>,
     host: f64,
     timing: &'static str,
     err: Option<f64>,
 ) -> Row {
+    let Point {
+        cell,
+        bwd,
+        t,
+        b,
+        i,
+        h,
+    } = pt;
     let med = median(&mut times);
     let min = times.iter().cloned().fold(f64::INFINITY, f64::min);
     let flops = 2.0 * (t * b * cell.gates() * h * (i + h)) as f64 * if bwd { 3.0 } else { 1.0 };
@@ -326,15 +336,15 @@ fn row(
     }
 }
 
-fn cpu_point(
-    o: &Opts,
-    cell: Cell,
-    bwd: bool,
-    t: usize,
-    b: usize,
-    i: usize,
-    h: usize,
-) -> wgpu_rnn::Result<Row> {
+fn cpu_point(o: &Opts, pt: Point) -> wgpu_rnn::Result<Row> {
+    let Point {
+        cell,
+        bwd,
+        t,
+        b,
+        i,
+        h,
+    } = pt;
     let pr = problem(cell, t, b, i, h);
     let mut times = Vec::new();
     for run in 0..o.warmup + o.runs {
@@ -348,19 +358,7 @@ fn cpu_point(
             times.push(start.elapsed().as_secs_f64() * 1e3);
         }
     }
-    Ok(row(
-        cell,
-        bwd,
-        "cpu",
-        t,
-        b,
-        i,
-        h,
-        times,
-        f64::NAN,
-        "wall",
-        None,
-    ))
+    Ok(row(pt, "cpu", times, f64::NAN, "wall", None))
 }
 
 fn gemm_point(
@@ -610,6 +608,14 @@ fn main() {
     let total = points.len();
     for (k, (cell, bwd, t, b, h, backend)) in points.into_iter().enumerate() {
         let i = o.input.unwrap_or(h);
+        let pt = Point {
+            cell,
+            bwd,
+            t,
+            b,
+            i,
+            h,
+        };
         progress(
             k,
             total,
@@ -620,8 +626,8 @@ fn main() {
             ),
         );
         let r = match (backend.as_str(), &ctx) {
-            ("gpu", Some(c)) => gpu_point(c, &o, cell, bwd, t, b, i, h),
-            _ => cpu_point(&o, cell, bwd, t, b, i, h),
+            ("gpu", Some(c)) => gpu_point(c, &o, pt),
+            _ => cpu_point(&o, pt),
         };
         match r {
             Ok(r) => rows.push(r),
