@@ -61,22 +61,18 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
     for (var r = 0u; r < rows; r++) {
         acc[r] = xw[t * bh + (b0 + r) * nh + j];
     }
-    if (rows == BT) {
-        let h0 = prev + b0 * nh;
-        for (var k = 0u; k < nh; k++) {
-            let wk = w[k * nh + j];
-            acc[0] += hs[h0 + k] * wk;
-            acc[1] += hs[h0 + nh + k] * wk;
-            acc[2] += hs[h0 + 2u * nh + k] * wk;
-            acc[3] += hs[h0 + 3u * nh + k] * wk;
-        }
-    } else {
-        for (var k = 0u; k < nh; k++) {
-            let wk = w[k * nh + j];
-            for (var r = 0u; r < rows; r++) {
-                acc[r] += hs[prev + (b0 + r) * nh + k] * wk;
-            }
-        }
+    // Four rows always, unrolled; rows past the batch re-read the last one and are not
+    // written (cheaper than a second, rolled loop).
+    let r0 = prev + b0 * nh;
+    let r1 = prev + min(b0 + 1u, nb - 1u) * nh;
+    let r2 = prev + min(b0 + 2u, nb - 1u) * nh;
+    let r3 = prev + min(b0 + 3u, nb - 1u) * nh;
+    for (var k = 0u; k < nh; k++) {
+        let wk = w[k * nh + j];
+        acc[0] += hs[r0 + k] * wk;
+        acc[1] += hs[r1 + k] * wk;
+        acc[2] += hs[r2 + k] * wk;
+        acc[3] += hs[r3 + k] * wk;
     }
 
     let c_prev_base = (t % dims.c_slots) * bh;

@@ -57,21 +57,16 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
     let src = select(t + 1u, 0u, t == dims.steps);
     if (src < dims.steps) {
         let base = src * bh + b0 * nh;
-        if (rows == BT) {
-            for (var k = 0u; k < nh; k++) {
-                let wk = w[k * nh + j];
-                carry[0] += dot(dg[base + k], wk);
-                carry[1] += dot(dg[base + nh + k], wk);
-                carry[2] += dot(dg[base + 2u * nh + k], wk);
-                carry[3] += dot(dg[base + 3u * nh + k], wk);
-            }
-        } else {
-            for (var k = 0u; k < nh; k++) {
-                let wk = w[k * nh + j];
-                for (var r = 0u; r < rows; r++) {
-                    carry[r] += dot(dg[base + r * nh + k], wk);
-                }
-            }
+        let r0 = base;
+        let r1 = src * bh + min(b0 + 1u, nb - 1u) * nh;
+        let r2 = src * bh + min(b0 + 2u, nb - 1u) * nh;
+        let r3 = src * bh + min(b0 + 3u, nb - 1u) * nh;
+        for (var k = 0u; k < nh; k++) {
+            let wk = w[k * nh + j];
+            carry[0] += dot(dg[r0 + k], wk);
+            carry[1] += dot(dg[r1 + k], wk);
+            carry[2] += dot(dg[r2 + k], wk);
+            carry[3] += dot(dg[r3 + k], wk);
         }
     }
     if (t == dims.steps) {

@@ -49,6 +49,7 @@ impl GpuHead {
         let rows = s[0] * s[1];
         let y = new_buffer(ctx, "y", (rows * self.classes) as u64)?;
         let gemm = Gemm {
+            arg: "h",
             m: rows,
             n: self.classes,
             k: self.hidden,

@@ -104,6 +104,8 @@ pub(crate) type Operand<'a> = (&'a wgpu::Buffer, u64);
 /// `C[M, N] (+)= op(A)[M, K] · op(B)[K, N] (+ bias[N])`: A stored `[K, M]` when
 /// `trans_a`, B stored `[N, K]` when `trans_b`.
 pub(crate) struct Gemm<'a> {
+    /// The user argument whose size drives the grid, for errors.
+    pub arg: &'static str,
     pub m: usize,
     pub n: usize,
     pub k: usize,
@@ -137,7 +139,7 @@ impl Gemm<'_> {
         };
         let gx = div_ceil(self.n, GEMM_TILE);
         let gy = div_ceil(self.m, GEMM_TILE);
-        ctx.check_groups("gemm", gx.max(gy) as u64)?;
+        ctx.check_groups(self.arg, gx.max(gy) as u64)?;
         let u = ctx.uniform("gemm params", &params);
         let bias = self.bias.map_or(self.b.0, |b| b.0);
         Op::new(
@@ -242,6 +244,7 @@ pub fn matmul(a: &super::Tensor, b: &super::Tensor) -> Result<super::Tensor> {
     let (m, k, n) = (sa[0], sa[1], sb[1]);
     let c = std::sync::Arc::new(super::tensor::new_buffer(ctx, "c", (m * n) as u64)?);
     let op = Gemm {
+        arg: "a",
         m,
         n,
         k,

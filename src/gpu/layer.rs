@@ -291,6 +291,7 @@ impl Layer {
         };
 
         let gemm = Gemm {
+            arg: "x",
             m: t * b,
             n: gh,
             k: self.input,
@@ -511,6 +512,7 @@ impl Layer {
         let x = &trace.x;
         let ops = [
             Gemm {
+                arg: "dh",
                 m: gh,
                 n: i,
                 k: rows,
@@ -524,6 +526,7 @@ impl Layer {
             }
             .op(ctx)?,
             Gemm {
+                arg: "dh",
                 m: gh,
                 n: h,
                 k: rows,
@@ -537,6 +540,7 @@ impl Layer {
             }
             .op(ctx)?,
             Gemm {
+                arg: "dh",
                 m: rows,
                 n: i,
                 k: gh,
