@@ -8,6 +8,12 @@
 // training mode (c_slots = T + 1), or two ping-pong slots in inference (c_slots = 2).
 // In training mode the activated gates overwrite their pre-activations in `xw[t]` (the
 // same invocation reads, then writes, the same element), which backward reads.
+//
+// Template (expanded by `wgpu_rnn::shaders::expand`): the host sets BT, the rows per
+// invocation (1, 2, 4 or 8 by batch size), and repeats every line that holds the row
+// marker once per row with the row's index, so the row loop is unrolled into registers;
+// the list marker becomes a comma-separated list over the rows. Rows past the batch
+// re-read the last row and are not written.
 
 struct Dims {
     batch: u32,
@@ -20,7 +26,7 @@ struct Step {
     t: u32,
 }
 
-const BT: u32 = 4u;
+const BT: u32 = #BTu;
 
 @group(0) @binding(0) var<uniform> dims: Dims;
 @group(0) @binding(1) var<uniform> step: Step;
@@ -57,23 +63,14 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
     let bh = nb * nh;
     let prev = t * bh; // h_{t-1} in hs
 
-    var acc: array<vec4<f32>, BT>;
-    for (var r = 0u; r < rows; r++) {
-        acc[r] = xw[t * bh + (b0 + r) * nh + j];
-    }
-    // Four rows always, unrolled; rows past the batch re-read the last one and are not
-    // written (cheaper than a second, rolled loop).
-    let r0 = prev + b0 * nh;
-    let r1 = prev + min(b0 + 1u, nb - 1u) * nh;
-    let r2 = prev + min(b0 + 2u, nb - 1u) * nh;
-    let r3 = prev + min(b0 + 3u, nb - 1u) * nh;
+    let row#ROW = min(b0 + #ROWu, nb - 1u) * nh;
+    let base#ROW = prev + row#ROW;
+    var acc#ROW = xw[t * bh + row#ROW + j];
     for (var k = 0u; k < nh; k++) {
         let wk = w[k * nh + j];
-        acc[0] += hs[r0 + k] * wk;
-        acc[1] += hs[r1 + k] * wk;
-        acc[2] += hs[r2 + k] * wk;
-        acc[3] += hs[r3 + k] * wk;
+        acc#ROW += hs[base#ROW + k] * wk;
     }
+    var acc = array<vec4<f32>, BT>(#ROWS(acc#ROW));
 
     let c_prev_base = (t % dims.c_slots) * bh;
     let c_next_base = ((t + 1u) % dims.c_slots) * bh;

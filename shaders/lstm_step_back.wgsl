@@ -5,6 +5,7 @@
 //   dc = c̄ + g·o·(1 - tanh²c_t)
 //   dG[t, b, j] = (dc·g̃·i(1-i), dc·c_{t-1}·f(1-f), dc·i·(1-g̃²), g·tanh(c_t)·o(1-o))
 //   c̄ ← dc·f
+// Template: expanded per row count as described in lstm_step.wgsl.
 // Wb[j', j] = (W_hh[i j', j], W_hh[f j', j], W_hh[g j', j], W_hh[o j', j]): the gates of
 // the source unit j' as a vec4, so dG's interleaved vec4 dots straight into it.
 // A final dispatch with t = T writes dh0 = dG[0] · W_hh (c̄ then holds dc0).
@@ -20,7 +21,7 @@ struct Step {
     t: u32,
 }
 
-const BT: u32 = 4u;
+const BT: u32 = #BTu;
 
 @group(0) @binding(0) var<uniform> dims: Dims;
 @group(0) @binding(1) var<uniform> step: Step;
@@ -53,22 +54,16 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
     let bh = nb * nh;
 
     // The recurrent carry from dG_{t+1} (from dG_0 for the final dispatch t = T).
-    var carry = array<f32, BT>(0.0, 0.0, 0.0, 0.0);
     let src = select(t + 1u, 0u, t == dims.steps);
+    let base#ROW = src * bh + min(b0 + #ROWu, nb - 1u) * nh;
+    var carry#ROW = 0.0;
     if (src < dims.steps) {
-        let base = src * bh + b0 * nh;
-        let r0 = base;
-        let r1 = src * bh + min(b0 + 1u, nb - 1u) * nh;
-        let r2 = src * bh + min(b0 + 2u, nb - 1u) * nh;
-        let r3 = src * bh + min(b0 + 3u, nb - 1u) * nh;
         for (var k = 0u; k < nh; k++) {
             let wk = w[k * nh + j];
-            carry[0] += dot(dg[r0 + k], wk);
-            carry[1] += dot(dg[r1 + k], wk);
-            carry[2] += dot(dg[r2 + k], wk);
-            carry[3] += dot(dg[r3 + k], wk);
+            carry#ROW += dot(dg[base#ROW + k], wk);
         }
     }
+    var carry = array<f32, BT>(#ROWS(carry#ROW));
     if (t == dims.steps) {
         for (var r = 0u; r < rows; r++) {
             dh0[(b0 + r) * nh + j] = carry[r];

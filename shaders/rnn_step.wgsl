@@ -2,6 +2,8 @@
 // with W = W_hhᵀ stored [H(k), H(j)], so consecutive invocations read consecutive
 // weights. Each invocation owns unit j for BT batch rows. `hs` holds [T + 1, B, H] with
 // slot 0 = h0 and slot t + 1 = h_t (all the tanh RNN's backward needs).
+//
+// Template: expanded per row count as described in lstm_step.wgsl.
 
 struct Dims {
     batch: u32,
@@ -14,7 +16,7 @@ struct Step {
     t: u32,
 }
 
-const BT: u32 = 4u;
+const BT: u32 = #BTu;
 
 @group(0) @binding(0) var<uniform> dims: Dims;
 @group(0) @binding(1) var<uniform> step: Step;
@@ -43,23 +45,14 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
     let bh = nb * nh;
     let prev = t * bh;
 
-    var acc = array<f32, BT>(0.0, 0.0, 0.0, 0.0);
-    for (var r = 0u; r < rows; r++) {
-        acc[r] = xw[t * bh + (b0 + r) * nh + j];
-    }
-    // Four rows always, unrolled; rows past the batch re-read the last one and are not
-    // written (cheaper than a second, rolled loop).
-    let r0 = prev + b0 * nh;
-    let r1 = prev + min(b0 + 1u, nb - 1u) * nh;
-    let r2 = prev + min(b0 + 2u, nb - 1u) * nh;
-    let r3 = prev + min(b0 + 3u, nb - 1u) * nh;
+    let row#ROW = min(b0 + #ROWu, nb - 1u) * nh;
+    let base#ROW = prev + row#ROW;
+    var acc#ROW = xw[t * bh + row#ROW + j];
     for (var k = 0u; k < nh; k++) {
         let wk = w[k * nh + j];
-        acc[0] += hs[r0 + k] * wk;
-        acc[1] += hs[r1 + k] * wk;
-        acc[2] += hs[r2 + k] * wk;
-        acc[3] += hs[r3 + k] * wk;
+        acc#ROW += hs[base#ROW + k] * wk;
     }
+    var acc = array<f32, BT>(#ROWS(acc#ROW));
     for (var r = 0u; r < rows; r++) {
         hs[prev + bh + (b0 + r) * nh + j] = tanh_stable(acc[r]);
     }

@@ -1,7 +1,7 @@
 // One tanh RNN backward step t (dispatched for t = T-1 … 0), fused:
 //   dG[t, b, j] = (1 - h_t²) · (dH[t, b, j] + Σ_j' dG[t+1, b, j'] · W_hh[j', j])
 // with W_hh stored [H(j'), H(j)] as PyTorch has it, so consecutive invocations read
-// consecutive weights. A final dispatch with t = T writes dh0 = dG[0] · W_hh.
+// consecutive weights (a template, expanded per row count as described in lstm_step.wgsl). A final dispatch with t = T writes dh0 = dG[0] · W_hh.
 
 struct Dims {
     batch: u32,
@@ -14,7 +14,7 @@ struct Step {
     t: u32,
 }
 
-const BT: u32 = 4u;
+const BT: u32 = #BTu;
 
 @group(0) @binding(0) var<uniform> dims: Dims;
 @group(0) @binding(1) var<uniform> step: Step;
@@ -37,22 +37,16 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
     let rows = min(BT, nb - b0);
     let bh = nb * nh;
 
-    var carry = array<f32, BT>(0.0, 0.0, 0.0, 0.0);
     let src = select(t + 1u, 0u, t == dims.steps);
+    let base#ROW = src * bh + min(b0 + #ROWu, nb - 1u) * nh;
+    var carry#ROW = 0.0;
     if (src < dims.steps) {
-        let base = src * bh + b0 * nh;
-        let r0 = base;
-        let r1 = src * bh + min(b0 + 1u, nb - 1u) * nh;
-        let r2 = src * bh + min(b0 + 2u, nb - 1u) * nh;
-        let r3 = src * bh + min(b0 + 3u, nb - 1u) * nh;
         for (var k = 0u; k < nh; k++) {
             let wk = w[k * nh + j];
-            carry[0] += dg[r0 + k] * wk;
-            carry[1] += dg[r1 + k] * wk;
-            carry[2] += dg[r2 + k] * wk;
-            carry[3] += dg[r3 + k] * wk;
+            carry#ROW += dg[base#ROW + k] * wk;
         }
     }
+    var carry = array<f32, BT>(#ROWS(carry#ROW));
     if (t == dims.steps) {
         for (var r = 0u; r < rows; r++) {
             dh0[(b0 + r) * nh + j] = carry[r];

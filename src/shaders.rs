@@ -25,3 +25,39 @@ pub const ALL: [(&str, &str); 7] = [
     ("head.wgsl", HEAD),
     ("reduce.wgsl", REDUCE),
 ];
+
+/// The batch rows per invocation a step kernel can be built for.
+pub const STEP_ROWS: [u32; 4] = [1, 2, 4, 8];
+
+/// Expands a step-kernel template for `rows` batch rows per invocation: `#BT` becomes
+/// `rows`, every line holding `#ROW` is repeated once per row with `#ROW` replaced by the
+/// row's index, and `#ROWS(e)` becomes `e` for each row, comma-separated. Sources
+/// without markers come back unchanged.
+pub fn expand(src: &str, rows: u32) -> String {
+    let mut out = String::with_capacity(src.len() * 2);
+    for line in src.lines() {
+        let mut line = line.replace("#BT", &rows.to_string());
+        while let Some(start) = line.find("#ROWS(") {
+            let open = start + "#ROWS(".len();
+            let close = match line[open..].find(')') {
+                Some(c) => open + c,
+                None => break,
+            };
+            let inner = &line[open..close];
+            let list: Vec<String> = (0..rows)
+                .map(|r| inner.replace("#ROW", &r.to_string()))
+                .collect();
+            line = format!("{}{}{}", &line[..start], list.join(", "), &line[close + 1..]);
+        }
+        if line.contains("#ROW") {
+            for r in 0..rows {
+                out.push_str(&line.replace("#ROW", &r.to_string()));
+                out.push('\n');
+            }
+        } else {
+            out.push_str(&line);
+            out.push('\n');
+        }
+    }
+    out
+}

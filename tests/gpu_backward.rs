@@ -119,8 +119,9 @@ fn check_backward(ctx: &Context, c: &Case, label: &str, tol: f64) {
     }
 }
 
-const GRID: [(usize, usize, usize, usize); 10] = [
+const GRID: [(usize, usize, usize, usize); 11] = [
     (1, 1, 1, 1),
+    (17, 33, 2, 1),
     (3, 17, 5, 3),
     (17, 33, 3, 1),
     (33, 65, 17, 4),

@@ -87,8 +87,9 @@ fn check_forward(ctx: &Context, c: &Case, label: &str) {
 
 /// (I, H, B, T): sizes 1, 3, 17, 33, 65, 130 across every axis, T = 1, and the step
 /// kernel's edges (B not a multiple of 4, H not a multiple of 64) and the GEMM's (64).
-const GRID: [(usize, usize, usize, usize); 10] = [
+const GRID: [(usize, usize, usize, usize); 11] = [
     (1, 1, 1, 1),
+    (17, 33, 2, 1),
     (3, 17, 5, 3),
     (17, 33, 3, 1),
     (33, 65, 17, 4),

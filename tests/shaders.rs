@@ -1,16 +1,39 @@
-//! Every shader parses and validates with naga, so broken WGSL fails `cargo test` with a
-//! readable message even where no adapter exists.
+//! Every shader parses and validates with naga (each step-kernel template in every
+//! row-count variant), so broken WGSL fails `cargo test` with a readable message even
+//! where no adapter exists.
+
+use wgpu_rnn::shaders::{expand, ALL, STEP_ROWS};
+
+fn validate(name: &str, src: &str) {
+    let module = naga::front::wgsl::parse_str(src)
+        .unwrap_or_else(|e| panic!("{name}: parse error\n{}", e.emit_to_string(src)));
+    naga::valid::Validator::new(
+        naga::valid::ValidationFlags::all(),
+        naga::valid::Capabilities::default(),
+    )
+    .validate(&module)
+    .unwrap_or_else(|e| panic!("{name}: validation error\n{}", e.emit_to_string(src)));
+}
 
 #[test]
 fn every_shader_parses_and_validates() {
-    for (name, src) in wgpu_rnn::shaders::ALL {
-        let module = naga::front::wgsl::parse_str(src)
-            .unwrap_or_else(|e| panic!("{name}: parse error\n{}", e.emit_to_string(src)));
-        naga::valid::Validator::new(
-            naga::valid::ValidationFlags::all(),
-            naga::valid::Capabilities::default(),
-        )
-        .validate(&module)
-        .unwrap_or_else(|e| panic!("{name}: validation error\n{}", e.emit_to_string(src)));
+    for (name, src) in ALL {
+        if src.contains("#ROW") {
+            for rows in STEP_ROWS {
+                validate(&format!("{name} (rows = {rows})"), &expand(src, rows));
+            }
+        } else {
+            validate(name, src);
+        }
     }
+}
+
+#[test]
+fn template_expansion() {
+    let src = "const BT: u32 = #BTu;\nlet a#ROW = f(#ROWu);\nlet v = g(#ROWS(a#ROW));\n";
+    assert_eq!(
+        expand(src, 3),
+        "const BT: u32 = 3u;\nlet a0 = f(0u);\nlet a1 = f(1u);\nlet a2 = f(2u);\nlet v = g(a0, a1, a2);\n"
+    );
+    assert_eq!(expand("no markers\n", 8), "no markers\n");
 }

@@ -68,6 +68,14 @@ impl Kernel {
         }
     }
 
+    /// Whether the kernel is a step-kernel template (built per row count).
+    pub(crate) fn is_step(self) -> bool {
+        matches!(
+            self,
+            Kernel::RnnStep | Kernel::LstmStep | Kernel::RnnStepBack | Kernel::LstmStepBack
+        )
+    }
+
     pub(crate) fn entry(self) -> &'static str {
         match self {
             Kernel::Softmax => "softmax",
@@ -107,7 +115,7 @@ struct Inner {
     limits: wgpu::Limits,
     timestamps: bool,
     poison: bool,
-    pipelines: Mutex<HashMap<Kernel, Arc<Pipeline>>>,
+    pipelines: Mutex<HashMap<(Kernel, u32), Arc<Pipeline>>>,
     steps: Mutex<Option<(Arc<wgpu::Buffer>, u32)>>,
     error: Arc<Mutex<Option<String>>>,
     profiling: AtomicBool,
@@ -296,22 +304,30 @@ impl Context {
         )
     }
 
-    /// Compiles every kernel now rather than on first use.
+    /// Compiles every kernel (every row-count variant of the step kernels) now rather
+    /// than on first use.
     pub fn warm_up(&self) -> Result<()> {
         for k in Kernel::ALL {
-            self.pipeline(k)?;
+            if k.is_step() {
+                for rows in crate::shaders::STEP_ROWS {
+                    self.pipeline(k, rows)?;
+                }
+            } else {
+                self.pipeline(k, 0)?;
+            }
         }
         Ok(())
     }
 
-    /// The compiled pipeline of `kernel`, compiling it on first use.
-    pub(crate) fn pipeline(&self, kernel: Kernel) -> Result<Arc<Pipeline>> {
+    /// The compiled pipeline of `kernel` (for step kernels, its variant with `rows` batch
+    /// rows per invocation), compiling it on first use.
+    pub(crate) fn pipeline(&self, kernel: Kernel, rows: u32) -> Result<Arc<Pipeline>> {
         let mut cache = self
             .inner
             .pipelines
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        if let Some(p) = cache.get(&kernel) {
+        if let Some(p) = cache.get(&(kernel, rows)) {
             return Ok(p.clone());
         }
         let device = &self.inner.device;
@@ -361,7 +377,7 @@ impl Context {
         });
         let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some(kernel.entry()),
-            source: wgpu::ShaderSource::Wgsl(kernel.source().into()),
+            source: wgpu::ShaderSource::Wgsl(crate::shaders::expand(kernel.source(), rows).into()),
         });
         let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(kernel.entry()),
@@ -373,7 +389,7 @@ impl Context {
         });
         self.check(&format!("compiling the {kernel:?} kernel"))?;
         let p = Arc::new(Pipeline { pipeline, layout });
-        cache.insert(kernel, p.clone());
+        cache.insert((kernel, rows), p.clone());
         Ok(p)
     }
 

@@ -23,7 +23,18 @@ impl Op {
         buffers: &[&wgpu::Buffer],
         groups: [u32; 3],
     ) -> Result<Self> {
-        let pipeline = ctx.pipeline(kernel)?;
+        Self::variant(ctx, kernel, 0, buffers, groups)
+    }
+
+    /// As [`Op::new`], for the variant of a step kernel with `rows` rows per invocation.
+    pub(crate) fn variant(
+        ctx: &Context,
+        kernel: Kernel,
+        rows: u32,
+        buffers: &[&wgpu::Buffer],
+        groups: [u32; 3],
+    ) -> Result<Self> {
+        let pipeline = ctx.pipeline(kernel, rows)?;
         let binds = kernel.bindings();
         debug_assert_eq!(binds.len(), buffers.len());
         let entries: Vec<wgpu::BindGroupEntry> = buffers

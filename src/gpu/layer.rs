@@ -21,9 +21,7 @@ pub enum Mode {
     Training,
 }
 
-/// Batch rows per step-kernel invocation, and invocations per workgroup (as in the
-/// shaders' `BT` and `@workgroup_size`).
-const STEP_ROWS: usize = 4;
+/// Hidden units per step-kernel workgroup (the shaders' `@workgroup_size`).
 const STEP_UNITS: usize = 64;
 
 /// A recurrent layer whose weights live on the device.
@@ -236,12 +234,17 @@ impl Layer {
         self.cell.gates() * self.hidden
     }
 
-    /// Checks the step kernels' grid for batch `b`.
-    fn step_groups(&self, b: usize) -> Result<[u32; 3]> {
+    /// The step kernels' rows per invocation for batch `b` (the smallest variant that
+    /// covers it, at most 8: more rows reuse each weight load more) and their grid.
+    fn step_groups(&self, b: usize) -> Result<(u32, [u32; 3])> {
+        let rows = crate::shaders::STEP_ROWS
+            .into_iter()
+            .find(|&r| r as usize >= b)
+            .unwrap_or(8);
         let gx = div_ceil(self.hidden, STEP_UNITS);
-        let gy = div_ceil(b, STEP_ROWS);
+        let gy = div_ceil(b, rows as usize);
         self.ctx.check_groups("x", gx.max(gy) as u64)?;
-        Ok([gx, gy, 1])
+        Ok((rows, [gx, gy, 1]))
     }
 
     /// Runs the layer over `x [T, B, I]` from `h0` (and `c0` for the LSTM), zeros when
@@ -280,7 +283,7 @@ impl Layer {
             (Cell::Lstm, Some(c0)) => c0.expect_shape("c0", "[B, H]", &[b, h])?,
             _ => {}
         }
-        let groups = self.step_groups(b)?;
+        let (rows_per, groups) = self.step_groups(b)?;
         let train = mode == Mode::Training;
         let xw = Arc::new(new_buffer(ctx, "x", (t * b * gh) as u64)?);
         let hs = Arc::new(new_buffer(ctx, "h", ((t + 1) * bh) as u64)?);
@@ -315,15 +318,17 @@ impl Layer {
         );
         let steps = ctx.steps(t as u32 + 1);
         let step = match &cs {
-            Some(cs) => Op::new(
+            Some(cs) => Op::variant(
                 ctx,
                 Kernel::LstmStep,
+                rows_per,
                 &[&dims, &steps, &xw, &self.w_fwd, &hs, cs],
                 groups,
             )?,
-            None => Op::new(
+            None => Op::variant(
                 ctx,
                 Kernel::RnnStep,
+                rows_per,
                 &[&dims, &steps, &xw, &self.w_fwd, &hs],
                 groups,
             )?,
@@ -459,7 +464,7 @@ impl Layer {
             (Cell::Lstm, Some(d)) => d.expect_shape("dc_last", "[B, H]", &[b, h])?,
             _ => {}
         }
-        let groups = self.step_groups(b)?;
+        let (rows_per, groups) = self.step_groups(b)?;
         let dg = new_buffer(ctx, "dh", (t * b * gh) as u64)?;
         let dh0 = Arc::new(new_buffer(ctx, "dh0", bh as u64)?);
         let dx = Arc::new(new_buffer(ctx, "dx", (t * b * i) as u64)?);
@@ -485,9 +490,10 @@ impl Layer {
         );
         let steps = ctx.steps(t as u32 + 1);
         let step = match (&dc, &trace.cs, &trace.gates) {
-            (Some(dc), Some(cs), Some(gates)) => Op::new(
+            (Some(dc), Some(cs), Some(gates)) => Op::variant(
                 ctx,
                 Kernel::LstmStepBack,
+                rows_per,
                 &[
                     &dims,
                     &steps,
@@ -501,9 +507,10 @@ impl Layer {
                 ],
                 groups,
             )?,
-            _ => Op::new(
+            _ => Op::variant(
                 ctx,
                 Kernel::RnnStepBack,
+                rows_per,
                 &[&dims, &steps, &trace.hs, dh_ref, &self.w_back, &dg, &dh0],
                 groups,
             )?,
