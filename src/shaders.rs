@@ -47,7 +47,12 @@ pub fn expand(src: &str, rows: u32) -> String {
             let list: Vec<String> = (0..rows)
                 .map(|r| inner.replace("#ROW", &r.to_string()))
                 .collect();
-            line = format!("{}{}{}", &line[..start], list.join(", "), &line[close + 1..]);
+            line = format!(
+                "{}{}{}",
+                &line[..start],
+                list.join(", "),
+                &line[close + 1..]
+            );
         }
         if line.contains("#ROW") {
             for r in 0..rows {

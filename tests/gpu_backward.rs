@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::gpu::ctx;
+use common::gpu::{ctx, gl_ctx};
 use common::{assert_close, NumpyRng};
 use ndarray::{Array2, Array3};
 use wgpu_rnn::gpu::{Context, Layer, Mode, Tensor};
@@ -156,6 +156,21 @@ fn lstm_backward_matches_cpu_on_grid() {
             &format!("lstm I={i} H={h} B={b} T={t}"),
             2e-4,
         );
+    }
+}
+
+#[test]
+fn gl_backend_backward_matches_cpu() {
+    let Some(ctx) = gl_ctx() else { return };
+    for (k, cell) in [Cell::Rnn, Cell::Lstm].into_iter().enumerate() {
+        for &(i, h, b, t) in &[(3, 17, 5, 3), (65, 33, 2, 2)] {
+            check_backward(
+                ctx,
+                &case(cell, i, h, b, t, 700 + k as u32),
+                &format!("GL {cell:?} I={i} H={h} B={b} T={t}"),
+                2e-4,
+            );
+        }
     }
 }
 

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::gpu::ctx;
+use common::gpu::{ctx, gl_ctx};
 use common::{assert_close, NumpyRng};
 use ndarray::{Array2, Ix2, Ix3};
 use wgpu_rnn::gpu::{matmul, Layer, Mode, Tensor};
@@ -143,4 +143,41 @@ fn async_download() {
         tt.to_array().unwrap().into_dimensionality::<Ix2>().unwrap(),
         a.t()
     );
+}
+
+/// A tensor of one context passed to another context's layer is an error naming it.
+#[test]
+fn tensors_of_another_context_are_rejected() {
+    let (Some(vk), Some(gl)) = (ctx(), gl_ctx()) else {
+        return;
+    };
+    assert!(!vk.same(gl) && vk.same(vk));
+    let layer = Layer::new(vk, &Params::<f32>::init(Cell::Lstm, 3, 4, 1)).unwrap();
+    let foreign = Tensor::zeros(gl, "x", &[2, 5, 3]).unwrap();
+    match layer.forward(&foreign, None, None, Mode::Inference) {
+        Err(Error::Invalid { arg: "x", .. }) => {}
+        other => panic!("expected an error naming `x`, got {other:?}"),
+    }
+    let x = Tensor::zeros(vk, "x", &[2, 5, 3]).unwrap();
+    let h0 = Tensor::zeros(gl, "h0", &[5, 4]).unwrap();
+    match layer.forward(&x, Some(&h0), None, Mode::Inference) {
+        Err(Error::Invalid { arg: "h0", .. }) => {}
+        other => panic!("expected an error naming `h0`, got {other:?}"),
+    }
+    let out = layer.forward(&x, None, None, Mode::Training).unwrap();
+    match layer.backward(
+        out.trace.as_ref().unwrap(),
+        &Tensor::zeros(gl, "dh", &[2, 5, 4]).unwrap(),
+        None,
+    ) {
+        Err(Error::Invalid { arg: "dh", .. }) => {}
+        other => panic!("expected an error naming `dh`, got {other:?}"),
+    }
+    match matmul(
+        &Tensor::zeros(vk, "a", &[2, 3]).unwrap(),
+        &Tensor::zeros(gl, "b", &[3, 2]).unwrap(),
+    ) {
+        Err(Error::Invalid { arg: "b", .. }) => {}
+        other => panic!("expected an error naming `b`, got {other:?}"),
+    }
 }

@@ -265,6 +265,28 @@ impl Context {
         })
     }
 
+    /// Whether `other` is this same context (tensors of one context cannot be used in
+    /// another's device).
+    pub fn same(&self, other: &Context) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
+    /// Checks that a tensor belongs to this context, naming `arg` if not.
+    pub(crate) fn check_owner(&self, arg: &'static str, t: &super::Tensor) -> Result<()> {
+        if self.same(t.context()) {
+            Ok(())
+        } else {
+            Err(Error::Invalid {
+                arg,
+                msg: format!(
+                    "tensor belongs to another GPU context ({}); this one is {}",
+                    t.context().describe(),
+                    self.describe()
+                ),
+            })
+        }
+    }
+
     /// The wgpu device.
     pub fn device(&self) -> &wgpu::Device {
         &self.inner.device

@@ -46,6 +46,7 @@ impl GpuHead {
                 got: crate::error::fmt_shape(s),
             });
         }
+        ctx.check_owner("h", h)?;
         let rows = s[0] * s[1];
         let y = new_buffer(ctx, "y", (rows * self.classes) as u64)?;
         let gemm = Gemm {

@@ -252,6 +252,7 @@ pub fn matmul(a: &super::Tensor, b: &super::Tensor) -> Result<super::Tensor> {
         });
     }
     let ctx = a.context();
+    ctx.check_owner("b", b)?;
     let (m, k, n) = (sa[0], sa[1], sb[1]);
     let c = std::sync::Arc::new(super::tensor::new_buffer(ctx, "c", (m * n) as u64)?);
     let op = Gemm {

@@ -270,6 +270,12 @@ impl Layer {
         let (t, b) = (shape[0], shape[1]);
         let (h, gh) = (self.hidden, self.gh());
         let bh = b * h;
+        ctx.check_owner("x", x)?;
+        for (arg, s) in [("h0", h0), ("c0", c0)] {
+            if let Some(s) = s {
+                ctx.check_owner(arg, s)?;
+            }
+        }
         if let Some(h0) = h0 {
             h0.expect_shape("h0", "[B, H]", &[b, h])?;
         }
@@ -450,6 +456,12 @@ impl Layer {
                 arg: "grads",
                 msg: "gradients of a layer of another kind or size".into(),
             });
+        }
+        ctx.check_owner("dh", dh)?;
+        ctx.check_owner("trace", &trace.x)?;
+        ctx.check_owner("grads", &grads.db)?;
+        if let Some(d) = dc_last {
+            ctx.check_owner("dc_last", d)?;
         }
         let (t, b, h, gh, i) = (trace.steps, trace.batch, self.hidden, self.gh(), self.input);
         let bh = b * h;
