@@ -19,7 +19,7 @@ fn main() -> wgpu_rnn::Result<()> {
     let x = Array3::from_shape_simple_fn((t, b, i), || rng.next_f64() as f32 * 2.0 - 1.0);
     let dh = Array3::from_shape_simple_fn((t, b, h), || rng.next_f64() as f32 - 0.5);
     let (mut fwd, mut both) = (Vec::new(), Vec::new());
-    for _ in 0..12 {
+    for _ in 0..40 {
         let s = Instant::now();
         let tr = cpu::forward(&p, x.view(), None, None)?;
         let f = s.elapsed().as_secs_f64() * 1e3;
@@ -41,7 +41,7 @@ fn main() -> wgpu_rnn::Result<()> {
         g.dw_hh.iter().map(|v| v * v).sum::<f32>().sqrt()
     );
     println!(
-        "  median forward {:.2} ms, forward+backward {:.2} ms (12 runs)",
+        "  median forward {:.2} ms, forward+backward {:.2} ms (40 runs)",
         median(fwd),
         median(both)
     );
