@@ -34,7 +34,12 @@ fn main() -> wgpu_rnn::Result<()> {
     println!("LSTM f32 CPU T={t} B={b} I={i} H={h}");
     println!(
         "  |h_T|  = {:.6}",
-        tr.h_last().iter().map(|v| v * v).sum::<f32>().sqrt()
+        tr.h_last()
+            .expect("T > 0")
+            .iter()
+            .map(|v| v * v)
+            .sum::<f32>()
+            .sqrt()
     );
     println!(
         "  |dW_hh| = {:.6}",

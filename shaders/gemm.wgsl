@@ -61,8 +61,12 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
     let tx = lid.x;
     let ty = lid.y;
     let l = ty * 16u + tx;
-    let m0 = wid.y * BM;
+    // Row tiles beyond 65535 workgroups continue along z.
+    let m0 = (wid.y + wid.z * 65535u) * BM;
     let n0 = wid.x * BN;
+    if (m0 >= p.m) {
+        return;
+    }
     let ta = (p.flags & FLAG_TRANS_A) != 0u;
     let tb = (p.flags & FLAG_TRANS_B) != 0u;
 

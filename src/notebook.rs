@@ -464,6 +464,19 @@ fn cache_error(e: Error, arg: &'static str) -> Error {
     }
 }
 
+/// Checks the cached input `x (n_x, m, T')` covers `t` steps of `m` columns.
+fn check_cached_x<A: Real>(x: &Array3<A>, m: usize, t: usize) -> Result<()> {
+    let (_, xm, xt) = x.dim();
+    if xm != m || xt < t {
+        return Err(Error::Shape {
+            arg: "caches",
+            expected: format!("x of (n_x, m, T) = (n_x, {m}, ≥ {t})"),
+            got: fmt_shape(x.shape()).replace('[', "(").replace(']', ")"),
+        });
+    }
+    Ok(())
+}
+
 /// Checks `da (n_a, m, T)` against the caches; returns `T`.
 fn check_da<A: Real>(da: &ArrayView3<A>, n_a: usize, m: usize, steps: usize) -> Result<usize> {
     let t = da.len_of(Axis(2));
@@ -489,6 +502,7 @@ pub fn rnn_backward<A: Real>(da: ArrayView3<A>, caches: &RnnCaches<A>) -> Result
     let p = first.parameters.cell()?;
     let (n_a, m) = first.a_prev.dim();
     let t = check_da(&da, n_a, m, caches.caches.len())?;
+    check_cached_x(&caches.x, m, t)?;
     let trace = Trace {
         cell: Cell::Rnn,
         x: t3(caches.x.slice(s![.., .., ..t])),
@@ -544,9 +558,17 @@ fn split_lstm<A: Real>(
     }
 }
 
-/// Stacks the cached gates of one step into PyTorch order i, f, g, o: `[m, 4·n_a]`.
-fn cached_gates<A: Real>(c: &LstmCache<A>) -> Array2<A> {
-    ndarray::concatenate![Axis(1), c.it.t(), c.ft.t(), c.cct.t(), c.ot.t()]
+/// Stacks the cached gates of one step into PyTorch order i, f, g, o: `[m, 4·n_a]`,
+/// in standard layout; gates of disagreeing shapes are an error naming `arg`.
+fn cached_gates<A: Real>(c: &LstmCache<A>, arg: &'static str) -> Result<Array2<A>> {
+    let g =
+        ndarray::concatenate(Axis(1), &[c.it.t(), c.ft.t(), c.cct.t(), c.ot.t()]).map_err(|e| {
+            Error::Invalid {
+                arg,
+                msg: format!("cached gates it, ft, cct, ot disagree in shape: {e}"),
+            }
+        })?;
+    Ok(g.as_standard_layout().into_owned())
 }
 
 /// Backward of one LSTM step, given `da_next` and `dc_next (n_a, m)`.
@@ -558,17 +580,10 @@ pub fn lstm_cell_backward<A: Real>(
     let p = cache.parameters.cell()?;
     check_nb("da_next", "(n_a, m)", cache.a_next.shape(), da_next.shape())?;
     check_nb("dc_next", "(n_a, m)", cache.a_next.shape(), dc_next.shape())?;
-    let gates = ndarray::concatenate![
-        Axis(1),
-        cache.it.t(),
-        cache.ft.t(),
-        cache.cct.t(),
-        cache.ot.t()
-    ];
     let out = StepOut {
         h: t2(cache.a_next.view()),
         c: Some(t2(cache.c_next.view())),
-        gates: Some(gates.as_standard_layout().into_owned()),
+        gates: Some(cached_gates(cache, "cache")?),
     };
     let g = cpu::step_backward(
         &p,
@@ -601,8 +616,12 @@ pub fn lstm_backward<A: Real>(
     let p = first.parameters.cell()?;
     let (n_a, m) = first.a_prev.dim();
     let t = check_da(&da, n_a, m, caches.caches.len())?;
+    check_cached_x(&caches.x, m, t)?;
     let steps = &caches.caches[..t];
-    let gates: Vec<Array2<A>> = steps.iter().map(cached_gates).collect();
+    let gates = steps
+        .iter()
+        .map(|c| cached_gates(c, "caches"))
+        .collect::<Result<Vec<Array2<A>>>>()?;
     let gate_views: Vec<_> = gates.iter().map(|g| g.view()).collect();
     let trace = Trace {
         cell: Cell::Lstm,

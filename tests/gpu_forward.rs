@@ -69,7 +69,7 @@ fn check_forward(ctx: &Context, c: &Case, label: &str) {
         assert_close(
             &format!("{label} {mode:?} h_last"),
             &h_last,
-            &want.h_last().into_dyn().mapv(|v| v as f32),
+            &want.h_last().unwrap().into_dyn().mapv(|v| v as f32),
             TOL,
         );
         if let Some(cl) = want.c_last() {

@@ -32,6 +32,20 @@ fn matmul_matches_ndarray_at_odd_sizes() {
             .mapv(|v| v as f32);
         assert_close(&format!("matmul {m}x{k}x{n}"), &c, &want.into_dyn(), 2e-4);
     }
+    // More row tiles than one grid dimension holds (65535 × 64 rows): folded into z.
+    let m = 65535 * 64 + 70;
+    let a = ndarray::Array2::from_shape_fn((m, 1), |(r, _)| (r % 1000) as f32);
+    let b = ndarray::array![[2.0f32, -1.0]];
+    let c = matmul(
+        &Tensor::from_array(ctx, "a", &a).unwrap(),
+        &Tensor::from_array(ctx, "b", &b).unwrap(),
+    )
+    .unwrap()
+    .to_array()
+    .unwrap();
+    let want = a.dot(&b);
+    assert!(c == want.into_dyn(), "tall matmul differs");
+
     let a = Tensor::zeros(ctx, "a", &[3, 4]).unwrap();
     match matmul(&a, &Tensor::zeros(ctx, "b", &[5, 2]).unwrap()) {
         Err(Error::Shape { arg: "b", .. }) => {}

@@ -50,14 +50,15 @@ impl<A: Real> Trace<A> {
     pub fn batch(&self) -> usize {
         self.h.len_of(Axis(1))
     }
-    /// The last hidden state `h[T-1]`, `[B, H]`.
-    pub fn h_last(&self) -> ArrayView2<'_, A> {
-        self.h.index_axis(Axis(0), self.steps() - 1)
+    /// The last hidden state `h[T-1]`, `[B, H]` (`None` for an empty trace).
+    pub fn h_last(&self) -> Option<ArrayView2<'_, A>> {
+        let t = self.steps().checked_sub(1)?;
+        Some(self.h.index_axis(Axis(0), t))
     }
-    /// The last cell state `c[T-1]`, `[B, H]` (LSTM only).
+    /// The last cell state `c[T-1]`, `[B, H]` (LSTM only; `None` for an empty trace).
     pub fn c_last(&self) -> Option<ArrayView2<'_, A>> {
-        let t = self.steps();
-        self.c.as_ref().map(|c| c.index_axis(Axis(0), t - 1))
+        let t = self.c.as_ref()?.len_of(Axis(0)).checked_sub(1)?;
+        self.c.as_ref().map(|c| c.index_axis(Axis(0), t))
     }
 }
 

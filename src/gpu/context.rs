@@ -417,22 +417,37 @@ impl Context {
 
     /// The shared step-index uniform: slot `k` (at `k · STEP_STRIDE` bytes) holds `k`.
     /// Grown on demand; its contents never change, so it is written once per size.
-    pub(crate) fn steps(&self, count: u32) -> Arc<wgpu::Buffer> {
+    /// `arg` names the input whose length asks for `count` slots, for the error when the
+    /// buffer would exceed the device's limit.
+    pub(crate) fn steps(&self, arg: &'static str, count: u32) -> Result<Arc<wgpu::Buffer>> {
         let mut slot = self.inner.steps.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((buf, cap)) = slot.as_ref() {
             if *cap >= count {
-                return buf.clone();
+                return Ok(buf.clone());
             }
         }
-        let cap = count.next_power_of_two().max(64);
+        let limit = self.inner.limits.max_buffer_size;
+        let need = count as u64 * STEP_STRIDE as u64;
+        if need > limit {
+            return Err(Error::TooLarge {
+                arg,
+                bytes: need,
+                limit_name: "max_buffer_size (step-index uniform, 256 bytes a step)",
+                limit,
+            });
+        }
+        // Room to grow (powers of two, at least 64 slots) within the device's limit.
+        let max_slots = (limit / STEP_STRIDE as u64).min(u32::MAX as u64) as u32;
+        let cap = count.next_power_of_two().max(64).min(max_slots).max(count);
         let words = (STEP_STRIDE / 4) as usize;
         let mut data = vec![0u32; cap as usize * words];
         for k in 0..cap as usize {
             data[k * words] = k as u32;
         }
         let buf = Arc::new(self.buffer_init("steps", &data, wgpu::BufferUsages::UNIFORM));
+        self.check("allocating the step-index uniform")?;
         *slot = Some((buf.clone(), cap));
-        buf
+        Ok(buf)
     }
 
     /// A buffer initialised from `data`.

@@ -149,15 +149,21 @@ impl Gemm<'_> {
             flags,
         };
         let gx = div_ceil(self.n, GEMM_TILE);
-        let gy = div_ceil(self.m, GEMM_TILE);
-        ctx.check_groups(self.arg, gx.max(gy) as u64)?;
+        let tiles = div_ceil(self.m, GEMM_TILE);
+        // Row tiles past 65535 fold into z (the shader unfolds them).
+        let (gy, gz) = if tiles > 65535 {
+            (65535, tiles.div_ceil(65535))
+        } else {
+            (tiles, 1)
+        };
+        ctx.check_groups(self.arg, gx.max(gy).max(gz) as u64)?;
         let u = ctx.uniform("gemm params", &params);
         let bias = self.bias.map_or(self.b.0, |b| b.0);
         Op::new(
             ctx,
             Kernel::Gemm,
             &[&u, self.a.0, self.b.0, bias, self.c.0],
-            [gx, gy, 1],
+            [gx, gy, gz],
         )
     }
 }

@@ -322,7 +322,7 @@ impl Layer {
                 train: train as u32,
             },
         );
-        let steps = ctx.steps(t as u32 + 1);
+        let steps = ctx.steps("x", t as u32 + 1)?;
         let step = match &cs {
             Some(cs) => Op::variant(
                 ctx,
@@ -500,7 +500,7 @@ impl Layer {
                 train: 0,
             },
         );
-        let steps = ctx.steps(t as u32 + 1);
+        let steps = ctx.steps("dh", t as u32 + 1)?;
         let step = match (&dc, &trace.cs, &trace.gates) {
             (Some(dc), Some(cs), Some(gates)) => Op::variant(
                 ctx,
