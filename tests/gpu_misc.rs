@@ -195,3 +195,53 @@ fn tensors_of_another_context_are_rejected() {
         other => panic!("expected an error naming `b`, got {other:?}"),
     }
 }
+
+/// `set_params` swaps the weights in place: the next forward uses the new ones.
+#[test]
+fn set_params_updates_the_weights() {
+    let Some(ctx) = ctx() else { return };
+    for cell in [Cell::Rnn, Cell::Lstm] {
+        let (t, b, i, h) = (3, 4, 5, 6);
+        let p1 = Params::<f32>::init(cell, i, h, 1);
+        let p2 = Params::<f32>::init(cell, i, h, 2);
+        let x_host = NumpyRng::new(9).randn((t, b, i)).mapv(|v| v as f32);
+        let x = Tensor::from_array(ctx, "x", &x_host).unwrap();
+        let layer = Layer::new(ctx, &p1).unwrap();
+        let before = layer.forward(&x, None, None, Mode::Training).unwrap();
+        layer.set_params(&p2).unwrap();
+        let after = layer.forward(&x, None, None, Mode::Training).unwrap();
+        let want1 = cpu::forward(&p1, x_host.view(), None, None).unwrap();
+        let want2 = cpu::forward(&p2, x_host.view(), None, None).unwrap();
+        assert_close(
+            "before",
+            &before.h.to_array().unwrap(),
+            &want1.h.into_dyn(),
+            2e-4,
+        );
+        assert_close(
+            "after",
+            &after.h.to_array().unwrap(),
+            &want2.h.clone().into_dyn(),
+            2e-4,
+        );
+        // Backward uses the new recurrent weights too.
+        let dh = Tensor::from_array(ctx, "dh", &ndarray::Array3::<f32>::ones((t, b, h))).unwrap();
+        let g = layer
+            .backward(after.trace.as_ref().unwrap(), &dh, None)
+            .unwrap()
+            .to_cpu()
+            .unwrap();
+        let w = cpu::backward(
+            &p2,
+            &want2,
+            ndarray::Array3::<f32>::ones((t, b, h)).view(),
+            None,
+        )
+        .unwrap();
+        assert_close("dx after", &g.dx, &w.dx, 2e-4);
+        match layer.set_params(&Params::<f32>::init(cell, i + 1, h, 3)) {
+            Err(Error::Invalid { arg: "params", .. }) => {}
+            other => panic!("expected an error naming `params`, got {other:?}"),
+        }
+    }
+}

@@ -167,9 +167,17 @@ fn dim<D: ndarray::Dimension>(a: ndarray::ArrayD<f32>) -> Result<ndarray::Array<
         .map_err(|e| Error::Device(format!("downloaded tensor: {e}")))
 }
 
-impl Layer {
-    /// Uploads `params` to the device (checked first).
-    pub fn new(ctx: &Context, params: &Params<f32>) -> Result<Self> {
+/// The layer's weights in the device layouts (see [`Layer`]), on the host.
+struct DeviceWeights {
+    w_ih: Vec<f32>,
+    bias: Vec<f32>,
+    w_fwd: Vec<f32>,
+    w_back: Vec<f32>,
+}
+
+impl DeviceWeights {
+    /// Checks `params` and lays them out for the device.
+    fn from(ctx: &Context, params: &Params<f32>) -> Result<Self> {
         params.check()?;
         let (g, h, i) = (
             params.cell.gates(),
@@ -198,19 +206,62 @@ impl Layer {
                 }
             }
         }
+        Ok(DeviceWeights {
+            w_ih,
+            bias,
+            w_fwd,
+            w_back,
+        })
+    }
+}
+
+impl Layer {
+    /// Uploads `params` to the device (checked first).
+    pub fn new(ctx: &Context, params: &Params<f32>) -> Result<Self> {
+        let d = DeviceWeights::from(ctx, params)?;
         let usage = super::tensor::TENSOR_USAGE;
         let layer = Layer {
             ctx: ctx.clone(),
             cell: params.cell,
-            input: i,
-            hidden: h,
-            w_ih: ctx.buffer_init("w_ih", &w_ih, usage),
-            bias: ctx.buffer_init("bias", &bias, usage),
-            w_fwd: ctx.buffer_init("w_hh (forward layout)", &w_fwd, usage),
-            w_back: ctx.buffer_init("w_hh (backward layout)", &w_back, usage),
+            input: params.input_size(),
+            hidden: params.hidden_size(),
+            w_ih: ctx.buffer_init("w_ih", &d.w_ih, usage),
+            bias: ctx.buffer_init("bias", &d.bias, usage),
+            w_fwd: ctx.buffer_init("w_hh (forward layout)", &d.w_fwd, usage),
+            w_back: ctx.buffer_init("w_hh (backward layout)", &d.w_back, usage),
         };
         ctx.check("uploading the layer's weights")?;
         Ok(layer)
+    }
+
+    /// Replaces the layer's weights in place (a training step's update), without new
+    /// buffers: `params` must be of the same cell kind and sizes. Work already submitted
+    /// keeps the weights it was recorded with.
+    pub fn set_params(&self, params: &Params<f32>) -> Result<()> {
+        if params.cell != self.cell
+            || params.input_size() != self.input
+            || params.hidden_size() != self.hidden
+        {
+            return Err(Error::Invalid {
+                arg: "params",
+                msg: format!(
+                    "a {} with I = {}, H = {}; this layer is a {} with I = {}, H = {}",
+                    params.cell.name(),
+                    params.input_size(),
+                    params.hidden_size(),
+                    self.cell.name(),
+                    self.input,
+                    self.hidden
+                ),
+            });
+        }
+        let d = DeviceWeights::from(&self.ctx, params)?;
+        let q = self.ctx.queue();
+        q.write_buffer(&self.w_ih, 0, bytemuck::cast_slice(&d.w_ih));
+        q.write_buffer(&self.bias, 0, bytemuck::cast_slice(&d.bias));
+        q.write_buffer(&self.w_fwd, 0, bytemuck::cast_slice(&d.w_fwd));
+        q.write_buffer(&self.w_back, 0, bytemuck::cast_slice(&d.w_back));
+        self.ctx.check("updating the layer's weights")
     }
 
     /// The cell kind.
