@@ -2,9 +2,11 @@
 //
 // A is stored [M, K] row-major, or [K, M] when FLAG_TRANS_A; B is stored [K, N], or
 // [N, K] when FLAG_TRANS_B (PyTorch's weight layout). Offsets are in elements.
-// A 64×64 tile of C per workgroup of 16×16 invocations, each owning a 4×4 block held in
-// four vec4 registers; K walks in steps of 16 through workgroup-memory tiles loaded
-// cooperatively (consecutive invocations read consecutive addresses in either layout).
+// A 128×64 tile of C per workgroup of 16×16 invocations, each owning an 8×4 block held
+// in eight vec4 registers (rows 4·ty … 4·ty+3 and 64+4·ty … 64+4·ty+3, columns
+// 4·tx … 4·tx+3); K walks in steps of 16 through workgroup-memory tiles that every
+// invocation helps fill, one vec4 at a time, reading neighbouring addresses in either
+// storage order.
 
 struct Params {
     m: u32,
@@ -22,7 +24,7 @@ const FLAG_TRANS_B: u32 = 2u;
 const FLAG_BIAS: u32 = 4u;
 const FLAG_ACCUMULATE: u32 = 8u;
 
-const BM: u32 = 64u;
+const BM: u32 = 128u;
 const BN: u32 = 64u;
 const BK: u32 = 16u;
 
@@ -33,7 +35,7 @@ const BK: u32 = 16u;
 @group(0) @binding(4) var<storage, read_write> c: array<f32>;
 
 // [BK][BM / 4] and [BK][BN / 4]: a vec4 holds four consecutive rows (columns).
-var<workgroup> tile_a: array<vec4<f32>, 256>;
+var<workgroup> tile_a: array<vec4<f32>, 512>;
 var<workgroup> tile_b: array<vec4<f32>, 256>;
 
 fn load_a(m: u32, k: u32, trans: bool) -> f32 {
@@ -56,6 +58,34 @@ fn load_b(k: u32, n: u32, trans: bool) -> f32 {
     return b[p.b_off + k * p.n + n];
 }
 
+// Four consecutive rows m .. m+3 of op(A) at column k.
+fn load_a4(m: u32, k: u32, trans: bool) -> vec4<f32> {
+    return vec4<f32>(load_a(m, k, trans), load_a(m + 1u, k, trans), load_a(m + 2u, k, trans), load_a(m + 3u, k, trans));
+}
+
+// Four consecutive columns n .. n+3 of op(B) at row k.
+fn load_b4(k: u32, n: u32, trans: bool) -> vec4<f32> {
+    return vec4<f32>(load_b(k, n, trans), load_b(k, n + 1u, trans), load_b(k, n + 2u, trans), load_b(k, n + 3u, trans));
+}
+
+// Writes one row of the 4-column block at (row, col0).
+fn store_row(row: u32, col0: u32, v: vec4<f32>, accumulate: bool) {
+    if (row >= p.m) {
+        return;
+    }
+    for (var j = 0u; j < 4u; j++) {
+        let col = col0 + j;
+        if (col < p.n) {
+            let idx = p.c_off + row * p.n + col;
+            var x = v[j];
+            if (accumulate) {
+                x += c[idx];
+            }
+            c[idx] = x;
+        }
+    }
+}
+
 @compute @workgroup_size(16, 16)
 fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     let tx = lid.x;
@@ -74,34 +104,43 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
     var acc1 = vec4<f32>(0.0);
     var acc2 = vec4<f32>(0.0);
     var acc3 = vec4<f32>(0.0);
+    var acc4 = vec4<f32>(0.0);
+    var acc5 = vec4<f32>(0.0);
+    var acc6 = vec4<f32>(0.0);
+    var acc7 = vec4<f32>(0.0);
 
     for (var k0 = 0u; k0 < p.k; k0 += BK) {
-        for (var r = 0u; r < 4u; r++) {
+        // A tile: 512 vec4, two per invocation; B tile: 256 vec4, one per invocation.
+        for (var r = 0u; r < 2u; r++) {
             let e = l + r * 256u;
-            // Walk the contiguous axis of each operand fastest.
-            var am = e / BK;
             var ak = e % BK;
+            var am = (e / BK) * 4u;
             if (ta) {
-                am = e % BM;
-                ak = e / BM;
+                am = (e % 32u) * 4u;
+                ak = e / 32u;
             }
-            tile_a[ak * 16u + am / 4u][am % 4u] = load_a(m0 + am, k0 + ak, ta);
-            var bn = e % BN;
-            var bk = e / BN;
-            if (tb) {
-                bn = e / BK;
-                bk = e % BK;
-            }
-            tile_b[bk * 16u + bn / 4u][bn % 4u] = load_b(k0 + bk, n0 + bn, tb);
+            tile_a[ak * 32u + am / 4u] = load_a4(m0 + am, k0 + ak, ta);
         }
+        var bn = (l % 16u) * 4u;
+        var bk = l / 16u;
+        if (tb) {
+            bk = l % BK;
+            bn = (l / BK) * 4u;
+        }
+        tile_b[bk * 16u + bn / 4u] = load_b4(k0 + bk, n0 + bn, tb);
         workgroupBarrier();
         for (var kk = 0u; kk < BK; kk++) {
-            let av = tile_a[kk * 16u + ty];
+            let lo = tile_a[kk * 32u + ty];
+            let hi = tile_a[kk * 32u + 16u + ty];
             let bv = tile_b[kk * 16u + tx];
-            acc0 += av.x * bv;
-            acc1 += av.y * bv;
-            acc2 += av.z * bv;
-            acc3 += av.w * bv;
+            acc0 += lo.x * bv;
+            acc1 += lo.y * bv;
+            acc2 += lo.z * bv;
+            acc3 += lo.w * bv;
+            acc4 += hi.x * bv;
+            acc5 += hi.y * bv;
+            acc6 += hi.z * bv;
+            acc7 += hi.w * bv;
         }
         workgroupBarrier();
     }
@@ -115,22 +154,15 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
             }
         }
     }
-    let acc = array<vec4<f32>, 4>(acc0 + bv, acc1 + bv, acc2 + bv, acc3 + bv);
     let accumulate = (p.flags & FLAG_ACCUMULATE) != 0u;
-    for (var i = 0u; i < 4u; i++) {
-        let row = m0 + ty * 4u + i;
-        if (row < p.m) {
-            for (var j = 0u; j < 4u; j++) {
-                let col = col0 + j;
-                if (col < p.n) {
-                    let idx = p.c_off + row * p.n + col;
-                    var v = acc[i][j];
-                    if (accumulate) {
-                        v += c[idx];
-                    }
-                    c[idx] = v;
-                }
-            }
-        }
-    }
+    let lo = m0 + ty * 4u;
+    let hi = m0 + 64u + ty * 4u;
+    store_row(lo, col0, acc0 + bv, accumulate);
+    store_row(lo + 1u, col0, acc1 + bv, accumulate);
+    store_row(lo + 2u, col0, acc2 + bv, accumulate);
+    store_row(lo + 3u, col0, acc3 + bv, accumulate);
+    store_row(hi, col0, acc4 + bv, accumulate);
+    store_row(hi + 1u, col0, acc5 + bv, accumulate);
+    store_row(hi + 2u, col0, acc6 + bv, accumulate);
+    store_row(hi + 3u, col0, acc7 + bv, accumulate);
 }

@@ -129,8 +129,9 @@ pub(crate) struct Gemm<'a> {
     pub accumulate: bool,
 }
 
-/// Tile of C per GEMM workgroup.
-const GEMM_TILE: usize = 64;
+/// Tile of C per GEMM workgroup: rows × columns (as in `gemm.wgsl`).
+const GEMM_TILE_M: usize = 128;
+const GEMM_TILE_N: usize = 64;
 
 impl Gemm<'_> {
     pub(crate) fn op(&self, ctx: &Context) -> Result<Op> {
@@ -148,8 +149,8 @@ impl Gemm<'_> {
             bias_off: self.bias.map_or(0, |b| b.1 as u32),
             flags,
         };
-        let gx = div_ceil(self.n, GEMM_TILE);
-        let tiles = div_ceil(self.m, GEMM_TILE);
+        let gx = div_ceil(self.n, GEMM_TILE_N);
+        let tiles = div_ceil(self.m, GEMM_TILE_M);
         // Row tiles past 65535 fold into z (the shader unfolds them).
         let (gy, gz) = if tiles > 65535 {
             (65535, tiles.div_ceil(65535))
