@@ -671,6 +671,26 @@ fn main() {
             r.timing
         );
     }
+    // Backward over forward, per backend, where both modes ran: (fwdbwd - fwd) / fwd.
+    for r in rows.iter().filter(|r| r.mode == "fwd") {
+        if let Some(fb) = rows.iter().find(|c| {
+            c.mode == "fwdbwd"
+                && c.backend == r.backend
+                && c.cell == r.cell
+                && (c.t, c.b, c.i, c.h) == (r.t, r.b, r.i, r.h)
+        }) {
+            println!(
+                "  {} {} T={} B={} I={} H={}: backward/forward time {:.2}",
+                r.cell.name(),
+                r.backend,
+                r.t,
+                r.b,
+                r.i,
+                r.h,
+                (fb.median_ms - r.median_ms) / r.median_ms
+            );
+        }
+    }
     // GPU over CPU speed-up where both ran.
     for r in rows.iter().filter(|r| r.backend == "gpu") {
         if let Some(c) = rows.iter().find(|c| {
