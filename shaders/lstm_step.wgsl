@@ -15,6 +15,8 @@
 // the list marker becomes a comma-separated list over the rows. Rows past the batch
 // re-read the last row and are not written.
 
+// sigmoid and tanh_stable come from activations.wgsl, prepended by the crate.
+
 struct Dims {
     batch: u32,
     hidden: u32,
@@ -34,20 +36,6 @@ const BT: u32 = #BTu;
 @group(0) @binding(3) var<storage, read> w: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read_write> hs: array<f32>;
 @group(0) @binding(5) var<storage, read_write> cs: array<f32>;
-
-// Stable for any finite x: exp never sees a positive argument.
-fn sigmoid(x: f32) -> f32 {
-    let e = exp(-abs(x));
-    let s = 1.0 / (1.0 + e);
-    return select(e * s, s, x >= 0.0);
-}
-
-fn tanh_stable(x: f32) -> f32 {
-    let e = exp(-2.0 * abs(x));
-    let t = (1.0 - e) / (1.0 + e);
-    let small = x - x * x * x * (1.0 / 3.0);
-    return select(sign(x) * t, small, abs(x) < 0.004);
-}
 
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {

@@ -10,6 +10,8 @@
 // the source unit j' as a vec4, so dG's interleaved vec4 dots straight into it.
 // A final dispatch with t = T writes dh0 = dG[0] · W_hh (c̄ then holds dc0).
 
+// sigmoid and tanh_stable come from activations.wgsl, prepended by the crate.
+
 struct Dims {
     batch: u32,
     hidden: u32,
@@ -32,13 +34,6 @@ const BT: u32 = #BTu;
 @group(0) @binding(6) var<storage, read_write> dg: array<vec4<f32>>; // [T, B, H]
 @group(0) @binding(7) var<storage, read_write> dc: array<f32>;    // c̄ [B, H]
 @group(0) @binding(8) var<storage, read_write> dh0: array<f32>;   // [B, H]
-
-fn tanh_stable(x: f32) -> f32 {
-    let e = exp(-2.0 * abs(x));
-    let t = (1.0 - e) / (1.0 + e);
-    let small = x - x * x * x * (1.0 / 3.0);
-    return select(sign(x) * t, small, abs(x) < 0.004);
-}
 
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {

@@ -5,6 +5,8 @@
 //
 // Template: expanded per row count as described in lstm_step.wgsl.
 
+// sigmoid and tanh_stable come from activations.wgsl, prepended by the crate.
+
 struct Dims {
     batch: u32,
     hidden: u32,
@@ -23,13 +25,6 @@ const BT: u32 = #BTu;
 @group(0) @binding(2) var<storage, read> xw: array<f32>;
 @group(0) @binding(3) var<storage, read> w: array<f32>;
 @group(0) @binding(4) var<storage, read_write> hs: array<f32>;
-
-fn tanh_stable(x: f32) -> f32 {
-    let e = exp(-2.0 * abs(x));
-    let t = (1.0 - e) / (1.0 + e);
-    let small = x - x * x * x * (1.0 / 3.0);
-    return select(sign(x) * t, small, abs(x) < 0.004);
-}
 
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {

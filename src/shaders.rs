@@ -2,14 +2,23 @@
 
 /// Tiled GEMM `C (+)= op(A)·op(B) (+ bias)`.
 pub const GEMM: &str = include_str!("../shaders/gemm.wgsl");
-/// Fused tanh RNN forward step.
-pub const RNN_STEP: &str = include_str!("../shaders/rnn_step.wgsl");
-/// Fused LSTM forward step.
-pub const LSTM_STEP: &str = include_str!("../shaders/lstm_step.wgsl");
+/// Fused tanh RNN forward step (with the shared activations prepended).
+pub const RNN_STEP: &str = concat!(
+    include_str!("../shaders/activations.wgsl"),
+    include_str!("../shaders/rnn_step.wgsl")
+);
+/// Fused LSTM forward step (with the shared activations prepended).
+pub const LSTM_STEP: &str = concat!(
+    include_str!("../shaders/activations.wgsl"),
+    include_str!("../shaders/lstm_step.wgsl")
+);
 /// Fused tanh RNN backward step.
 pub const RNN_STEP_BACK: &str = include_str!("../shaders/rnn_step_back.wgsl");
-/// Fused LSTM backward step.
-pub const LSTM_STEP_BACK: &str = include_str!("../shaders/lstm_step_back.wgsl");
+/// Fused LSTM backward step (with the shared activations prepended).
+pub const LSTM_STEP_BACK: &str = concat!(
+    include_str!("../shaders/activations.wgsl"),
+    include_str!("../shaders/lstm_step_back.wgsl")
+);
 /// Softmax of the output head.
 pub const HEAD: &str = include_str!("../shaders/head.wgsl");
 /// Column sums (bias gradients).

@@ -5,45 +5,10 @@
 mod common;
 
 use common::gpu::{ctx, gl_ctx};
-use common::{assert_close, NumpyRng};
-use ndarray::{Array2, Array3};
+use common::{assert_close, case, f32a, Case, NumpyRng, GRID};
+use ndarray::Array2;
 use wgpu_rnn::gpu::{Context, Layer, Mode, Tensor};
 use wgpu_rnn::{cpu, Cell, Error, Params};
-
-struct Case {
-    p: Params<f64>,
-    x: Array3<f64>,
-    h0: Array2<f64>,
-    c0: Option<Array2<f64>>,
-    dh: Array3<f64>,
-    dc: Option<Array2<f64>>,
-}
-
-fn case(cell: Cell, i: usize, h: usize, b: usize, t: usize, seed: u32) -> Case {
-    let mut rng = NumpyRng::new(seed);
-    let g = cell.gates();
-    let k = 1.0 / (h as f64).sqrt();
-    let lstm = cell == Cell::Lstm;
-    Case {
-        p: Params::new(
-            cell,
-            rng.uniform_array((g * h, i), -k, k),
-            rng.uniform_array((g * h, h), -k, k),
-            rng.uniform_array(g * h, -k, k),
-            rng.uniform_array(g * h, -k, k),
-        )
-        .unwrap(),
-        x: rng.randn((t, b, i)),
-        h0: rng.uniform_array((b, h), -1.0, 1.0),
-        c0: lstm.then(|| rng.randn((b, h))),
-        dh: rng.randn((t, b, h)),
-        dc: lstm.then(|| rng.randn((b, h))),
-    }
-}
-
-fn f32a<D: ndarray::Dimension>(a: &ndarray::Array<f64, D>) -> ndarray::Array<f32, D> {
-    a.mapv(|v| v as f32)
-}
 
 fn up<D: ndarray::Dimension>(ctx: &Context, a: &ndarray::Array<f64, D>) -> Tensor {
     Tensor::from_array(ctx, "t", &f32a(a)).unwrap()
@@ -118,20 +83,6 @@ fn check_backward(ctx: &Context, c: &Case, label: &str, tol: f64) {
         );
     }
 }
-
-const GRID: [(usize, usize, usize, usize); 11] = [
-    (1, 1, 1, 1),
-    (17, 33, 2, 1),
-    (3, 17, 5, 3),
-    (17, 33, 3, 1),
-    (33, 65, 17, 4),
-    (65, 3, 33, 2),
-    (130, 130, 6, 3),
-    (5, 130, 65, 2),
-    (130, 17, 4, 5),
-    (64, 64, 16, 2),
-    (3, 1, 130, 3),
-];
 
 #[test]
 fn rnn_backward_matches_cpu_on_grid() {

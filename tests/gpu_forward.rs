@@ -4,43 +4,12 @@
 mod common;
 
 use common::gpu::{ctx, gl_ctx};
-use common::{assert_close, NumpyRng};
-use ndarray::{s, Array2, Array3};
+use common::{assert_close, case, f32a, Case, NumpyRng, GRID};
+use ndarray::{s, Array2};
 use wgpu_rnn::gpu::{forward_host, Context, GpuHead, Layer, Mode, Tensor};
 use wgpu_rnn::{cpu, Cell, Error, Head, Params};
 
 const TOL: f64 = 2e-4;
-
-struct Case {
-    p: Params<f64>,
-    x: Array3<f64>,
-    h0: Array2<f64>,
-    c0: Option<Array2<f64>>,
-}
-
-fn case(cell: Cell, i: usize, h: usize, b: usize, t: usize, seed: u32, scale: f64) -> Case {
-    let mut rng = NumpyRng::new(seed);
-    let g = cell.gates();
-    let k = 1.0 / (h as f64).sqrt();
-    let p = Params::new(
-        cell,
-        rng.uniform_array((g * h, i), -k, k),
-        rng.uniform_array((g * h, h), -k, k),
-        rng.uniform_array(g * h, -k, k),
-        rng.uniform_array(g * h, -k, k),
-    )
-    .unwrap();
-    Case {
-        p,
-        x: rng.randn((t, b, i)) * scale,
-        h0: rng.uniform_array((b, h), -1.0, 1.0),
-        c0: (cell == Cell::Lstm).then(|| rng.randn((b, h))),
-    }
-}
-
-fn f32a<D: ndarray::Dimension>(a: &ndarray::Array<f64, D>) -> ndarray::Array<f32, D> {
-    a.mapv(|v| v as f32)
-}
 
 fn check_forward(ctx: &Context, c: &Case, label: &str) {
     let want = cpu::forward(
@@ -85,29 +54,13 @@ fn check_forward(ctx: &Context, c: &Case, label: &str) {
     }
 }
 
-/// (I, H, B, T): sizes 1, 3, 17, 33, 65, 130 across every axis, T = 1, and the step
-/// kernel's edges (B not a multiple of 4, H not a multiple of 64) and the GEMM's (64).
-const GRID: [(usize, usize, usize, usize); 11] = [
-    (1, 1, 1, 1),
-    (17, 33, 2, 1),
-    (3, 17, 5, 3),
-    (17, 33, 3, 1),
-    (33, 65, 17, 4),
-    (65, 3, 33, 2),
-    (130, 130, 6, 3),
-    (5, 130, 65, 2),
-    (130, 17, 4, 5),
-    (64, 64, 16, 2),
-    (3, 1, 130, 3),
-];
-
 #[test]
 fn rnn_forward_matches_cpu_on_grid() {
     let Some(ctx) = ctx() else { return };
     for (k, &(i, h, b, t)) in GRID.iter().enumerate() {
         check_forward(
             ctx,
-            &case(Cell::Rnn, i, h, b, t, 100 + k as u32, 1.0),
+            &case(Cell::Rnn, i, h, b, t, 100 + k as u32),
             &format!("rnn I={i} H={h} B={b} T={t}"),
         );
     }
@@ -119,7 +72,7 @@ fn lstm_forward_matches_cpu_on_grid() {
     for (k, &(i, h, b, t)) in GRID.iter().enumerate() {
         check_forward(
             ctx,
-            &case(Cell::Lstm, i, h, b, t, 200 + k as u32, 1.0),
+            &case(Cell::Lstm, i, h, b, t, 200 + k as u32),
             &format!("lstm I={i} H={h} B={b} T={t}"),
         );
     }
@@ -129,7 +82,7 @@ fn lstm_forward_matches_cpu_on_grid() {
 fn saturating_inputs() {
     let Some(ctx) = ctx() else { return };
     for cell in [Cell::Rnn, Cell::Lstm] {
-        let mut c = case(cell, 9, 17, 5, 4, 7, 1.0);
+        let mut c = case(cell, 9, 17, 5, 4, 7);
         c.x.mapv_inplace(|v| if v >= 0.0 { 30.0 } else { -30.0 });
         c.p.w_ih.mapv_inplace(|v| v * 30.0);
         check_forward(ctx, &c, &format!("{cell:?} saturated"));
@@ -140,7 +93,7 @@ fn saturating_inputs() {
 fn zero_initial_state_by_default() {
     let Some(ctx) = ctx() else { return };
     for cell in [Cell::Rnn, Cell::Lstm] {
-        let c = case(cell, 4, 6, 3, 3, 9, 1.0);
+        let c = case(cell, 4, 6, 3, 3, 9);
         let p32 = c.p.cast::<f32>();
         let layer = Layer::new(ctx, &p32).unwrap();
         let (h, c_last) = forward_host(&layer, &f32a(&c.x), None, None).unwrap();
@@ -164,7 +117,7 @@ fn gl_backend_matches_cpu() {
         for &(i, h, b, t) in &[(3, 17, 5, 3), (65, 33, 6, 2)] {
             check_forward(
                 ctx,
-                &case(cell, i, h, b, t, 300 + k as u32, 1.0),
+                &case(cell, i, h, b, t, 300 + k as u32),
                 &format!("GL {cell:?} I={i} H={h} B={b} T={t}"),
             );
         }

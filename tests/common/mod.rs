@@ -3,7 +3,8 @@
 
 pub mod gpu;
 
-use ndarray::{Array, ArrayBase, Data, Dimension, ShapeBuilder};
+use ndarray::{Array, Array2, Array3, ArrayBase, Data, Dimension, ShapeBuilder};
+use wgpu_rnn::{Cell, Params};
 
 /// numpy's legacy `RandomState` (MT19937 + polar-method `randn` with a cached value),
 /// bit-compatible with `np.random.seed(s); np.random.randn(...)`.
@@ -144,4 +145,59 @@ pub fn assert_values(name: &str, got: &[f64], want: &[f64], tol: f64) {
             (g - w).abs()
         );
     }
+}
+
+/// (I, H, B, T): sizes 1, 3, 17, 33, 65, 130 across every axis, T = 1, and the step
+/// kernel's edges (B not a multiple of 4, H not a multiple of 64) and the GEMM's (64).
+pub const GRID: [(usize, usize, usize, usize); 11] = [
+    (1, 1, 1, 1),
+    (17, 33, 2, 1),
+    (3, 17, 5, 3),
+    (17, 33, 3, 1),
+    (33, 65, 17, 4),
+    (65, 3, 33, 2),
+    (130, 130, 6, 3),
+    (5, 130, 65, 2),
+    (130, 17, 4, 5),
+    (64, 64, 16, 2),
+    (3, 1, 130, 3),
+];
+
+/// A random problem for a cell: parameters of the usual scale, inputs, initial states,
+/// and upstream gradients (the LSTM's nonzero c0 and final-cell gradient included).
+pub struct Case {
+    pub p: Params<f64>,
+    pub x: Array3<f64>,
+    pub h0: Array2<f64>,
+    pub c0: Option<Array2<f64>>,
+    pub dh: Array3<f64>,
+    pub dc: Option<Array2<f64>>,
+}
+
+/// Draws a [`Case`] from numpy's generator seeded with `seed`.
+pub fn case(cell: Cell, i: usize, h: usize, b: usize, t: usize, seed: u32) -> Case {
+    let mut rng = NumpyRng::new(seed);
+    let g = cell.gates();
+    let k = 1.0 / (h as f64).sqrt();
+    let lstm = cell == Cell::Lstm;
+    Case {
+        p: Params::new(
+            cell,
+            rng.uniform_array((g * h, i), -k, k),
+            rng.uniform_array((g * h, h), -k, k),
+            rng.uniform_array(g * h, -k, k),
+            rng.uniform_array(g * h, -k, k),
+        )
+        .unwrap(),
+        x: rng.randn((t, b, i)),
+        h0: rng.uniform_array((b, h), -1.0, 1.0),
+        c0: lstm.then(|| rng.randn((b, h))),
+        dh: rng.randn((t, b, h)),
+        dc: lstm.then(|| rng.randn((b, h))),
+    }
+}
+
+/// The array in f32.
+pub fn f32a<D: ndarray::Dimension>(a: &ndarray::Array<f64, D>) -> ndarray::Array<f32, D> {
+    a.mapv(|v| v as f32)
 }
