@@ -500,6 +500,41 @@ fn bad_input_returns_errors_naming_the_argument() {
         cpu::step_forward(&p, Array2::zeros((5, 3)).view(), h0.view(), None),
         "c_prev",
     );
+    // step backward.
+    let x_t = Array2::<f32>::zeros((5, 3));
+    let out = cpu::step_forward(&p, x_t.view(), h0.view(), Some(h0.view())).unwrap();
+    let step_back = |x_t: Array2<f32>, dh: Array2<f32>, dc: Option<Array2<f32>>| {
+        cpu::step_backward(
+            &p,
+            x_t.view(),
+            h0.view(),
+            Some(h0.view()),
+            &out,
+            dh.view(),
+            dc.as_ref().map(|d| d.view()),
+        )
+    };
+    expect_shape_err(step_back(x_t.clone(), Array2::zeros((5, 3)), None), "dh");
+    expect_shape_err(
+        step_back(x_t.clone(), h0.clone(), Some(Array2::zeros((4, 4)))),
+        "dc",
+    );
+    expect_shape_err(step_back(Array2::zeros((5, 2)), h0.clone(), None), "x_t");
+    // An empty trace (T = 0) made by hand has no last state, and backward refuses it.
+    let empty = cpu::Trace {
+        cell: Cell::Lstm,
+        x: Array3::zeros((0, 5, 3)),
+        h0: h0.clone(),
+        c0: Some(h0.clone()),
+        h: Array3::zeros((0, 5, 4)),
+        c: Some(Array3::zeros((0, 5, 4))),
+        gates: Some(Array3::zeros((0, 5, 16))),
+    };
+    assert!(empty.h_last().is_none() && empty.c_last().is_none());
+    expect_shape_err(
+        cpu::backward(&p, &empty, Array3::zeros((0, 5, 4)).view(), None),
+        "trace.h",
+    );
     // head.
     let head = Head::new(Array2::<f32>::zeros((2, 4)), ndarray::Array1::zeros(2)).unwrap();
     expect_shape_err(
@@ -566,6 +601,12 @@ fn notebook_functions_reject_bad_shapes() {
         rnn_cell_backward(Array2::zeros((5, 9)).view(), &caches.caches[0]),
         "da_next",
     );
+    let mut short = caches.clone();
+    short.x = Array3::zeros((3, 10, 2));
+    expect_shape_err(
+        rnn_backward(Array3::zeros((5, 10, 4)).view(), &short),
+        "caches",
+    );
     let lp = LstmParameters::<f64> {
         wf: Array2::zeros((5, 8)),
         bf: Array2::zeros((5, 1)),
@@ -597,4 +638,21 @@ fn notebook_functions_reject_bad_shapes() {
         lstm_cell_backward(z.view(), Array2::zeros((4, 10)).view(), &caches.caches[0]),
         "dc_next",
     );
+    // Caches edited into inconsistency are errors too, not panics.
+    let mut broken = caches.caches[0].clone();
+    broken.ft = Array2::zeros((4, 10));
+    expect_shape_err(lstm_cell_backward(z.view(), z.view(), &broken), "cache");
+    let da = Array3::<f64>::zeros((5, 10, 3));
+    let mut edited = caches.clone();
+    edited.caches[1].ot = Array2::zeros((5, 9));
+    expect_shape_err(lstm_backward(da.view(), &edited), "caches");
+    let mut edited = caches.clone();
+    edited.caches[2].a_next = Array2::zeros((5, 9));
+    expect_shape_err(lstm_backward(da.view(), &edited), "caches");
+    let mut edited = caches.clone();
+    edited.x = Array3::zeros((3, 10, 1));
+    expect_shape_err(lstm_backward(da.view(), &edited), "caches");
+    let mut edited = caches.clone();
+    edited.x = Array3::zeros((4, 10, 7));
+    expect_shape_err(lstm_backward(da.view(), &edited), "caches");
 }

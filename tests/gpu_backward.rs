@@ -5,10 +5,10 @@
 mod common;
 
 use common::gpu::{ctx, gl_ctx};
-use common::{assert_close, case, f32a, Case, NumpyRng, GRID};
+use common::{assert_close, case, expect_err, f32a, Case, NumpyRng, GRID};
 use ndarray::Array2;
 use wgpu_rnn::gpu::{Context, Layer, Mode, Tensor};
-use wgpu_rnn::{cpu, Cell, Error, Params};
+use wgpu_rnn::{cpu, Cell, Params};
 
 fn up<D: ndarray::Dimension>(ctx: &Context, a: &ndarray::Array<f64, D>) -> Tensor {
     Tensor::from_array(ctx, "t", &f32a(a)).unwrap()
@@ -462,13 +462,6 @@ fn notebook_backward_recipes_on_gpu() {
         tol("dbi[4]", g.db_ih[4], -0.40142491, 1.0);
         tol("dbc[4]", g.db_ih[2 * h + 4], 0.25587763, 1.0);
         tol("dbo[4]", g.db_ih[3 * h + 4], 0.13893342, 1.0);
-    }
-}
-
-fn expect_err<T: std::fmt::Debug>(r: wgpu_rnn::Result<T>, arg: &str) {
-    match r {
-        Err(Error::Shape { arg: a, .. }) | Err(Error::Invalid { arg: a, .. }) if a == arg => {}
-        other => panic!("expected an error naming `{arg}`, got {other:?}"),
     }
 }
 

@@ -4,7 +4,7 @@
 mod common;
 
 use common::gpu::{ctx, gl_ctx};
-use common::{assert_close, case, f32a, Case, NumpyRng, GRID};
+use common::{assert_close, case, expect_err, f32a, Case, NumpyRng, GRID};
 use ndarray::{s, Array2};
 use wgpu_rnn::gpu::{forward_host, Context, GpuHead, Layer, Mode, Tensor};
 use wgpu_rnn::{cpu, Cell, Error, Head, Params};
@@ -369,16 +369,6 @@ fn notebook_forward_recipes_on_gpu() {
     }
 }
 
-fn expect_err<T: std::fmt::Debug>(r: wgpu_rnn::Result<T>, arg: &str) {
-    match r {
-        Err(Error::Shape { arg: a, .. })
-        | Err(Error::Invalid { arg: a, .. })
-        | Err(Error::TooLarge { arg: a, .. })
-            if a == arg => {}
-        other => panic!("expected an error naming `{arg}`, got {other:?}"),
-    }
-}
-
 #[test]
 fn bad_input_is_rejected_before_dispatch() {
     let Some(ctx) = ctx() else { return };
@@ -417,6 +407,17 @@ fn bad_input_is_rejected_before_dispatch() {
     let steps = (limit / (4 * 16 * 4)) as usize + 1;
     let x = Tensor::zeros(ctx, "x", &[steps, 4, 1]).unwrap();
     expect_err(big.forward(&x, None, None, Mode::Inference), "x");
+    // A sequence so long that its step-index uniform (256 bytes a step) would not fit.
+    let max = ctx.limits().max_buffer_size;
+    let steps = (max / 256) as usize;
+    if steps * 4 <= limit as usize {
+        let rnn1 = Layer::new(ctx, &Params::<f32>::zeros(Cell::Rnn, 1, 1)).unwrap();
+        let x = Tensor::zeros(ctx, "x", &[steps, 1, 1]).unwrap();
+        match rnn1.forward(&x, None, None, Mode::Inference) {
+            Err(Error::TooLarge { arg: "x", .. }) => {}
+            other => panic!("expected TooLarge naming `x`, got {other:?}"),
+        }
+    }
     let head = GpuHead::new(
         ctx,
         &Head::new(Array2::<f32>::zeros((2, 4)), ndarray::Array1::zeros(2)).unwrap(),

@@ -201,3 +201,15 @@ pub fn case(cell: Cell, i: usize, h: usize, b: usize, t: usize, seed: u32) -> Ca
 pub fn f32a<D: ndarray::Dimension>(a: &ndarray::Array<f64, D>) -> ndarray::Array<f32, D> {
     a.mapv(|v| v as f32)
 }
+
+/// Asserts an error (of a shape, a value or a size) that names `arg`.
+pub fn expect_err<T: std::fmt::Debug>(r: wgpu_rnn::Result<T>, arg: &str) {
+    use wgpu_rnn::Error;
+    match r {
+        Err(Error::Shape { arg: a, .. })
+        | Err(Error::Invalid { arg: a, .. })
+        | Err(Error::TooLarge { arg: a, .. })
+            if a == arg => {}
+        other => panic!("expected an error naming `{arg}`, got {other:?}"),
+    }
+}
