@@ -40,6 +40,7 @@ flags (comma-separated lists):
   --backend gpu,cpu
   --runs N --warmup N      timed runs (median, min) after warm-up runs
   --gemm M,N,K             also time the GEMM alone (default 64,512,512)
+  --no-gemm                skip the GEMM timing
   --out DIR                where the CSV and SVG go (default target/sweep)
   --quick                  preset: lstm, B 1,16,64, H 64,256, I 128, T 50, 3 runs";
 
