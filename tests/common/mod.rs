@@ -148,8 +148,9 @@ pub fn assert_values(name: &str, got: &[f64], want: &[f64], tol: f64) {
 }
 
 /// (I, H, B, T): sizes 1, 3, 17, 33, 65, 130 across every axis, T = 1, and the step
-/// kernel's edges (B not a multiple of 4, H not a multiple of 64) and the GEMM's (64).
-pub const GRID: [(usize, usize, usize, usize); 11] = [
+/// kernel's edges (B not a multiple of its 1/2/4/8 rows, H not a multiple of 64), the
+/// GEMM's (128 × 64 tiles, K in steps of 16), and a large case (I = 1030, H = 520).
+pub const GRID: [(usize, usize, usize, usize); 12] = [
     (1, 1, 1, 1),
     (17, 33, 2, 1),
     (3, 17, 5, 3),
@@ -161,6 +162,7 @@ pub const GRID: [(usize, usize, usize, usize); 11] = [
     (130, 17, 4, 5),
     (64, 64, 16, 2),
     (3, 1, 130, 3),
+    (1030, 520, 3, 2),
 ];
 
 /// A random problem for a cell: parameters of the usual scale, inputs, initial states,
