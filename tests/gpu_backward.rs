@@ -5,35 +5,61 @@
 mod common;
 
 use common::gpu::{ctx, gl_ctx};
-use common::{assert_close, case, expect_err, f32a, Case, NumpyRng, GRID};
+use common::{
+    assert_close, case, expect_err, f32a, lstm_packed, lstm_params, Case, NumpyRng, GRID,
+};
 use ndarray::Array2;
-use wgpu_rnn::gpu::{Context, Layer, Mode, Tensor};
-use wgpu_rnn::{cpu, Cell, Params};
+use wgpu_rnn::gpu::{Context, InputGrads, Layer, Mode, ParamGrads, Tensor};
+use wgpu_rnn::{Cell, Params};
 
 fn up<D: ndarray::Dimension>(ctx: &Context, a: &ndarray::Array<f64, D>) -> Tensor {
     Tensor::from_array(ctx, "t", &f32a(a)).unwrap()
 }
 
-fn check_backward(ctx: &Context, c: &Case, label: &str, tol: f64) {
-    let tr = cpu::forward(
-        &c.p,
-        c.x.view(),
-        Some(c.h0.view()),
-        c.c0.as_ref().map(|a| a.view()),
-    )
-    .unwrap();
-    let want = cpu::backward(&c.p, &tr, c.dh.view(), c.dc.as_ref().map(|a| a.view())).unwrap();
-    let layer = Layer::new(ctx, &c.p.cast::<f32>()).unwrap();
-    let x = up(ctx, &c.x);
-    let h0 = up(ctx, &c.h0);
-    let c0 = c.c0.as_ref().map(|a| up(ctx, a));
+/// Uploads the case, runs the GPU forward (training) and `backward_into` `grads`.
+fn gpu_backward_into(
+    ctx: &Context,
+    layer: &Layer,
+    c: &Case,
+    grads: &mut ParamGrads,
+    accumulate: bool,
+) -> InputGrads {
     let out = layer
-        .forward(&x, Some(&h0), c0.as_ref(), Mode::Training)
+        .forward(
+            &up(ctx, &c.x),
+            Some(&up(ctx, &c.h0)),
+            c.c0.as_ref().map(|v| up(ctx, v)).as_ref(),
+            Mode::Training,
+        )
         .unwrap();
-    let dh = up(ctx, &c.dh);
-    let dc = c.dc.as_ref().map(|a| up(ctx, a));
+    layer
+        .backward_into(
+            out.trace.as_ref().unwrap(),
+            &up(ctx, &c.dh),
+            c.dc.as_ref().map(|v| up(ctx, v)).as_ref(),
+            grads,
+            accumulate,
+        )
+        .unwrap()
+}
+
+fn check_backward(ctx: &Context, c: &Case, label: &str, tol: f64) {
+    let (_, want) = c.cpu_grads();
+    let layer = Layer::new(ctx, &c.p.cast::<f32>()).unwrap();
+    let out = layer
+        .forward(
+            &up(ctx, &c.x),
+            Some(&up(ctx, &c.h0)),
+            c.c0.as_ref().map(|a| up(ctx, a)).as_ref(),
+            Mode::Training,
+        )
+        .unwrap();
     let g = layer
-        .backward(out.trace.as_ref().unwrap(), &dh, dc.as_ref())
+        .backward(
+            out.trace.as_ref().unwrap(),
+            &up(ctx, &c.dh),
+            c.dc.as_ref().map(|a| up(ctx, a)).as_ref(),
+        )
         .unwrap()
         .to_cpu()
         .unwrap();
@@ -163,31 +189,8 @@ fn accumulation_adds_up() {
             ndarray::Array1::<f64>::zeros(a.p.b_ih.dim()),
         );
         for c in [&a, &b] {
-            let out = layer
-                .forward(
-                    &up(ctx, &c.x),
-                    Some(&up(ctx, &c.h0)),
-                    c.c0.as_ref().map(|v| up(ctx, v)).as_ref(),
-                    Mode::Training,
-                )
-                .unwrap();
-            layer
-                .backward_into(
-                    out.trace.as_ref().unwrap(),
-                    &up(ctx, &c.dh),
-                    c.dc.as_ref().map(|v| up(ctx, v)).as_ref(),
-                    &mut grads,
-                    true,
-                )
-                .unwrap();
-            let tr = cpu::forward(
-                &c.p,
-                c.x.view(),
-                Some(c.h0.view()),
-                c.c0.as_ref().map(|v| v.view()),
-            )
-            .unwrap();
-            let g = cpu::backward(&c.p, &tr, c.dh.view(), c.dc.as_ref().map(|v| v.view())).unwrap();
+            gpu_backward_into(ctx, &layer, c, &mut grads, true);
+            let (_, g) = c.cpu_grads();
             want.0 += &g.dw_ih;
             want.1 += &g.dw_hh;
             want.2 += &g.db_ih;
@@ -197,31 +200,8 @@ fn accumulation_adds_up() {
         assert_close("sum dw_hh", &dw_hh, &f32a(&want.1), 2e-4);
         assert_close("sum db", &db, &f32a(&want.2), 2e-4);
         // Without accumulate the buffers are overwritten.
-        let out = layer
-            .forward(
-                &up(ctx, &a.x),
-                Some(&up(ctx, &a.h0)),
-                a.c0.as_ref().map(|v| up(ctx, v)).as_ref(),
-                Mode::Training,
-            )
-            .unwrap();
-        layer
-            .backward_into(
-                out.trace.as_ref().unwrap(),
-                &up(ctx, &a.dh),
-                a.dc.as_ref().map(|v| up(ctx, v)).as_ref(),
-                &mut grads,
-                false,
-            )
-            .unwrap();
-        let tr = cpu::forward(
-            &a.p,
-            a.x.view(),
-            Some(a.h0.view()),
-            a.c0.as_ref().map(|v| v.view()),
-        )
-        .unwrap();
-        let g = cpu::backward(&a.p, &tr, a.dh.view(), a.dc.as_ref().map(|v| v.view())).unwrap();
+        gpu_backward_into(ctx, &layer, &a, &mut grads, false);
+        let (_, g) = a.cpu_grads();
         let (dw_ih, _, _) = grads.to_host().unwrap();
         assert_close("overwritten dw_ih", &dw_ih, &f32a(&g.dw_ih), 2e-4);
     }
@@ -282,23 +262,8 @@ fn notebook_backward_recipes_on_gpu() {
         let mut rng = NumpyRng::new(1);
         let x = rng.randn((3, 10, 7));
         let a0 = rng.randn((5, 10));
-        let mut w = Vec::new();
-        for _ in 0..4 {
-            w.push((rng.randn((5, 8)), rng.randn((5, 1))));
-        }
+        let p = lstm_packed(&lstm_params(&mut rng, false));
         let da = rng.randn((5, 10, 4));
-        let (f, i, o, c) = (&w[0], &w[1], &w[2], &w[3]);
-        let p = Params::lstm_from_notebook(
-            f.0.view(),
-            f.1.view(),
-            i.0.view(),
-            i.1.view(),
-            c.0.view(),
-            c.1.view(),
-            o.0.view(),
-            o.1.view(),
-        )
-        .unwrap();
         let layer = Layer::new(ctx, &p.cast::<f32>()).unwrap();
         let x4 = x
             .slice(ndarray::s![.., .., ..4])
@@ -395,26 +360,9 @@ fn notebook_backward_recipes_on_gpu() {
         let xt = rng.randn((3, 10));
         let a_prev = rng.randn((5, 10));
         let c_prev = rng.randn((5, 10));
-        let mut w = Vec::new();
-        for _ in 0..4 {
-            w.push((rng.randn((5, 8)), rng.randn((5, 1))));
-        }
-        let _ = rng.randn((2, 5));
-        let _ = rng.randn((2, 1));
+        let p = lstm_packed(&lstm_params(&mut rng, true)); // Wy, by drawn, unused
         let da_next = rng.randn((5, 10));
         let dc_next = rng.randn((5, 10));
-        let (f, i, o, c) = (&w[0], &w[1], &w[2], &w[3]);
-        let p = Params::lstm_from_notebook(
-            f.0.view(),
-            f.1.view(),
-            i.0.view(),
-            i.1.view(),
-            c.0.view(),
-            c.1.view(),
-            o.0.view(),
-            o.1.view(),
-        )
-        .unwrap();
         let layer = Layer::new(ctx, &p.cast::<f32>()).unwrap();
         let x = xt.t().to_owned().insert_axis(ndarray::Axis(0));
         let out = layer

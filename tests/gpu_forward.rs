@@ -4,7 +4,9 @@
 mod common;
 
 use common::gpu::{ctx, gl_ctx};
-use common::{assert_close, case, expect_err, f32a, Case, NumpyRng, GRID};
+use common::{
+    assert_close, case, expect_err, f32a, lstm_packed, lstm_params, Case, NumpyRng, GRID,
+};
 use ndarray::{s, Array2};
 use wgpu_rnn::gpu::{forward_host, Context, GpuHead, Layer, Mode, Tensor};
 use wgpu_rnn::{cpu, Cell, Error, Head, Params};
@@ -246,26 +248,8 @@ fn notebook_forward_recipes_on_gpu() {
         } else {
             Array2::zeros((5, 10))
         };
-        let mut w = Vec::new();
-        for _ in 0..4 {
-            w.push((rng.randn((5, 8)), rng.randn((5, 1))));
-        }
-        let wy = rng.randn((2, 5));
-        let by = rng.randn((2, 1));
-        // Draw order f, i, o, c.
-        let (f, i, o, c) = (&w[0], &w[1], &w[2], &w[3]);
-        let p = Params::lstm_from_notebook(
-            f.0.view(),
-            f.1.view(),
-            i.0.view(),
-            i.1.view(),
-            c.0.view(),
-            c.1.view(),
-            o.0.view(),
-            o.1.view(),
-        )
-        .unwrap()
-        .cast::<f32>();
+        let np = lstm_params(&mut rng, true);
+        let p = lstm_packed(&np).cast::<f32>();
         let layer = Layer::new(ctx, &p).unwrap();
         let xt = Tensor::from_array(ctx, "x", &f32a(&x).permuted_axes([2, 1, 0])).unwrap();
         let h0 = Tensor::from_array(ctx, "h0", &f32a(&a0).t()).unwrap();
@@ -273,7 +257,7 @@ fn notebook_forward_recipes_on_gpu() {
         let out = layer
             .forward(&xt, Some(&h0), Some(&c0t), Mode::Training)
             .unwrap();
-        let head = Head::from_notebook(wy.view(), by.view())
+        let head = Head::from_notebook(np.wy.view(), np.by.view())
             .unwrap()
             .cast::<f32>();
         let y = GpuHead::new(ctx, &head)
@@ -332,23 +316,7 @@ fn notebook_forward_recipes_on_gpu() {
             tol("a[4][3][6]", a[[6, 3, 4]], 0.17211776753291672);
             tol("y[1][4][3]", y[[3, 4, 1]], 0.9508734618501101);
             // c[1][2][1] is the cell state at step 1: compare the whole c sequence to the CPU.
-            let want = wgpu_rnn::notebook::lstm_forward(
-                x.view(),
-                a0.view(),
-                &wgpu_rnn::notebook::LstmParameters {
-                    wf: f.0.clone(),
-                    bf: f.1.clone(),
-                    wi: i.0.clone(),
-                    bi: i.1.clone(),
-                    wc: c.0.clone(),
-                    bc: c.1.clone(),
-                    wo: o.0.clone(),
-                    bo: o.1.clone(),
-                    wy: wy.clone(),
-                    by: by.clone(),
-                },
-            )
-            .unwrap();
+            let want = wgpu_rnn::notebook::lstm_forward(x.view(), a0.view(), &np).unwrap();
             tol(
                 "c[1][2][1] (cpu)",
                 want.2[[1, 2, 1]] as f32,

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{assert_values, NumpyRng};
+use common::{assert_values, lstm_params, NumpyRng};
 use ndarray::{s, Array2, Array3};
 use wgpu_rnn::notebook::*;
 
@@ -38,35 +38,6 @@ fn recipe2(rng: &mut NumpyRng) -> RnnDraws {
             ba,
             by,
         },
-    }
-}
-
-/// Draws Wf, bf, Wi, bi, Wo, bo, Wc, bc (and Wy, by when `head`).
-fn lstm_params(rng: &mut NumpyRng, head: bool) -> LstmParameters<f64> {
-    let wf = rng.randn((5, 8));
-    let bf = rng.randn((5, 1));
-    let wi = rng.randn((5, 8));
-    let bi = rng.randn((5, 1));
-    let wo = rng.randn((5, 8));
-    let bo = rng.randn((5, 1));
-    let wc = rng.randn((5, 8));
-    let bc = rng.randn((5, 1));
-    let (wy, by) = if head {
-        (rng.randn((2, 5)), rng.randn((2, 1)))
-    } else {
-        (Array2::zeros((2, 5)), Array2::zeros((2, 1)))
-    };
-    LstmParameters {
-        wf,
-        bf,
-        wi,
-        bi,
-        wc,
-        bc,
-        wo,
-        bo,
-        wy,
-        by,
     }
 }
 

@@ -215,3 +215,68 @@ pub fn expect_err<T: std::fmt::Debug>(r: wgpu_rnn::Result<T>, arg: &str) {
         other => panic!("expected an error naming `{arg}`, got {other:?}"),
     }
 }
+
+/// Draws Wf, bf, Wi, bi, Wo, bo, Wc, bc (and Wy, by when `head`).
+pub fn lstm_params(rng: &mut NumpyRng, head: bool) -> wgpu_rnn::notebook::LstmParameters<f64> {
+    let wf = rng.randn((5, 8));
+    let bf = rng.randn((5, 1));
+    let wi = rng.randn((5, 8));
+    let bi = rng.randn((5, 1));
+    let wo = rng.randn((5, 8));
+    let bo = rng.randn((5, 1));
+    let wc = rng.randn((5, 8));
+    let bc = rng.randn((5, 1));
+    let (wy, by) = if head {
+        (rng.randn((2, 5)), rng.randn((2, 1)))
+    } else {
+        (Array2::zeros((2, 5)), Array2::zeros((2, 1)))
+    };
+    wgpu_rnn::notebook::LstmParameters {
+        wf,
+        bf,
+        wi,
+        bi,
+        wc,
+        bc,
+        wo,
+        bo,
+        wy,
+        by,
+    }
+}
+
+/// The notebook's LSTM weights in the library's packed layout.
+pub fn lstm_packed(p: &wgpu_rnn::notebook::LstmParameters<f64>) -> Params<f64> {
+    Params::lstm_from_notebook(
+        p.wf.view(),
+        p.bf.view(),
+        p.wi.view(),
+        p.bi.view(),
+        p.wc.view(),
+        p.bc.view(),
+        p.wo.view(),
+        p.bo.view(),
+    )
+    .unwrap()
+}
+
+impl Case {
+    /// The f64 CPU forward and backward of the case.
+    pub fn cpu_grads(&self) -> (wgpu_rnn::cpu::Trace<f64>, wgpu_rnn::cpu::Grads<f64>) {
+        let tr = wgpu_rnn::cpu::forward(
+            &self.p,
+            self.x.view(),
+            Some(self.h0.view()),
+            self.c0.as_ref().map(|a| a.view()),
+        )
+        .unwrap();
+        let g = wgpu_rnn::cpu::backward(
+            &self.p,
+            &tr,
+            self.dh.view(),
+            self.dc.as_ref().map(|a| a.view()),
+        )
+        .unwrap();
+        (tr, g)
+    }
+}
