@@ -212,7 +212,7 @@ fn problem(cell: Cell, t: usize, b: usize, i: usize, h: usize) -> Problem {
     let x = u(t, b, i);
     let dh = u(t, b, h);
     Problem {
-        p: Params::init(cell, i, h, 3),
+        p: Params::init(cell, i, h, 3).expect("benchmark sizes fit in memory"),
         x,
         dh,
     }

@@ -14,7 +14,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 fn main() -> wgpu_rnn::Result<()> {
     let (t, b, i, h) = (50, 16, 128, 256);
-    let p = Params::<f32>::init(Cell::Lstm, i, h, 1);
+    let p = Params::<f32>::init(Cell::Lstm, i, h, 1)?;
     let mut rng = SplitMix64(2);
     let x = Array3::from_shape_simple_fn((t, b, i), || rng.next_f64() as f32 * 2.0 - 1.0);
     let dh = Array3::from_shape_simple_fn((t, b, h), || rng.next_f64() as f32 - 0.5);

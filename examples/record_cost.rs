@@ -8,7 +8,7 @@ use wgpu_rnn::{Cell, Params};
 fn main() -> wgpu_rnn::Result<()> {
     let ctx = Context::new()?;
     let (t, b, i, h) = (2000, 4, 32, 32);
-    let layer = Layer::new(&ctx, &Params::<f32>::init(Cell::Lstm, i, h, 1))?;
+    let layer = Layer::new(&ctx, &Params::<f32>::init(Cell::Lstm, i, h, 1)?)?;
     let x = Tensor::zeros(&ctx, "x", &[t, b, i])?;
     let dh = Tensor::zeros(&ctx, "dh", &[t, b, h])?;
     for _ in 0..5 {

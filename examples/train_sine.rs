@@ -16,7 +16,7 @@ fn main() -> wgpu_rnn::Result<()> {
     println!("adapter: {}", ctx.describe());
     let (t, b, h) = (40, 32, 24);
     let lr = 0.5f32;
-    let mut p = Params::<f32>::init(Cell::Lstm, 1, h, 7);
+    let mut p = Params::<f32>::init(Cell::Lstm, 1, h, 7)?;
     let layer = Layer::new(&ctx, &p)?;
     let mut rng = SplitMix64(11);
     // Readout y_t = h_t · w + c.

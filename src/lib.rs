@@ -11,6 +11,7 @@
 pub mod cpu;
 mod error;
 pub mod gpu;
+mod host;
 pub mod notebook;
 mod params;
 mod real;

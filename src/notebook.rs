@@ -12,6 +12,7 @@ use ndarray::{s, Array2, Array3, ArrayView2, ArrayView3, Axis};
 
 use crate::cpu::{self, StepOut, Trace};
 use crate::error::{check_shape, fmt_shape, Error, Result};
+use crate::host;
 use crate::params::{Cell, Head, Params};
 use crate::real::Real;
 
@@ -57,16 +58,31 @@ pub struct LstmParameters<A> {
 
 impl<A: Real> RnnParameters<A> {
     fn cell(&self) -> Result<Params<A>> {
-        Params::rnn_from_notebook(self.wax.view(), self.waa.view(), self.ba.view())
+        Params::rnn_from_notebook(self.wax.view(), self.waa.view(), self.ba.view()).map_err(|e| {
+            e.renamed(&[
+                ("Wax", r#"parameters["Wax"]"#),
+                ("w_ih", r#"parameters["Wax"]"#),
+                ("Waa", r#"parameters["Waa"]"#),
+                ("w_hh", r#"parameters["Waa"]"#),
+                ("ba", r#"parameters["ba"]"#),
+            ])
+        })
     }
     fn head(&self) -> Result<Head<A>> {
         check_shape(
-            "Wya",
+            r#"parameters["Wya"]"#,
             "(n_y, n_a)",
             &[self.wya.nrows(), self.waa.nrows()],
             self.wya.shape(),
         )?;
-        Head::from_notebook(self.wya.view(), self.by.view())
+        Head::from_notebook(self.wya.view(), self.by.view()).map_err(|e| {
+            e.renamed(&[
+                ("Wy", r#"parameters["Wya"]"#),
+                ("w_y", r#"parameters["Wya"]"#),
+                ("by", r#"parameters["by"]"#),
+                ("b_y", r#"parameters["by"]"#),
+            ])
+        })
     }
 }
 
@@ -82,15 +98,36 @@ impl<A: Real> LstmParameters<A> {
             self.wo.view(),
             self.bo.view(),
         )
+        .map_err(|e| {
+            e.renamed(&[
+                ("Wf", r#"parameters["Wf"]"#),
+                ("w_ih", r#"parameters["Wf"]"#),
+                ("w_hh", r#"parameters["Wf"]"#),
+                ("Wi", r#"parameters["Wi"]"#),
+                ("Wc", r#"parameters["Wc"]"#),
+                ("Wo", r#"parameters["Wo"]"#),
+                ("bf", r#"parameters["bf"]"#),
+                ("bi", r#"parameters["bi"]"#),
+                ("bc", r#"parameters["bc"]"#),
+                ("bo", r#"parameters["bo"]"#),
+            ])
+        })
     }
     fn head(&self) -> Result<Head<A>> {
         check_shape(
-            "Wy",
+            r#"parameters["Wy"]"#,
             "(n_y, n_a)",
             &[self.wy.nrows(), self.wf.nrows()],
             self.wy.shape(),
         )?;
-        Head::from_notebook(self.wy.view(), self.by.view())
+        Head::from_notebook(self.wy.view(), self.by.view()).map_err(|e| {
+            e.renamed(&[
+                ("Wy", r#"parameters["Wy"]"#),
+                ("w_y", r#"parameters["Wy"]"#),
+                ("by", r#"parameters["by"]"#),
+                ("b_y", r#"parameters["by"]"#),
+            ])
+        })
     }
 }
 
@@ -234,14 +271,24 @@ pub type LstmCellForward<A> = (Array2<A>, Array2<A>, Array2<A>, LstmCache<A>);
 /// What [`lstm_forward`] returns: `(a, y, c, caches)`.
 pub type LstmForward<A> = (Array3<A>, Array3<A>, Array3<A>, LstmCaches<A>);
 
+/// An LSTM result without its cell state: cannot happen for parameters made by
+/// `Params::lstm_from_notebook`; an error rather than a panic all the same.
+fn lstm_only() -> Error {
+    Error::Invalid {
+        arg: "parameters",
+        msg: "the LSTM path returned no cell state".into(),
+    }
+}
+
 /// `(n, m)` → `[m, n]` in standard layout.
-fn t2<A: Real>(a: ArrayView2<A>) -> Array2<A> {
-    a.t().as_standard_layout().into_owned()
+/// `arg` names the argument whose size it is, for a failed allocation.
+fn t2<A: Real>(arg: &'static str, a: ArrayView2<A>) -> Result<Array2<A>> {
+    host::copy(arg, &a.t())
 }
 
 /// `(F, m, T)` ↔ `[T, m, F]` in standard layout.
-fn t3<A: Real>(a: ArrayView3<A>) -> Array3<A> {
-    a.permuted_axes([2, 1, 0]).as_standard_layout().into_owned()
+fn t3<A: Real>(arg: &'static str, a: ArrayView3<A>) -> Result<Array3<A>> {
+    host::copy(arg, &a.permuted_axes([2, 1, 0]))
 }
 
 /// Checks a notebook-layout argument `(rows, m[, T])`.
@@ -263,7 +310,7 @@ fn check_nb(arg: &'static str, what: &str, expected: &[usize], got: &[usize]) ->
 /// The head over one step `(n_a, m)` → `(n_y, m)`.
 fn predict<A: Real>(head: &Head<A>, a: ArrayView2<A>) -> Result<Array2<A>> {
     let y = cpu::head_forward(head, a.t().insert_axis(Axis(0)))?;
-    Ok(t2(y.index_axis(Axis(0), 0)))
+    t2("a_next", y.index_axis(Axis(0), 0))
 }
 
 /// One tanh RNN step: `a_next = tanh(Wax xt + Waa a_prev + ba)`,
@@ -278,13 +325,13 @@ pub fn rnn_cell_forward<A: Real>(
     let m = xt.ncols();
     check_nb("xt", "(n_x, m)", &[p.input_size(), m], xt.shape())?;
     check_nb("a_prev", "(n_a, m)", &[p.hidden_size(), m], a_prev.shape())?;
-    let out = cpu::step_forward(&p, t2(xt).view(), t2(a_prev).view(), None)?;
-    let a_next = t2(out.h.view());
+    let out = cpu::step_forward(&p, t2("xt", xt)?.view(), t2("a_prev", a_prev)?.view(), None)?;
+    let a_next = t2("xt", out.h.view())?;
     let yt = predict(&head, a_next.view())?;
     let cache = RnnCache {
         a_next: a_next.clone(),
-        a_prev: a_prev.to_owned(),
-        xt: xt.to_owned(),
+        a_prev: host::copy("a_prev", &a_prev)?,
+        xt: host::copy("xt", &xt)?,
         parameters: Arc::new(parameters.clone()),
     };
     Ok((a_next, yt, cache))
@@ -307,27 +354,29 @@ pub fn rnn_forward<A: Real>(
         x.shape(),
     )?;
     check_nb("a0", "(n_a, m)", &[p.hidden_size(), m], a0.shape())?;
-    let tr = cpu::forward(&p, t3(x).view(), Some(t2(a0).view()), None)?;
+    let tr = cpu::forward(&p, t3("x", x)?.view(), Some(t2("a0", a0)?.view()), None)?;
     let y = cpu::head_forward(&head, tr.h.view())?;
-    let a = t3(tr.h.view());
+    let a = t3("x", tr.h.view())?;
     let shared = Arc::new(parameters.clone());
     let caches = (0..t)
-        .map(|s| RnnCache {
-            a_next: a.slice(s![.., .., s]).to_owned(),
-            a_prev: if s == 0 {
-                a0.to_owned()
-            } else {
-                a.slice(s![.., .., s - 1]).to_owned()
-            },
-            xt: x.slice(s![.., .., s]).to_owned(),
-            parameters: shared.clone(),
+        .map(|s| {
+            Ok(RnnCache {
+                a_next: host::copy("x", &a.slice(s![.., .., s]))?,
+                a_prev: if s == 0 {
+                    host::copy("a0", &a0)?
+                } else {
+                    host::copy("x", &a.slice(s![.., .., s - 1]))?
+                },
+                xt: host::copy("x", &x.slice(s![.., .., s]))?,
+                parameters: shared.clone(),
+            })
         })
-        .collect();
+        .collect::<Result<_>>()?;
     let caches = RnnCaches {
         caches,
-        x: x.to_owned(),
+        x: host::copy("x", &x)?,
     };
-    Ok((a, t3(y.view()), caches))
+    Ok((a, t3("x", y.view())?, caches))
 }
 
 /// One LSTM step. Returns `(a_next, c_next, yt_pred, cache)`.
@@ -345,25 +394,27 @@ pub fn lstm_cell_forward<A: Real>(
     check_nb("c_prev", "(n_a, m)", &[hs, m], c_prev.shape())?;
     let out = cpu::step_forward(
         &p,
-        t2(xt).view(),
-        t2(a_prev).view(),
-        Some(t2(c_prev).view()),
+        t2("xt", xt)?.view(),
+        t2("a_prev", a_prev)?.view(),
+        Some(t2("c_prev", c_prev)?.view()),
     )?;
-    let a_next = t2(out.h.view());
-    let c_next = t2(out.c.as_ref().expect("lstm").view());
+    let a_next = t2("xt", out.h.view())?;
+    let (Some(c), Some(g)) = (&out.c, &out.gates) else {
+        return Err(lstm_only());
+    };
+    let c_next = t2("xt", c.view())?;
     let yt = predict(&head, a_next.view())?;
-    let g = out.gates.as_ref().expect("lstm");
-    let gate = |k: usize| t2(g.slice(s![.., k * hs..(k + 1) * hs]));
+    let gate = |k: usize| t2("xt", g.slice(s![.., k * hs..(k + 1) * hs]));
     let cache = LstmCache {
         a_next: a_next.clone(),
         c_next: c_next.clone(),
-        a_prev: a_prev.to_owned(),
-        c_prev: c_prev.to_owned(),
-        ft: gate(1),
-        it: gate(0),
-        cct: gate(2),
-        ot: gate(3),
-        xt: xt.to_owned(),
+        a_prev: host::copy("a_prev", &a_prev)?,
+        c_prev: host::copy("c_prev", &c_prev)?,
+        ft: gate(1)?,
+        it: gate(0)?,
+        cct: gate(2)?,
+        ot: gate(3)?,
+        xt: host::copy("xt", &xt)?,
         parameters: Arc::new(parameters.clone()),
     };
     Ok((a_next, c_next, yt, cache))
@@ -387,41 +438,43 @@ pub fn lstm_forward<A: Real>(
         x.shape(),
     )?;
     check_nb("a0", "(n_a, m)", &[hs, m], a0.shape())?;
-    let tr = cpu::forward(&p, t3(x).view(), Some(t2(a0).view()), None)?;
+    let tr = cpu::forward(&p, t3("x", x)?.view(), Some(t2("a0", a0)?.view()), None)?;
     let y = cpu::head_forward(&head, tr.h.view())?;
-    let a = t3(tr.h.view());
-    let c = t3(tr.c.as_ref().expect("lstm").view());
-    let gates = tr.gates.as_ref().expect("lstm");
+    let a = t3("x", tr.h.view())?;
+    let (Some(c), Some(gates)) = (&tr.c, &tr.gates) else {
+        return Err(lstm_only());
+    };
+    let c = t3("x", c.view())?;
     let shared = Arc::new(parameters.clone());
     let caches = (0..t)
         .map(|s| {
-            let gate = |k: usize| t2(gates.slice(s![s, .., k * hs..(k + 1) * hs]));
-            let prev = |arr: &Array3<A>, init: Array2<A>| {
+            let gate = |k: usize| t2("x", gates.slice(s![s, .., k * hs..(k + 1) * hs]));
+            let prev = |arr: &Array3<A>, init: Result<Array2<A>>| {
                 if s == 0 {
                     init
                 } else {
-                    arr.slice(s![.., .., s - 1]).to_owned()
+                    host::copy("x", &arr.slice(s![.., .., s - 1]))
                 }
             };
-            LstmCache {
-                a_next: a.slice(s![.., .., s]).to_owned(),
-                c_next: c.slice(s![.., .., s]).to_owned(),
-                a_prev: prev(&a, a0.to_owned()),
-                c_prev: prev(&c, Array2::zeros((hs, m))),
-                ft: gate(1),
-                it: gate(0),
-                cct: gate(2),
-                ot: gate(3),
-                xt: x.slice(s![.., .., s]).to_owned(),
+            Ok(LstmCache {
+                a_next: host::copy("x", &a.slice(s![.., .., s]))?,
+                c_next: host::copy("x", &c.slice(s![.., .., s]))?,
+                a_prev: prev(&a, host::copy("a0", &a0))?,
+                c_prev: prev(&c, host::zeros("a0", (hs, m)))?,
+                ft: gate(1)?,
+                it: gate(0)?,
+                cct: gate(2)?,
+                ot: gate(3)?,
+                xt: host::copy("x", &x.slice(s![.., .., s]))?,
                 parameters: shared.clone(),
-            }
+            })
         })
-        .collect();
+        .collect::<Result<_>>()?;
     let caches = LstmCaches {
         caches,
-        x: x.to_owned(),
+        x: host::copy("x", &x)?,
     };
-    Ok((a, t3(y.view()), c, caches))
+    Ok((a, t3("x", y.view())?, c, caches))
 }
 
 /// Backward of one tanh RNN step, given `da_next (n_a, m)`, the gradient on its output.
@@ -432,23 +485,23 @@ pub fn rnn_cell_backward<A: Real>(
     let p = cache.parameters.cell()?;
     check_nb("da_next", "(n_a, m)", cache.a_next.shape(), da_next.shape())?;
     let out = StepOut {
-        h: t2(cache.a_next.view()),
+        h: t2("cache", cache.a_next.view())?,
         c: None,
         gates: None,
     };
     let g = cpu::step_backward(
         &p,
-        t2(cache.xt.view()).view(),
-        t2(cache.a_prev.view()).view(),
+        t2("cache", cache.xt.view())?.view(),
+        t2("cache", cache.a_prev.view())?.view(),
         None,
         &out,
-        t2(da_next).view(),
+        t2("da_next", da_next)?.view(),
         None,
     )
     .map_err(|e| cache_error(e, "cache"))?;
     Ok(RnnCellGradients {
-        dxt: t2(g.dx.view()),
-        da_prev: t2(g.dh_prev.view()),
+        dxt: t2("da_next", g.dx.view())?,
+        da_prev: t2("da_next", g.dh_prev.view())?,
         dwax: g.dw_ih,
         dwaa: g.dw_hh,
         dba: g.db.insert_axis(Axis(1)),
@@ -505,17 +558,18 @@ pub fn rnn_backward<A: Real>(da: ArrayView3<A>, caches: &RnnCaches<A>) -> Result
     check_cached_x(&caches.x, m, t)?;
     let trace = Trace {
         cell: Cell::Rnn,
-        x: t3(caches.x.slice(s![.., .., ..t])),
-        h0: t2(first.a_prev.view()),
+        x: t3("caches", caches.x.slice(s![.., .., ..t]))?,
+        h0: t2("caches", first.a_prev.view())?,
         c0: None,
         h: stack_steps(caches.caches[..t].iter().map(|c| c.a_next.view()))?,
         c: None,
         gates: None,
     };
-    let g = cpu::backward(&p, &trace, t3(da).view(), None).map_err(|e| cache_error(e, "caches"))?;
+    let g = cpu::backward(&p, &trace, t3("da", da)?.view(), None)
+        .map_err(|e| cache_error(e, "caches"))?;
     Ok(RnnGradients {
-        dx: t3(g.dx.view()),
-        da0: t2(g.dh0.view()),
+        dx: t3("da", g.dx.view())?,
+        da0: t2("da", g.dh0.view())?,
         dwax: g.dw_ih,
         dwaa: g.dw_hh,
         dba: g.db_ih.insert_axis(Axis(1)),
@@ -581,24 +635,24 @@ pub fn lstm_cell_backward<A: Real>(
     check_nb("da_next", "(n_a, m)", cache.a_next.shape(), da_next.shape())?;
     check_nb("dc_next", "(n_a, m)", cache.a_next.shape(), dc_next.shape())?;
     let out = StepOut {
-        h: t2(cache.a_next.view()),
-        c: Some(t2(cache.c_next.view())),
+        h: t2("cache", cache.a_next.view())?,
+        c: Some(t2("cache", cache.c_next.view())?),
         gates: Some(cached_gates(cache, "cache")?),
     };
     let g = cpu::step_backward(
         &p,
-        t2(cache.xt.view()).view(),
-        t2(cache.a_prev.view()).view(),
-        Some(t2(cache.c_prev.view()).view()),
+        t2("cache", cache.xt.view())?.view(),
+        t2("cache", cache.a_prev.view())?.view(),
+        Some(t2("cache", cache.c_prev.view())?.view()),
         &out,
-        t2(da_next).view(),
-        Some(t2(dc_next).view()),
+        t2("da_next", da_next)?.view(),
+        Some(t2("dc_next", dc_next)?.view()),
     )
     .map_err(|e| cache_error(e, "cache"))?;
     Ok(LstmCellGradients {
-        dxt: t2(g.dx.view()),
-        da_prev: t2(g.dh_prev.view()),
-        dc_prev: t2(g.dc_prev.expect("lstm").view()),
+        dxt: t2("da_next", g.dx.view())?,
+        da_prev: t2("da_next", g.dh_prev.view())?,
+        dc_prev: t2("da_next", g.dc_prev.ok_or_else(lstm_only)?.view())?,
         w: split_lstm(&g.dw_ih, &g.dw_hh, &g.db),
     })
 }
@@ -625,9 +679,9 @@ pub fn lstm_backward<A: Real>(
     let gate_views: Vec<_> = gates.iter().map(|g| g.view()).collect();
     let trace = Trace {
         cell: Cell::Lstm,
-        x: t3(caches.x.slice(s![.., .., ..t])),
-        h0: t2(first.a_prev.view()),
-        c0: Some(t2(first.c_prev.view())),
+        x: t3("caches", caches.x.slice(s![.., .., ..t]))?,
+        h0: t2("caches", first.a_prev.view())?,
+        c0: Some(t2("caches", first.c_prev.view())?),
         h: stack_steps(steps.iter().map(|c| c.a_next.view()))?,
         c: Some(stack_steps(steps.iter().map(|c| c.c_next.view()))?),
         gates: Some(
@@ -637,11 +691,12 @@ pub fn lstm_backward<A: Real>(
             })?,
         ),
     };
-    let g = cpu::backward(&p, &trace, t3(da).view(), None).map_err(|e| cache_error(e, "caches"))?;
+    let g = cpu::backward(&p, &trace, t3("da", da)?.view(), None)
+        .map_err(|e| cache_error(e, "caches"))?;
     Ok(LstmGradients {
-        dx: t3(g.dx.view()),
-        da0: t2(g.dh0.view()),
-        dc0: t2(g.dc0.expect("lstm").view()),
+        dx: t3("da", g.dx.view())?,
+        da0: t2("da", g.dh0.view())?,
+        dc0: t2("da", g.dc0.ok_or_else(lstm_only)?.view())?,
         w: split_lstm(&g.dw_ih, &g.dw_hh, &g.db_ih),
     })
 }

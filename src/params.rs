@@ -1,8 +1,9 @@
 //! Host-side weights in PyTorch's layout, and converters from the notebook's layout.
 
-use ndarray::{concatenate, s, Array1, Array2, ArrayView2, Axis};
+use ndarray::{s, Array1, Array2, ArrayView2};
 
 use crate::error::{check_shape, fmt_shape, Error, Result};
+use crate::host;
 use crate::real::Real;
 
 /// The kind of recurrent cell.
@@ -107,32 +108,33 @@ impl<A: Real> Params<A> {
         self.w_hh.ncols()
     }
 
-    /// All-zero parameters.
-    pub fn zeros(cell: Cell, input: usize, hidden: usize) -> Self {
-        let gh = cell.gates() * hidden;
-        Params {
+    /// All-zero parameters. Sizes are checked ([`Error::TooLarge`] when `G·H·(I + H)`
+    /// overflows) and the memory is allocated fallibly ([`Error::OutOfMemory`]).
+    pub fn zeros(cell: Cell, input: usize, hidden: usize) -> Result<Self> {
+        let gh = gate_rows(cell, hidden)?;
+        Ok(Params {
             cell,
-            w_ih: Array2::zeros((gh, input)),
-            w_hh: Array2::zeros((gh, hidden)),
-            b_ih: Array1::zeros(gh),
-            b_hh: Array1::zeros(gh),
-        }
+            w_ih: host::zeros("input", (gh, input))?,
+            w_hh: host::zeros("hidden", (gh, hidden))?,
+            b_ih: host::zeros("hidden", gh)?,
+            b_hh: host::zeros("hidden", gh)?,
+        })
     }
 
     /// PyTorch's default initialisation, `U(-1/√H, 1/√H)` for every weight and bias,
-    /// from a deterministic generator seeded with `seed`.
-    pub fn init(cell: Cell, input: usize, hidden: usize, seed: u64) -> Self {
+    /// from a deterministic generator seeded with `seed`. Sizes are checked and allocated
+    /// as in [`Params::zeros`].
+    pub fn init(cell: Cell, input: usize, hidden: usize, seed: u64) -> Result<Self> {
+        let mut p = Self::zeros(cell, input, hidden)?;
         let mut rng = SplitMix64(seed);
         let k = 1.0 / (hidden.max(1) as f64).sqrt();
-        let gh = cell.gates() * hidden;
         let mut u = || A::from_f64(k * (2.0 * rng.next_f64() - 1.0));
-        Params {
-            cell,
-            w_ih: Array2::from_shape_simple_fn((gh, input), &mut u),
-            w_hh: Array2::from_shape_simple_fn((gh, hidden), &mut u),
-            b_ih: Array1::from_shape_simple_fn(gh, &mut u),
-            b_hh: Array1::from_shape_simple_fn(gh, &mut u),
-        }
+        // Same draw order as before: w_ih, w_hh, b_ih, b_hh, each row-major.
+        p.w_ih.iter_mut().for_each(|v| *v = u());
+        p.w_hh.iter_mut().for_each(|v| *v = u());
+        p.b_ih.iter_mut().for_each(|v| *v = u());
+        p.b_hh.iter_mut().for_each(|v| *v = u());
+        Ok(p)
     }
 
     /// The same parameters in another float type.
@@ -165,10 +167,10 @@ impl<A: Real> Params<A> {
         check_shape("ba", "[n_a, 1]", &[h, 1], ba.shape())?;
         Params::new(
             Cell::Rnn,
-            wax.to_owned(),
-            waa.to_owned(),
-            ba.column(0).to_owned(),
-            Array1::zeros(h),
+            host::copy("Wax", &wax)?,
+            host::copy("Waa", &waa)?,
+            host::copy("ba", &ba.column(0))?,
+            host::zeros("ba", h)?,
         )
     }
 
@@ -202,17 +204,25 @@ impl<A: Real> Params<A> {
         for (name, b) in &bs {
             check_shape(name, "[n_a, 1]", &[h, 1], b.shape())?;
         }
-        // PyTorch order i, f, g, o.
-        let w = concatenate![Axis(0), wi, wf, wc, wo];
-        let b = concatenate![Axis(0), bi, bf, bc, bo];
-        Params::new(
-            Cell::Lstm,
-            w.slice(s![.., h..]).to_owned(),
-            w.slice(s![.., ..h]).to_owned(),
-            b.column(0).to_owned(),
-            Array1::zeros(4 * h),
-        )
+        // PyTorch order i, f, g, o; each W acts on [a; x], hidden columns first.
+        let n_x = cols - h;
+        let gh = gate_rows(Cell::Lstm, h)?;
+        let mut w_ih = host::zeros("Wf", (gh, n_x))?;
+        let mut w_hh = host::zeros("Wf", (gh, h))?;
+        let mut b_ih = host::zeros("bf", gh)?;
+        for (k, (w, b)) in [(wi, bi), (wf, bf), (wc, bc), (wo, bo)].iter().enumerate() {
+            let rows = s![k * h..(k + 1) * h, ..];
+            w_hh.slice_mut(rows).assign(&w.slice(s![.., ..h]));
+            w_ih.slice_mut(rows).assign(&w.slice(s![.., h..]));
+            b_ih.slice_mut(s![k * h..(k + 1) * h]).assign(&b.column(0));
+        }
+        Params::new(Cell::Lstm, w_ih, w_hh, b_ih, host::zeros("bf", gh)?)
     }
+}
+
+/// `G·H`, checked.
+fn gate_rows(cell: Cell, hidden: usize) -> Result<usize> {
+    host::elems("hidden", &[cell.gates(), hidden], 1)
 }
 
 /// An output head `y = softmax(W_y h + b_y)` over the class axis, applied to every step.
@@ -248,7 +258,7 @@ impl<A: Real> Head<A> {
     /// From the notebook's `Wya` (or `Wy`) `[n_y, n_a]` and `by [n_y, 1]`.
     pub fn from_notebook(wy: ArrayView2<A>, by: ArrayView2<A>) -> Result<Self> {
         check_shape("by", "[n_y, 1]", &[wy.nrows(), 1], by.shape())?;
-        Head::new(wy.to_owned(), by.column(0).to_owned())
+        Head::new(host::copy("Wy", &wy)?, host::copy("by", &by.column(0))?)
     }
 
     /// Number of classes `C`.

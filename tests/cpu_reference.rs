@@ -349,7 +349,7 @@ fn expect_shape_err<T: std::fmt::Debug>(r: wgpu_rnn::Result<T>, arg: &str) {
 
 #[test]
 fn bad_input_returns_errors_naming_the_argument() {
-    let p = Params::<f32>::init(Cell::Lstm, 3, 4, 1);
+    let p = Params::<f32>::init(Cell::Lstm, 3, 4, 1).unwrap();
     let x = Array3::<f32>::zeros((2, 5, 3));
     let h0 = Array2::<f32>::zeros((5, 4));
     // Params constructors.
@@ -455,7 +455,7 @@ fn bad_input_returns_errors_naming_the_argument() {
         cpu::forward(&p, x.view(), None, Some(Array2::zeros((4, 4)).view())),
         "c0",
     );
-    let rnn = Params::<f32>::init(Cell::Rnn, 3, 4, 1);
+    let rnn = Params::<f32>::init(Cell::Rnn, 3, 4, 1).unwrap();
     expect_shape_err(cpu::forward(&rnn, x.view(), None, Some(h0.view())), "c0");
     // backward.
     let tr = cpu::forward(&p, x.view(), None, None).unwrap();
@@ -585,7 +585,7 @@ fn notebook_functions_reject_bad_shapes() {
             Array2::zeros((5, 10)).view(),
             &bad,
         ),
-        "Wya",
+        r#"parameters["Wya"]"#,
     );
     let (_, _, caches) = rnn_forward(
         Array3::zeros((3, 10, 4)).view(),

@@ -416,8 +416,8 @@ fn notebook_backward_recipes_on_gpu() {
 #[test]
 fn backward_rejects_bad_input() {
     let Some(ctx) = ctx() else { return };
-    let lstm = Layer::new(ctx, &Params::<f32>::init(Cell::Lstm, 3, 4, 1)).unwrap();
-    let rnn = Layer::new(ctx, &Params::<f32>::init(Cell::Rnn, 3, 4, 1)).unwrap();
+    let lstm = Layer::new(ctx, &Params::<f32>::init(Cell::Lstm, 3, 4, 1).unwrap()).unwrap();
+    let rnn = Layer::new(ctx, &Params::<f32>::init(Cell::Rnn, 3, 4, 1).unwrap()).unwrap();
     let z = |shape: &[usize]| Tensor::zeros(ctx, "t", shape).unwrap();
     let out = lstm
         .forward(&z(&[2, 5, 3]), None, None, Mode::Training)

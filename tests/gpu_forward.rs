@@ -340,7 +340,7 @@ fn notebook_forward_recipes_on_gpu() {
 #[test]
 fn bad_input_is_rejected_before_dispatch() {
     let Some(ctx) = ctx() else { return };
-    let p = Params::<f32>::init(Cell::Lstm, 3, 4, 1);
+    let p = Params::<f32>::init(Cell::Lstm, 3, 4, 1).unwrap();
     let layer = Layer::new(ctx, &p).unwrap();
     let z = |shape: &[usize]| Tensor::zeros(ctx, "t", shape).unwrap();
     expect_err(
@@ -356,7 +356,7 @@ fn bad_input_is_rejected_before_dispatch() {
         layer.forward(&z(&[2, 5, 3]), None, Some(&z(&[4, 4])), Mode::Inference),
         "c0",
     );
-    let rnn = Layer::new(ctx, &Params::<f32>::init(Cell::Rnn, 3, 4, 1)).unwrap();
+    let rnn = Layer::new(ctx, &Params::<f32>::init(Cell::Rnn, 3, 4, 1).unwrap()).unwrap();
     expect_err(
         rnn.forward(&z(&[2, 5, 3]), None, Some(&z(&[5, 4])), Mode::Inference),
         "c0",
@@ -370,7 +370,7 @@ fn bad_input_is_rejected_before_dispatch() {
     let limit = ctx.limits().max_storage_buffer_binding_size;
     let t = (limit / 4 / 16 + 1) as usize;
     expect_err(Tensor::zeros(ctx, "x", &[t, 4, 4]), "x");
-    let big = Layer::new(ctx, &Params::<f32>::zeros(Cell::Lstm, 1, 4)).unwrap();
+    let big = Layer::new(ctx, &Params::<f32>::zeros(Cell::Lstm, 1, 4).unwrap()).unwrap();
     // x itself is small, but the projection [T, B, 4H] would not fit.
     let steps = (limit / (4 * 16 * 4)) as usize + 1;
     let x = Tensor::zeros(ctx, "x", &[steps, 4, 1]).unwrap();
@@ -379,7 +379,7 @@ fn bad_input_is_rejected_before_dispatch() {
     let max = ctx.limits().max_buffer_size;
     let steps = (max / 256) as usize;
     if steps * 4 <= limit as usize {
-        let rnn1 = Layer::new(ctx, &Params::<f32>::zeros(Cell::Rnn, 1, 1)).unwrap();
+        let rnn1 = Layer::new(ctx, &Params::<f32>::zeros(Cell::Rnn, 1, 1).unwrap()).unwrap();
         let x = Tensor::zeros(ctx, "x", &[steps, 1, 1]).unwrap();
         match rnn1.forward(&x, None, None, Mode::Inference) {
             Err(Error::TooLarge { arg: "x", .. }) => {}

@@ -63,8 +63,8 @@ fn matmul_matches_ndarray_at_odd_sizes() {
 fn stacked_layers_and_offset_views() {
     let Some(ctx) = ctx() else { return };
     let (t, b, i, h1, h2) = (4, 3, 5, 7, 6);
-    let p1 = Params::<f64>::init(Cell::Lstm, i, h1, 1);
-    let p2 = Params::<f64>::init(Cell::Rnn, h1, h2, 2);
+    let p1 = Params::<f64>::init(Cell::Lstm, i, h1, 1).unwrap();
+    let p2 = Params::<f64>::init(Cell::Rnn, h1, h2, 2).unwrap();
     let mut rng = NumpyRng::new(4);
     let x = rng.randn((t, b, i));
     let l1 = Layer::new(ctx, &p1.cast()).unwrap();
@@ -110,7 +110,7 @@ fn results_are_deterministic() {
     let mut rng = NumpyRng::new(8);
     for cell in [Cell::Rnn, Cell::Lstm] {
         let (t, b, i, h) = (6, 9, 33, 65);
-        let p = Params::<f32>::init(cell, i, h, 5);
+        let p = Params::<f32>::init(cell, i, h, 5).unwrap();
         let layer = Layer::new(ctx, &p).unwrap();
         let x = Tensor::from_array(ctx, "x", &rng.randn((t, b, i)).mapv(|v| v as f32)).unwrap();
         let dh = Tensor::from_array(ctx, "dh", &rng.randn((t, b, h)).mapv(|v| v as f32)).unwrap();
@@ -166,7 +166,7 @@ fn tensors_of_another_context_are_rejected() {
         return;
     };
     assert!(!vk.same(gl) && vk.same(vk));
-    let layer = Layer::new(vk, &Params::<f32>::init(Cell::Lstm, 3, 4, 1)).unwrap();
+    let layer = Layer::new(vk, &Params::<f32>::init(Cell::Lstm, 3, 4, 1).unwrap()).unwrap();
     let foreign = Tensor::zeros(gl, "x", &[2, 5, 3]).unwrap();
     match layer.forward(&foreign, None, None, Mode::Inference) {
         Err(Error::Invalid { arg: "x", .. }) => {}
@@ -202,8 +202,8 @@ fn set_params_updates_the_weights() {
     let Some(ctx) = ctx() else { return };
     for cell in [Cell::Rnn, Cell::Lstm] {
         let (t, b, i, h) = (3, 4, 5, 6);
-        let p1 = Params::<f32>::init(cell, i, h, 1);
-        let p2 = Params::<f32>::init(cell, i, h, 2);
+        let p1 = Params::<f32>::init(cell, i, h, 1).unwrap();
+        let p2 = Params::<f32>::init(cell, i, h, 2).unwrap();
         let x_host = NumpyRng::new(9).randn((t, b, i)).mapv(|v| v as f32);
         let x = Tensor::from_array(ctx, "x", &x_host).unwrap();
         let layer = Layer::new(ctx, &p1).unwrap();
@@ -239,7 +239,7 @@ fn set_params_updates_the_weights() {
         )
         .unwrap();
         assert_close("dx after", &g.dx, &w.dx, 2e-4);
-        match layer.set_params(&Params::<f32>::init(cell, i + 1, h, 3)) {
+        match layer.set_params(&Params::<f32>::init(cell, i + 1, h, 3).unwrap()) {
             Err(Error::Invalid { arg: "params", .. }) => {}
             other => panic!("expected an error naming `params`, got {other:?}"),
         }

@@ -1,7 +1,7 @@
 //! The output head `softmax(W_y h + b_y)` (mirrors `head.wgsl`).
 
 use ndarray::linalg::general_mat_mul;
-use ndarray::{Array2, Array3, ArrayView3, ArrayViewMut2, Axis};
+use ndarray::{Array3, ArrayView3, ArrayViewMut2, Axis};
 
 use crate::error::{Error, Result};
 use crate::params::Head;
@@ -20,21 +20,25 @@ pub fn head_forward<A: Real>(head: &Head<A>, h: ArrayView3<A>) -> Result<Array3<
         });
     }
     let c = head.classes();
-    let h = h.as_standard_layout();
+    let h = crate::host::copy("h", &h)?;
     let h2 = h
         .view()
         .into_shape_with_order((t * b, hs))
         .expect("standard layout");
-    let mut y = Array2::from_shape_fn((t * b, c), |(_, j)| head.b_y[j]);
+    let rows = crate::host::elems("h", &[t, b], 1)?;
+    let mut y = crate::host::zeros::<A, _, _>("h", (rows, c))?;
+    y += &head.b_y;
     general_mat_mul(A::one(), &h2, &head.w_y.t(), A::one(), &mut y);
     softmax_last_axis(y.view_mut());
     Ok(y.into_shape_with_order((t, b, c)).expect("standard layout"))
 }
 
 /// Softmax of every row of `z` in place, each row shifted by its own max.
+/// Rows of width zero are left as they are (there is nothing to normalise).
 pub fn softmax_last_axis<A: Real>(mut z: ArrayViewMut2<A>) {
     for mut row in z.axis_iter_mut(Axis(0)) {
-        let m = row.iter().fold(row[0], |m, &v| m.max(v));
+        let Some(&first) = row.first() else { continue };
+        let m = row.iter().fold(first, |m, &v| m.max(v));
         let mut sum = A::zero();
         row.mapv_inplace(|v| {
             let e = (v - m).exp();

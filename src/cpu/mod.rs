@@ -17,6 +17,7 @@ use ndarray::linalg::general_mat_mul;
 use ndarray::{s, Array1, Array2, Array3, ArrayView2, ArrayView3, Axis};
 
 use crate::error::{check_shape, Error, Result};
+use crate::host;
 use crate::params::{Cell, Params};
 use crate::real::Real;
 
@@ -121,9 +122,9 @@ fn initial_state<A: Real>(
     let h0 = match h0 {
         Some(v) => {
             check_shape("h0", "[B, H]", &[b, h], v.shape())?;
-            v.to_owned()
+            host::copy("h0", &v)?
         }
-        None => Array2::zeros((b, h)),
+        None => host::zeros("x", (b, h))?,
     };
     let c0 = match (cell, c0) {
         (Cell::Rnn, Some(_)) => {
@@ -135,9 +136,9 @@ fn initial_state<A: Real>(
         (Cell::Rnn, None) => None,
         (Cell::Lstm, Some(v)) => {
             check_shape("c0", "[B, H]", &[b, h], v.shape())?;
-            Some(v.to_owned())
+            Some(host::copy("c0", &v)?)
         }
-        (Cell::Lstm, None) => Some(Array2::zeros((b, h))),
+        (Cell::Lstm, None) => Some(host::zeros("x", (b, h))?),
     };
     Ok((h0, c0))
 }
@@ -168,7 +169,7 @@ pub fn forward<A: Real>(
     let hs = p.hidden_size();
     let gh = p.cell.gates() * hs;
     let (h0, c0) = initial_state(p.cell, b, hs, h0, c0)?;
-    let x = x.as_standard_layout().into_owned();
+    let x = host::copy("x", &x)?;
     let x2 = x
         .view()
         .into_shape_with_order((t * b, p.input_size()))
@@ -176,14 +177,19 @@ pub fn forward<A: Real>(
 
     // Input projection of all T·B rows at once: pre = X·W_ihᵀ + b_ih + b_hh.
     let bias = p.bias();
-    let mut pre = Array2::from_shape_fn((t * b, gh), |(_, j)| bias[j]);
+    let rows = host::elems("x", &[t, b], 1)?;
+    let mut pre = host::zeros::<A, _, _>("x", (rows, gh))?;
+    pre += &bias;
     general_mat_mul(A::one(), &x2, &p.w_ih.t(), A::one(), &mut pre);
     let mut pre = pre
         .into_shape_with_order((t, b, gh))
         .expect("standard layout");
 
-    let mut h = Array3::<A>::zeros((t, b, hs));
-    let mut c = c0.as_ref().map(|_| Array3::<A>::zeros((t, b, hs)));
+    let mut h = host::zeros::<A, _, _>("x", (t, b, hs))?;
+    let mut c = match &c0 {
+        Some(_) => Some(host::zeros::<A, _, _>("x", (t, b, hs))?),
+        None => None,
+    };
     for s in 0..t {
         let (before, mut after) = h.view_mut().split_at(Axis(0), s);
         let prev_slot;
@@ -252,9 +258,9 @@ pub fn backward<A: Real>(
         (Cell::Rnn, None) => None,
         (Cell::Lstm, Some(v)) => {
             check_shape("dc_last", "[B, H]", &[b, hs], v.shape())?;
-            Some(v.to_owned())
+            Some(host::copy("dc_last", &v)?)
         }
-        (Cell::Lstm, None) => Some(Array2::zeros((b, hs))),
+        (Cell::Lstm, None) => Some(host::zeros("trace", (b, hs))?),
     };
 
     // The fused loops walk rows as slices: make sure the trace is in standard layout
@@ -262,8 +268,8 @@ pub fn backward<A: Real>(
     let gates = trace.gates.as_ref().map(|g| g.as_standard_layout());
     let c = trace.c.as_ref().map(|c| c.as_standard_layout());
     let c0 = trace.c0.as_ref().map(|c| c.as_standard_layout());
-    let mut dg = Array3::<A>::zeros((t, b, gh));
-    let mut carry = Array2::<A>::zeros((b, hs));
+    let mut dg = host::zeros::<A, _, _>("trace", (t, b, gh))?;
+    let mut carry = host::zeros::<A, _, _>("trace", (b, hs))?;
     for s in (0..t).rev() {
         let dh_t = dh.index_axis(Axis(0), s);
         let mut dg_t = dg.index_axis_mut(Axis(0), s);
@@ -325,7 +331,7 @@ pub fn backward<A: Real>(
             .expect("standard");
         general_mat_mul(A::one(), &dg_rest.t(), &h_prev, A::one(), &mut dw_hh);
     }
-    let mut dx = Array2::<A>::zeros((rows, is));
+    let mut dx = host::zeros::<A, _, _>("trace", (rows, is))?;
     general_mat_mul(A::one(), &dg2, &p.w_ih, A::zero(), &mut dx);
     let db = dg2.sum_axis(Axis(0));
     Ok(Grads {
@@ -402,9 +408,7 @@ pub fn step_forward<A: Real>(
         });
     }
     let tr = forward(p, x_t.insert_axis(Axis(0)), Some(h_prev), c_prev)
-        .map_err(|e| rename(e, "x", "x_t"))
-        .map_err(|e| rename(e, "h0", "h_prev"))
-        .map_err(|e| rename(e, "c0", "c_prev"))?;
+        .map_err(|e| e.renamed(&[("x", "x_t"), ("h0", "h_prev"), ("c0", "c_prev")]))?;
     Ok(StepOut {
         h: tr.h.index_axis_move(Axis(0), 0),
         c: tr.c.map(|c| c.index_axis_move(Axis(0), 0)),
@@ -432,18 +436,21 @@ pub fn step_backward<A: Real>(
     }
     let trace = Trace {
         cell: p.cell,
-        x: x_t.insert_axis(Axis(0)).to_owned(),
-        h0: h_prev.to_owned(),
-        c0: c_prev.map(|c| c.to_owned()),
+        x: host::copy("x_t", &x_t.insert_axis(Axis(0)))?,
+        h0: host::copy("h_prev", &h_prev)?,
+        c0: c_prev.map(|c| host::copy("c_prev", &c)).transpose()?,
         h: out.h.clone().insert_axis(Axis(0)),
         c: out.c.clone().map(|c| c.insert_axis(Axis(0))),
         gates: out.gates.clone().map(|g| g.insert_axis(Axis(0))),
     };
-    let g = backward(p, &trace, dh.insert_axis(Axis(0)), dc)
-        .map_err(|e| rename(e, "trace.x", "x_t"))
-        .map_err(|e| rename(e, "trace.h0", "h_prev"))
-        .map_err(|e| rename(e, "trace.c0", "c_prev"))
-        .map_err(|e| rename(e, "dc_last", "dc"))?;
+    let g = backward(p, &trace, dh.insert_axis(Axis(0)), dc).map_err(|e| {
+        e.renamed(&[
+            ("trace.x", "x_t"),
+            ("trace.h0", "h_prev"),
+            ("trace.c0", "c_prev"),
+            ("dc_last", "dc"),
+        ])
+    })?;
     Ok(StepGrads {
         dx: g.dx.index_axis_move(Axis(0), 0),
         dh_prev: g.dh0,
@@ -452,17 +459,4 @@ pub fn step_backward<A: Real>(
         dw_hh: g.dw_hh,
         db: g.db_ih,
     })
-}
-
-/// Renames the argument of an error from `from` to `to` (wrappers report their own names).
-fn rename(e: Error, from: &'static str, to: &'static str) -> Error {
-    match e {
-        Error::Shape { arg, expected, got } if arg == from => Error::Shape {
-            arg: to,
-            expected,
-            got,
-        },
-        Error::Invalid { arg, msg } if arg == from => Error::Invalid { arg: to, msg },
-        e => e,
-    }
 }

@@ -431,9 +431,9 @@ impl Context {
         if need > limit {
             return Err(Error::TooLarge {
                 arg,
-                bytes: need,
+                bytes: need as u128,
                 limit_name: "max_buffer_size (step-index uniform, 256 bytes a step)",
-                limit,
+                limit: limit as u128,
             });
         }
         // Room to grow (powers of two, at least 64 slots) within the device's limit.
@@ -503,9 +503,9 @@ impl Context {
         if bytes > limit {
             return Err(Error::TooLarge {
                 arg,
-                bytes,
+                bytes: bytes as u128,
                 limit_name,
-                limit,
+                limit: limit as u128,
             });
         }
         Ok(())
