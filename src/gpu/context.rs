@@ -1,8 +1,8 @@
 //! The GPU context: adapter, device, queue, the pipeline cache, and error capture.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::{self, ThreadId};
 
 use crate::error::{Error, Result};
 
@@ -117,10 +117,97 @@ struct Inner {
     poison: bool,
     pipelines: Mutex<HashMap<(Kernel, u32), Arc<Pipeline>>>,
     steps: Mutex<Option<(Arc<wgpu::Buffer>, u32)>>,
-    error: Arc<Mutex<Option<String>>>,
-    profiling: AtomicBool,
-    /// Staging buffers of resolved (begin, end) timestamps, one per profiled pass.
-    stamps: Mutex<Vec<wgpu::Buffer>>,
+    /// Set (once) by the device-lost callback.
+    lost: Arc<Mutex<Option<String>>>,
+    /// On GL, the lock every library call holds while it uses the device, and every
+    /// buffer holds while it is dropped (see [`Context`], "Threads").
+    gl: Option<Arc<ReentrantLock>>,
+    /// Submissions not yet known to be done, oldest first (at most [`MAX_IN_FLIGHT`]).
+    in_flight: Mutex<VecDeque<wgpu::SubmissionIndex>>,
+    /// Threads that time their passes ([`Context::set_profiling`]).
+    profiling: Mutex<HashSet<ThreadId>>,
+    /// Per thread: staging buffers of resolved (begin, end) timestamps, one per pass.
+    stamps: Mutex<HashMap<ThreadId, Vec<wgpu::Buffer>>>,
+}
+
+/// Submissions the library lets run ahead of the host before a call waits for the
+/// oldest: bounds the device memory held by transient buffers (uniforms, staging of
+/// weight updates) whatever the call pattern.
+const MAX_IN_FLIGHT: usize = 16;
+
+/// Passes one thread may time before it reads them with [`Context::take_gpu_time_ms`];
+/// older ones are dropped.
+const MAX_STAMPS: usize = 1 << 16;
+
+/// A lock that the thread holding it may take again (wgpu-rnn's calls nest: a download
+/// inside `forward_host`, a buffer dropped inside a call).
+#[derive(Debug, Default)]
+pub(crate) struct ReentrantLock {
+    owner: Mutex<(Option<ThreadId>, usize)>,
+    free: Condvar,
+}
+
+/// Holds a [`ReentrantLock`] until dropped.
+pub(crate) struct ReentrantGuard<'a>(&'a ReentrantLock);
+
+impl ReentrantLock {
+    pub(crate) fn lock(&self) -> ReentrantGuard<'_> {
+        let me = thread::current().id();
+        let mut o = lock(&self.owner);
+        loop {
+            match o.0 {
+                None => {
+                    *o = (Some(me), 1);
+                    break;
+                }
+                Some(t) if t == me => {
+                    o.1 += 1;
+                    break;
+                }
+                Some(_) => o = self.free.wait(o).unwrap_or_else(|p| p.into_inner()),
+            }
+        }
+        ReentrantGuard(self)
+    }
+}
+
+impl Drop for ReentrantGuard<'_> {
+    fn drop(&mut self) {
+        let mut o = lock(&self.0.owner);
+        o.1 -= 1;
+        if o.1 == 0 {
+            o.0 = None;
+            self.0.free.notify_one();
+        }
+    }
+}
+
+/// Locks a mutex, ignoring poisoning (no library state is left half-written by a panic).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A device buffer that, on GL, is released under the context's lock (wgpu's GL backend
+/// panics when its context lock is held elsewhere for more than a second).
+#[derive(Debug)]
+pub(crate) struct Buf {
+    buffer: std::mem::ManuallyDrop<wgpu::Buffer>,
+    gl: Option<Arc<ReentrantLock>>,
+}
+
+impl std::ops::Deref for Buf {
+    type Target = wgpu::Buffer;
+    fn deref(&self) -> &wgpu::Buffer {
+        &self.buffer
+    }
+}
+
+impl Drop for Buf {
+    fn drop(&mut self) {
+        let _guard = self.gl.as_ref().map(|l| l.lock());
+        // SAFETY: dropped once, here; never used again.
+        unsafe { std::mem::ManuallyDrop::drop(&mut self.buffer) };
+    }
 }
 
 /// The timestamp queries of one profiled compute pass.
@@ -141,6 +228,28 @@ impl PassStamp {
 /// A GPU context: adapter, device and queue, and every pipeline compiled once, lazily.
 ///
 /// Cheap to clone (shared). Make one per program (or test binary) and pass it to layers.
+///
+/// # Errors
+/// Every call of the crate on a context pushes its own wgpu error scopes (they are per
+/// thread) and pops them before it returns: a validation or out-of-memory error raised by
+/// the call comes back from that call as [`Error::Device`], never from another thread's
+/// call, and a user's own error scope around a library call stays empty. Bad arguments
+/// are checked before anything is recorded ([`Error::Shape`], [`Error::Invalid`],
+/// [`Error::TooLarge`] naming the argument). Once the device is lost (or destroyed with
+/// `Device::destroy`), every call returns [`Error::DeviceLost`]; wgpu reports a loss
+/// when the device's queue next drains, so a call that starts while work submitted before
+/// the loss is still running may return tensors that can never be read: their download
+/// returns the error.
+///
+/// # Threads
+/// `Context`, [`super::Tensor`], [`super::Layer`] and [`super::GpuHead`] are `Send +
+/// Sync`; any call may come from any thread. Work is submitted in call order per queue;
+/// at most 16 submissions run ahead of the host before a call waits for the oldest, so
+/// device memory stays bounded whatever the call pattern. On the GL backend every call
+/// (and every drop of a buffer) holds one lock per context, so calls on one context
+/// run one at a time there: wgpu's GL backend gives up (and aborts the process) when
+/// its own context lock is held elsewhere for more than a second. Code that uses
+/// [`Context::device`] directly on GL bypasses that lock.
 #[derive(Debug, Clone)]
 pub struct Context {
     inner: Arc<Inner>,
@@ -237,17 +346,15 @@ impl Context {
             })
             .await
             .map_err(|e| Error::Device(format!("request_device on {:?}: {e}", info.name)))?;
-        let error = Arc::new(Mutex::new(None::<String>));
-        let sink = error.clone();
-        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
-            let mut slot = sink.lock().unwrap_or_else(|p| p.into_inner());
-            slot.get_or_insert_with(|| e.to_string());
-        }));
-        let sink = error.clone();
+        // Errors are captured per call by error scopes; anything outside them (a user's
+        // own use of the device) must not reach wgpu's default handler, which panics.
+        device.on_uncaptured_error(Arc::new(|_e: wgpu::Error| {}));
+        let lost = Arc::new(Mutex::new(None::<String>));
+        let sink = lost.clone();
         device.set_device_lost_callback(move |reason, msg| {
-            let mut slot = sink.lock().unwrap_or_else(|p| p.into_inner());
-            slot.get_or_insert_with(|| format!("device lost ({reason:?}): {msg}"));
+            lock(&sink).get_or_insert_with(|| format!("{reason:?}: {msg}"));
         });
+        let gl = (info.backend == wgpu::Backend::Gl).then(|| Arc::new(ReentrantLock::default()));
         Ok(Context {
             inner: Arc::new(Inner {
                 device,
@@ -258,11 +365,57 @@ impl Context {
                 poison: opts.poison_outputs,
                 pipelines: Mutex::new(HashMap::new()),
                 steps: Mutex::new(None),
-                error,
-                profiling: AtomicBool::new(false),
-                stamps: Mutex::new(Vec::new()),
+                lost,
+                gl,
+                in_flight: Mutex::new(VecDeque::new()),
+                profiling: Mutex::new(HashSet::new()),
+                stamps: Mutex::new(HashMap::new()),
             }),
         })
+    }
+
+    /// Runs one library call: holds the GL lock (on GL), fails with
+    /// [`Error::DeviceLost`] once the device is lost, and captures the device errors the
+    /// call raises in its own error scopes, turned into [`Error::Device`] naming `what`.
+    pub(crate) fn run<T>(&self, what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        let _gl = self.inner.gl.as_ref().map(|l| l.lock());
+        self.check_alive()?;
+        let d = &self.inner.device;
+        let scopes = [
+            wgpu::ErrorFilter::Validation,
+            wgpu::ErrorFilter::OutOfMemory,
+            wgpu::ErrorFilter::Internal,
+        ]
+        .map(|f| d.push_error_scope(f));
+        let r = f();
+        let mut first = None;
+        for s in scopes.into_iter().rev() {
+            if let Some(e) = pollster::block_on(s.pop()) {
+                first.get_or_insert(e);
+            }
+        }
+        let v = r?;
+        self.check_alive()?;
+        match first {
+            Some(e) => Err(Error::Device(format!("{what}: {e}"))),
+            None => Ok(v),
+        }
+    }
+
+    /// [`Error::DeviceLost`] once the device is lost; polls it first (without blocking)
+    /// so that a destroyed device reports its loss.
+    fn check_alive(&self) -> Result<()> {
+        let polled = self.inner.device.poll(wgpu::PollType::Poll);
+        if let Some(msg) = lock(&self.inner.lost).clone() {
+            return Err(Error::DeviceLost(msg));
+        }
+        polled.map_err(|e| Error::Device(format!("poll: {e}")))?;
+        Ok(())
+    }
+
+    /// Whether the device is known to be lost.
+    pub fn is_lost(&self) -> bool {
+        self.check_alive().is_err()
     }
 
     /// Whether `other` is this same context (tensors of one context cannot be used in
@@ -329,26 +482,24 @@ impl Context {
     /// Compiles every kernel (every row-count variant of the step kernels) now rather
     /// than on first use.
     pub fn warm_up(&self) -> Result<()> {
-        for k in Kernel::ALL {
-            if k.is_step() {
-                for rows in crate::shaders::STEP_ROWS {
-                    self.pipeline(k, rows)?;
+        self.run("compiling the kernels", || {
+            for k in Kernel::ALL {
+                if k.is_step() {
+                    for rows in crate::shaders::STEP_ROWS {
+                        self.pipeline(k, rows)?;
+                    }
+                } else {
+                    self.pipeline(k, 0)?;
                 }
-            } else {
-                self.pipeline(k, 0)?;
             }
-        }
-        Ok(())
+            Ok(())
+        })
     }
 
     /// The compiled pipeline of `kernel` (for step kernels, its variant with `rows` batch
     /// rows per invocation), compiling it on first use.
     pub(crate) fn pipeline(&self, kernel: Kernel, rows: u32) -> Result<Arc<Pipeline>> {
-        let mut cache = self
-            .inner
-            .pipelines
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut cache = lock(&self.inner.pipelines);
         if let Some(p) = cache.get(&(kernel, rows)) {
             return Ok(p.clone());
         }
@@ -409,7 +560,6 @@ impl Context {
             compilation_options: Default::default(),
             cache: None,
         });
-        self.check(&format!("compiling the {kernel:?} kernel"))?;
         let p = Arc::new(Pipeline { pipeline, layout });
         cache.insert((kernel, rows), p.clone());
         Ok(p)
@@ -420,7 +570,7 @@ impl Context {
     /// `arg` names the input whose length asks for `count` slots, for the error when the
     /// buffer would exceed the device's limit.
     pub(crate) fn steps(&self, arg: &'static str, count: u32) -> Result<Arc<wgpu::Buffer>> {
-        let mut slot = self.inner.steps.lock().unwrap_or_else(|p| p.into_inner());
+        let mut slot = lock(&self.inner.steps);
         if let Some((buf, cap)) = slot.as_ref() {
             if *cap >= count {
                 return Ok(buf.clone());
@@ -432,7 +582,7 @@ impl Context {
             return Err(Error::TooLarge {
                 arg,
                 bytes: need as u128,
-                limit_name: "max_buffer_size (step-index uniform, 256 bytes a step)",
+                limit_name: "the device's max_buffer_size (step-index uniform, 256 bytes a step)",
                 limit: limit as u128,
             });
         }
@@ -445,30 +595,55 @@ impl Context {
             data[k * words] = k as u32;
         }
         let buf = Arc::new(self.buffer_init("steps", &data, wgpu::BufferUsages::UNIFORM));
-        self.check("allocating the step-index uniform")?;
         *slot = Some((buf.clone(), cap));
         Ok(buf)
     }
 
-    /// A buffer initialised from `data`.
+    /// A buffer initialised from `data` (created unmapped and written through the queue:
+    /// a buffer mapped at creation panics inside wgpu once the device is lost).
     pub(crate) fn buffer_init<T: bytemuck::Pod>(
         &self,
         label: &str,
         data: &[T],
         usage: wgpu::BufferUsages,
     ) -> wgpu::Buffer {
-        use wgpu::util::DeviceExt;
         let bytes: &[u8] = bytemuck::cast_slice(data);
         // wgpu rejects empty buffers; a zero-length array still gets 16 bytes.
-        let pad = [0u8; 16];
-        let contents = if bytes.is_empty() { &pad[..] } else { bytes };
-        self.inner
-            .device
-            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some(label),
-                contents,
-                usage,
-            })
+        let size = (bytes.len() as u64).max(16).next_multiple_of(16);
+        let buffer = self.inner.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size,
+            usage: usage | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        if !bytes.is_empty() {
+            let whole = bytes.len() / 4 * 4;
+            self.inner.queue.write_buffer(&buffer, 0, &bytes[..whole]);
+            if whole < bytes.len() {
+                let mut tail = [0u8; 4];
+                tail[..bytes.len() - whole].copy_from_slice(&bytes[whole..]);
+                self.inner.queue.write_buffer(&buffer, whole as u64, &tail);
+            }
+        }
+        buffer
+    }
+
+    /// As [`Context::buffer_init`], owned as a [`Buf`] (released under the GL lock).
+    pub(crate) fn buf_init<T: bytemuck::Pod>(
+        &self,
+        label: &str,
+        data: &[T],
+        usage: wgpu::BufferUsages,
+    ) -> Buf {
+        self.wrap(self.buffer_init(label, data, usage))
+    }
+
+    /// Owns `buffer` as a [`Buf`].
+    pub(crate) fn wrap(&self, buffer: wgpu::Buffer) -> Buf {
+        Buf {
+            buffer: std::mem::ManuallyDrop::new(buffer),
+            gl: self.inner.gl.clone(),
+        }
     }
 
     /// A uniform buffer holding `value`.
@@ -480,35 +655,29 @@ impl Context {
         )
     }
 
-    /// Returns the first device error since the last check, if any.
-    pub(crate) fn check(&self, what: &str) -> Result<()> {
-        let mut slot = self.inner.error.lock().unwrap_or_else(|p| p.into_inner());
-        match slot.take() {
-            Some(e) => Err(Error::Device(format!("{what}: {e}"))),
-            None => Ok(()),
-        }
-    }
-
-    /// Checks that a storage buffer of `bytes` fits the device, naming `arg` if not.
-    pub(crate) fn check_size(&self, arg: &'static str, bytes: u64) -> Result<()> {
+    /// The number of f32 elements of `dims`, checked: a product that overflows, or more
+    /// bytes than one storage binding of the device holds, is [`Error::TooLarge`] naming
+    /// `arg`.
+    pub(crate) fn check_elems(&self, arg: &'static str, dims: &[usize]) -> Result<u64> {
         let l = &self.inner.limits;
         let (limit_name, limit) = if l.max_storage_buffer_binding_size <= l.max_buffer_size {
             (
-                "max_storage_buffer_binding_size",
+                "the device's max_storage_buffer_binding_size",
                 l.max_storage_buffer_binding_size,
             )
         } else {
-            ("max_buffer_size", l.max_buffer_size)
+            ("the device's max_buffer_size", l.max_buffer_size)
         };
-        if bytes > limit {
+        let bytes = crate::host::bytes_u128(dims, 4);
+        if bytes > limit as u128 {
             return Err(Error::TooLarge {
                 arg,
-                bytes: bytes as u128,
+                bytes,
                 limit_name,
                 limit: limit as u128,
             });
         }
-        Ok(())
+        Ok((bytes / 4) as u64)
     }
 
     /// Checks a dispatch's workgroup count along one dimension.
@@ -525,23 +694,49 @@ impl Context {
         Ok(())
     }
 
-    /// Submits `encoder` and reports any device error raised while recording it.
-    pub(crate) fn submit(&self, encoder: wgpu::CommandEncoder, what: &str) -> Result<()> {
-        self.inner.queue.submit(Some(encoder.finish()));
-        self.check(what)
+    /// Submits `encoder` (or, with `None`, only the queue's pending writes), then, when
+    /// more than [`MAX_IN_FLIGHT`] submissions are unfinished, waits for the oldest.
+    pub(crate) fn submit(&self, encoder: Option<wgpu::CommandEncoder>) -> Result<()> {
+        let idx = self.inner.queue.submit(encoder.map(|e| e.finish()));
+        let oldest = {
+            let mut q = lock(&self.inner.in_flight);
+            q.push_back(idx);
+            if q.len() > MAX_IN_FLIGHT {
+                q.pop_front()
+            } else {
+                None
+            }
+        };
+        if let Some(old) = oldest {
+            self.inner
+                .device
+                .poll(wgpu::PollType::Wait {
+                    submission_index: Some(old),
+                    timeout: None,
+                })
+                .map_err(|e| Error::Device(format!("poll: {e}")))?;
+        }
+        Ok(())
     }
 
-    /// Turns GPU timing on or off: while on (and where the device has timestamp
-    /// queries), every compute pass the crate records is timed on the GPU, and
-    /// [`Context::take_gpu_time_ms`] returns the sum. Returns whether timing is on.
+    /// Turns GPU timing on or off for the calling thread: while on (and where the device
+    /// has timestamp queries), every compute pass the crate records on this thread is
+    /// timed on the GPU, and [`Context::take_gpu_time_ms`] on this thread returns the
+    /// sum. Other threads are not affected. Returns whether timing is on.
     pub fn set_profiling(&self, on: bool) -> bool {
         let on = on && self.inner.timestamps;
-        self.inner.profiling.store(on, Ordering::Relaxed);
+        let me = thread::current().id();
+        let mut set = lock(&self.inner.profiling);
+        if on {
+            set.insert(me);
+        } else {
+            set.remove(&me);
+        }
         on
     }
 
     pub(crate) fn pass_timestamps(&self) -> Option<PassStamp> {
-        if !self.inner.profiling.load(Ordering::Relaxed) {
+        if !lock(&self.inner.profiling).contains(&thread::current().id()) {
             return None;
         }
         Some(PassStamp {
@@ -572,48 +767,65 @@ impl Context {
         });
         enc.resolve_query_set(&stamp.query_set, 0..2, &resolve, 0);
         enc.copy_buffer_to_buffer(&resolve, 0, &staging, 0, 16);
-        self.inner
-            .stamps
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(staging);
+        let mut all = lock(&self.inner.stamps);
+        let mine = all.entry(thread::current().id()).or_default();
+        if mine.len() >= MAX_STAMPS {
+            mine.remove(0);
+        }
+        mine.push(staging);
     }
 
     /// Waits for the GPU, then returns the summed GPU time in milliseconds of the passes
-    /// timed since the last call, or `None` when nothing was timed (profiling off, or no
-    /// timestamp queries on this device).
+    /// this thread timed since its last call, or `None` when nothing was timed
+    /// (profiling off, or no timestamp queries on this device).
     pub fn take_gpu_time_ms(&self) -> Result<Option<f64>> {
-        let bufs =
-            std::mem::take(&mut *self.inner.stamps.lock().unwrap_or_else(|p| p.into_inner()));
-        if bufs.is_empty() {
-            return Ok(None);
-        }
-        for b in &bufs {
-            b.slice(..).map_async(wgpu::MapMode::Read, |_| {});
-        }
-        self.wait()?;
-        let period = self.inner.queue.get_timestamp_period() as f64;
-        let mut ns = 0.0;
-        for b in &bufs {
-            {
-                let view = b
-                    .slice(..)
-                    .get_mapped_range()
-                    .map_err(|e| Error::Device(format!("timestamps: {e}")))?;
-                let t: &[u64] = bytemuck::cast_slice(&view);
-                ns += t[1].saturating_sub(t[0]) as f64 * period;
+        self.run("reading GPU timestamps", || {
+            let bufs = lock(&self.inner.stamps)
+                .remove(&thread::current().id())
+                .unwrap_or_default();
+            if bufs.is_empty() {
+                return Ok(None);
             }
-            b.unmap();
-        }
-        Ok(Some(ns / 1e6))
+            let (tx, rx) = std::sync::mpsc::channel();
+            for b in &bufs {
+                let tx = tx.clone();
+                b.slice(..)
+                    .map_async(wgpu::MapMode::Read, move |r| drop(tx.send(r)));
+            }
+            drop(tx);
+            self.poll_wait()?;
+            for r in rx.try_iter().take(bufs.len()) {
+                r.map_err(|e| Error::Device(format!("timestamps: {e}")))?;
+            }
+            let period = self.inner.queue.get_timestamp_period() as f64;
+            let mut ns = 0.0;
+            for b in &bufs {
+                {
+                    let view = b
+                        .slice(..)
+                        .get_mapped_range()
+                        .map_err(|e| Error::Device(format!("timestamps: {e}")))?;
+                    let t: &[u64] = bytemuck::cast_slice(&view);
+                    ns += t[1].saturating_sub(t[0]) as f64 * period;
+                }
+                b.unmap();
+            }
+            Ok(Some(ns / 1e6))
+        })
     }
 
     /// Blocks until all submitted work is done.
     pub fn wait(&self) -> Result<()> {
+        self.run("waiting for the GPU", || self.poll_wait())
+    }
+
+    /// Blocks until all submitted work is done (inside a call).
+    pub(crate) fn poll_wait(&self) -> Result<()> {
         self.inner
             .device
             .poll(wgpu::PollType::wait_indefinitely())
             .map_err(|e| Error::Device(format!("poll: {e}")))?;
-        self.check("waiting for the GPU")
+        lock(&self.inner.in_flight).clear();
+        Ok(())
     }
 }

@@ -12,8 +12,8 @@ pub struct GpuHead {
     ctx: Context,
     classes: usize,
     hidden: usize,
-    w_y: wgpu::Buffer,
-    b_y: wgpu::Buffer,
+    w_y: super::context::Buf,
+    b_y: super::context::Buf,
 }
 
 impl GpuHead {
@@ -21,16 +21,18 @@ impl GpuHead {
     pub fn new(ctx: &Context, head: &Head<f32>) -> Result<Self> {
         head.check()?;
         let (c, h) = head.w_y.dim();
-        ctx.check_size("w_y", (c * h * 4) as u64)?;
-        let w: Vec<f32> = head.w_y.iter().copied().collect();
-        let b: Vec<f32> = head.b_y.to_vec();
-        let usage = super::tensor::TENSOR_USAGE;
-        Ok(GpuHead {
-            ctx: ctx.clone(),
-            classes: c,
-            hidden: h,
-            w_y: ctx.buffer_init("w_y", &w, usage),
-            b_y: ctx.buffer_init("b_y", &b, usage),
+        ctx.check_elems("head", &[c, h])?;
+        ctx.run("uploading the head", || {
+            let w = crate::host::copy("head", &head.w_y)?;
+            let b = crate::host::copy("head", &head.b_y)?;
+            let usage = super::tensor::TENSOR_USAGE;
+            Ok(GpuHead {
+                ctx: ctx.clone(),
+                classes: c,
+                hidden: h,
+                w_y: ctx.buf_init("w_y", w.as_slice().unwrap_or(&[]), usage),
+                b_y: ctx.buf_init("b_y", b.as_slice().unwrap_or(&[]), usage),
+            })
         })
     }
 
@@ -48,32 +50,35 @@ impl GpuHead {
         }
         ctx.check_owner("h", h)?;
         let rows = s[0] * s[1];
-        let y = new_buffer(ctx, "y", (rows * self.classes) as u64)?;
-        let gemm = Gemm {
-            arg: "h",
-            m: rows,
-            n: self.classes,
-            k: self.hidden,
-            a: (h.buffer(), h.offset()),
-            b: (&self.w_y, 0),
-            bias: Some((&self.b_y, 0)),
-            c: (&y, 0),
-            trans_a: false,
-            trans_b: true,
-            accumulate: false,
-        }
-        .op(ctx)?;
-        let soft = kernels::softmax(ctx, &y, 0, rows, self.classes)?;
-        kernels::submit_pass(
-            ctx,
-            "head",
-            |_| {},
-            |pass| {
-                gemm.record(pass);
-                soft.record(pass);
-            },
-        )?;
-        let y = std::sync::Arc::new(y);
-        Ok(Tensor::view_of(ctx, &y, 0, &[s[0], s[1], self.classes]))
+        ctx.check_elems("h", &[rows, self.classes])?;
+        ctx.run("head", || {
+            let y = std::sync::Arc::new(new_buffer(ctx, "h", &[rows, self.classes])?);
+            let gemm = Gemm {
+                arg: "h",
+                arg_n: "h",
+                m: rows,
+                n: self.classes,
+                k: self.hidden,
+                a: (h.buffer(), h.offset()),
+                b: (&self.w_y, 0),
+                bias: Some((&self.b_y, 0)),
+                c: (&y, 0),
+                trans_a: false,
+                trans_b: true,
+                accumulate: false,
+            }
+            .op(ctx)?;
+            let soft = kernels::softmax(ctx, &y, 0, rows, self.classes)?;
+            kernels::submit_pass(
+                ctx,
+                "head",
+                |_| {},
+                |pass| {
+                    gemm.record(pass);
+                    soft.record(pass);
+                },
+            )?;
+            Ok(Tensor::view_of(ctx, &y, 0, &[s[0], s[1], self.classes]))
+        })
     }
 }

@@ -115,8 +115,10 @@ pub(crate) type Operand<'a> = (&'a wgpu::Buffer, u64);
 /// `C[M, N] (+)= op(A)[M, K] · op(B)[K, N] (+ bias[N])`: A stored `[K, M]` when
 /// `trans_a`, B stored `[N, K]` when `trans_b`.
 pub(crate) struct Gemm<'a> {
-    /// The user argument whose size drives the grid, for errors.
+    /// The user argument whose size drives the grid's rows (`M`), for errors.
     pub arg: &'static str,
+    /// The user argument whose size drives the grid's columns (`N`).
+    pub arg_n: &'static str,
     pub m: usize,
     pub n: usize,
     pub k: usize,
@@ -157,7 +159,8 @@ impl Gemm<'_> {
         } else {
             (tiles, 1)
         };
-        ctx.check_groups(self.arg, gx.max(gy).max(gz) as u64)?;
+        ctx.check_groups(self.arg_n, gx as u64)?;
+        ctx.check_groups(self.arg, gy.max(gz) as u64)?;
         let u = ctx.uniform("gemm params", &params);
         let bias = self.bias.map_or(self.b.0, |b| b.0);
         Op::new(
@@ -261,28 +264,33 @@ pub fn matmul(a: &super::Tensor, b: &super::Tensor) -> Result<super::Tensor> {
     let ctx = a.context();
     ctx.check_owner("b", b)?;
     let (m, k, n) = (sa[0], sa[1], sb[1]);
-    let c = std::sync::Arc::new(super::tensor::new_buffer(ctx, "c", (m * n) as u64)?);
-    let op = Gemm {
-        arg: "a",
-        m,
-        n,
-        k,
-        a: (a.buffer(), a.offset()),
-        b: (b.buffer(), b.offset()),
-        bias: None,
-        c: (&c, 0),
-        trans_a: false,
-        trans_b: false,
-        accumulate: false,
-    }
-    .op(ctx)?;
-    submit_pass(ctx, "matmul", |_| {}, |pass| op.record(pass))?;
-    Ok(super::Tensor::view_of(ctx, &c, 0, &[m, n]))
+    // The output [M, N]: too large because of b's columns once a's rows are counted.
+    ctx.check_elems("b", &[m, n])?;
+    ctx.run("matmul", || {
+        let c = std::sync::Arc::new(super::tensor::new_buffer(ctx, "b", &[m, n])?);
+        let op = Gemm {
+            arg: "a",
+            arg_n: "b",
+            m,
+            n,
+            k,
+            a: (a.buffer(), a.offset()),
+            b: (b.buffer(), b.offset()),
+            bias: None,
+            c: (&c, 0),
+            trans_a: false,
+            trans_b: false,
+            accumulate: false,
+        }
+        .op(ctx)?;
+        submit_pass(ctx, "matmul", |_| {}, |pass| op.record(pass))?;
+        Ok(super::Tensor::view_of(ctx, &c, 0, &[m, n]))
+    })
 }
 
 /// Records `pre` (copies, clears) then one compute pass filled by `body` into one command
-/// encoder, with timestamp queries around the pass when the context is profiling, and
-/// submits it.
+/// encoder, with timestamp queries around the pass when the calling thread is profiling,
+/// and submits it. Called inside a [`Context::run`].
 pub(crate) fn submit_pass(
     ctx: &Context,
     label: &str,
@@ -304,5 +312,5 @@ pub(crate) fn submit_pass(
     if let Some(stamp) = stamp {
         ctx.end_pass(&mut enc, stamp);
     }
-    ctx.submit(enc, label)
+    ctx.submit(Some(enc))
 }

@@ -1,10 +1,12 @@
 //! A recurrent layer on the GPU: weights uploaded once, forward over a whole sequence
 //! recorded in one command encoder and one compute pass, backward through time likewise.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 
 use ndarray::{Array1, Array2, Array3, Ix1, Ix2, Ix3};
 
+use super::context::Buf;
 use super::kernels::{self, div_ceil, Gemm, Op, StepDims};
 use super::tensor::new_buffer;
 use super::{Context, Kernel, Tensor};
@@ -26,6 +28,17 @@ const STEP_UNITS: usize = 64;
 
 /// A recurrent layer whose weights live on the device.
 ///
+/// # Threads and weight versions
+/// A `Layer` is `Send + Sync`: [`Layer::forward`], [`Layer::backward`] and
+/// [`Layer::set_params`] may be called from any thread at once. The weights carry a
+/// version: `set_params` replaces all of them under a write lock and starts a new
+/// version, while a forward or backward records and submits its whole sequence under a
+/// read lock, so every result is computed from one whole version, never a mix. A
+/// [`Trace`] remembers the layer and the version that made it: `backward` with a trace
+/// of another layer, or of a version that `set_params` has since replaced, is an
+/// [`Error::Invalid`] naming `trace` (its gradients would belong to weights that are
+/// gone); run the forward again.
+///
 /// Device layouts (made once, at upload): the input weights and bias with the LSTM's gate
 /// rows interleaved per hidden unit (`[H, 4, I]`, so a step kernel reads the four gates
 /// of a unit as one vec4); the recurrent weights twice, once laid out for the forward
@@ -34,14 +47,22 @@ const STEP_UNITS: usize = 64;
 #[derive(Debug)]
 pub struct Layer {
     ctx: Context,
+    /// Unique per layer made in this process.
+    id: u64,
     cell: Cell,
     input: usize,
     hidden: usize,
-    w_ih: wgpu::Buffer,
-    bias: wgpu::Buffer,
-    w_fwd: wgpu::Buffer,
-    w_back: wgpu::Buffer,
+    /// The weights' version, bumped by `set_params`; held for reading by every call
+    /// that records work using the weights.
+    version: RwLock<u64>,
+    w_ih: Buf,
+    bias: Buf,
+    w_fwd: Buf,
+    w_back: Buf,
 }
+
+/// The next layer's identity.
+static NEXT_LAYER: AtomicU64 = AtomicU64::new(1);
 
 /// The result of [`Layer::forward`]; everything stays on the device until downloaded.
 #[derive(Debug)]
@@ -63,6 +84,8 @@ pub struct Forward {
 /// needs only `h`). Both keep a reference to the input `x` (no copy).
 #[derive(Debug, Clone)]
 pub struct Trace {
+    layer: u64,
+    version: u64,
     cell: Cell,
     input: usize,
     hidden: usize,
@@ -70,11 +93,11 @@ pub struct Trace {
     batch: usize,
     x: Tensor,
     /// `[T + 1, B, H]`, slot 0 = h0.
-    hs: Arc<wgpu::Buffer>,
+    hs: Arc<Buf>,
     /// `[T + 1, B, H]`, slot 0 = c0 (LSTM).
-    cs: Option<Arc<wgpu::Buffer>>,
+    cs: Option<Arc<Buf>>,
     /// `[T, B, H, 4]` activated gates (LSTM).
-    gates: Option<Arc<wgpu::Buffer>>,
+    gates: Option<Arc<Buf>>,
 }
 
 impl Trace {
@@ -89,20 +112,41 @@ impl Trace {
 }
 
 /// Gradients of the layer's parameters, on the device, in the device's gate layout.
+///
+/// Made only by [`Layer::zero_grads`] and [`Layer::backward`], so their shapes, context
+/// and buffers (their own, shared with no input) are right by construction; read them
+/// with the accessors or [`ParamGrads::to_host`].
 #[derive(Debug)]
 pub struct ParamGrads {
     cell: Cell,
     input: usize,
     hidden: usize,
-    /// `[G·H, I]` (gate rows interleaved).
-    pub dw_ih: Tensor,
-    /// `[G·H, H]` (gate rows interleaved).
-    pub dw_hh: Tensor,
-    /// `[G·H]` (interleaved); the gradient of both `b_ih` and `b_hh`.
-    pub db: Tensor,
+    dw_ih: Tensor,
+    dw_hh: Tensor,
+    db: Tensor,
 }
 
 impl ParamGrads {
+    /// `[G·H, I]` (gate rows interleaved per unit: device row `j·G + g` is PyTorch row
+    /// `g·H + j`).
+    pub fn dw_ih(&self) -> &Tensor {
+        &self.dw_ih
+    }
+    /// `[G·H, H]` (gate rows interleaved).
+    pub fn dw_hh(&self) -> &Tensor {
+        &self.dw_hh
+    }
+    /// `[G·H]` (interleaved); the gradient of both `b_ih` and `b_hh`.
+    pub fn db(&self) -> &Tensor {
+        &self.db
+    }
+    /// Whether any of the three shares a device buffer with `t`.
+    fn aliases(&self, t: &Tensor) -> bool {
+        [&self.dw_ih, &self.dw_hh, &self.db]
+            .iter()
+            .any(|g| g.shares_buffer(t))
+    }
+
     /// Downloads `(dw_ih, dw_hh, db)` in PyTorch's layout (gate blocks i, f, g, o).
     pub fn to_host(&self) -> Result<(Array2<f32>, Array2<f32>, Array1<f32>)> {
         let g = self.cell.gates();
@@ -185,19 +229,21 @@ impl DeviceWeights {
             params.input_size(),
         );
         let gh = g * h;
-        for (arg, n) in [("w_ih", gh * i), ("w_hh", gh * h)] {
-            ctx.check_size(arg, (n * 4) as u64)?;
-        }
+        ctx.check_elems("params", &[gh, i])?;
+        ctx.check_elems("params", &[gh, h])?;
         // Device row j·G + gate  ←  PyTorch row gate·H + j.
         let src_row = |r: usize| (r % g) * h + r / g;
-        let w_ih: Vec<f32> = (0..gh)
-            .flat_map(|r| params.w_ih.row(src_row(r)).to_vec())
-            .collect();
+        let mut w_ih = crate::host::vec_of("params", gh * i, 0f32)?;
+        for (r, out) in w_ih.chunks_mut(i).enumerate() {
+            for (o, v) in out.iter_mut().zip(params.w_ih.row(src_row(r))) {
+                *o = *v;
+            }
+        }
         let bias_all = params.bias();
         let bias: Vec<f32> = (0..gh).map(|r| bias_all[src_row(r)]).collect();
         let w = &params.w_hh;
-        let mut w_fwd = vec![0f32; gh * h];
-        let mut w_back = vec![0f32; gh * h];
+        let mut w_fwd = crate::host::vec_of("params", gh * h, 0f32)?;
+        let mut w_back = crate::host::vec_of("params", gh * h, 0f32)?;
         for a in 0..h {
             for j in 0..h {
                 for gate in 0..g {
@@ -219,24 +265,28 @@ impl Layer {
     /// Uploads `params` to the device (checked first).
     pub fn new(ctx: &Context, params: &Params<f32>) -> Result<Self> {
         let d = DeviceWeights::from(ctx, params)?;
-        let usage = super::tensor::TENSOR_USAGE;
-        let layer = Layer {
-            ctx: ctx.clone(),
-            cell: params.cell,
-            input: params.input_size(),
-            hidden: params.hidden_size(),
-            w_ih: ctx.buffer_init("w_ih", &d.w_ih, usage),
-            bias: ctx.buffer_init("bias", &d.bias, usage),
-            w_fwd: ctx.buffer_init("w_hh (forward layout)", &d.w_fwd, usage),
-            w_back: ctx.buffer_init("w_hh (backward layout)", &d.w_back, usage),
-        };
-        ctx.check("uploading the layer's weights")?;
-        Ok(layer)
+        ctx.run("uploading the layer's weights", || {
+            let usage = super::tensor::TENSOR_USAGE;
+            Ok(Layer {
+                ctx: ctx.clone(),
+                id: NEXT_LAYER.fetch_add(1, Ordering::Relaxed),
+                cell: params.cell,
+                input: params.input_size(),
+                hidden: params.hidden_size(),
+                version: RwLock::new(0),
+                w_ih: ctx.buf_init("w_ih", &d.w_ih, usage),
+                bias: ctx.buf_init("bias", &d.bias, usage),
+                w_fwd: ctx.buf_init("w_hh (forward layout)", &d.w_fwd, usage),
+                w_back: ctx.buf_init("w_hh (backward layout)", &d.w_back, usage),
+            })
+        })
     }
 
     /// Replaces the layer's weights in place (a training step's update), without new
     /// buffers: `params` must be of the same cell kind and sizes. Work already submitted
-    /// keeps the weights it was recorded with.
+    /// keeps the weights it was recorded with; traces made before this call are refused
+    /// by [`Layer::backward`] (see "Threads and weight versions" above). The update is
+    /// submitted at once, so staging memory does not pile up over many calls.
     pub fn set_params(&self, params: &Params<f32>) -> Result<()> {
         if params.cell != self.cell
             || params.input_size() != self.input
@@ -256,12 +306,25 @@ impl Layer {
             });
         }
         let d = DeviceWeights::from(&self.ctx, params)?;
-        let q = self.ctx.queue();
-        q.write_buffer(&self.w_ih, 0, bytemuck::cast_slice(&d.w_ih));
-        q.write_buffer(&self.bias, 0, bytemuck::cast_slice(&d.bias));
-        q.write_buffer(&self.w_fwd, 0, bytemuck::cast_slice(&d.w_fwd));
-        q.write_buffer(&self.w_back, 0, bytemuck::cast_slice(&d.w_back));
-        self.ctx.check("updating the layer's weights")
+        let mut version = self.version.write().unwrap_or_else(|p| p.into_inner());
+        let r = self.ctx.run("updating the layer's weights", || {
+            let q = self.ctx.queue();
+            q.write_buffer(&self.w_ih, 0, bytemuck::cast_slice(&d.w_ih));
+            q.write_buffer(&self.bias, 0, bytemuck::cast_slice(&d.bias));
+            q.write_buffer(&self.w_fwd, 0, bytemuck::cast_slice(&d.w_fwd));
+            q.write_buffer(&self.w_back, 0, bytemuck::cast_slice(&d.w_back));
+            self.ctx.submit(None)
+        });
+        // Even a failed update may have written some of the weights: traces made before
+        // it are stale either way.
+        *version += 1;
+        r
+    }
+
+    /// The weights' version: 0 after [`Layer::new`], one more after each
+    /// [`Layer::set_params`].
+    pub fn version(&self) -> u64 {
+        *self.version.read().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The cell kind.
@@ -342,97 +405,105 @@ impl Layer {
         }
         let (rows_per, groups) = self.step_groups(b)?;
         let train = mode == Mode::Training;
-        let xw = Arc::new(new_buffer(ctx, "x", (t * b * gh) as u64)?);
-        let hs = Arc::new(new_buffer(ctx, "h", ((t + 1) * bh) as u64)?);
         let slots = if train { t + 1 } else { 2 };
-        let cs = match self.cell {
-            Cell::Lstm => Some(Arc::new(new_buffer(ctx, "c", (slots * bh) as u64)?)),
-            Cell::Rnn => None,
-        };
+        ctx.check_elems("x", &[t, b, gh])?;
+        ctx.check_elems("x", &[t + 1, b, h])?;
+        let version = self.version.read().unwrap_or_else(|p| p.into_inner());
+        ctx.run("forward", || {
+            let xw = Arc::new(new_buffer(ctx, "x", &[t, b, gh])?);
+            let hs = Arc::new(new_buffer(ctx, "x", &[t + 1, b, h])?);
+            let cs = match self.cell {
+                Cell::Lstm => Some(Arc::new(new_buffer(ctx, "x", &[slots, b, h])?)),
+                Cell::Rnn => None,
+            };
 
-        let gemm = Gemm {
-            arg: "x",
-            m: t * b,
-            n: gh,
-            k: self.input,
-            a: (x.buffer(), x.offset()),
-            b: (&self.w_ih, 0),
-            bias: Some((&self.bias, 0)),
-            c: (&xw, 0),
-            trans_a: false,
-            trans_b: true,
-            accumulate: false,
-        }
-        .op(ctx)?;
-        let dims = ctx.uniform(
-            "step dims",
-            &StepDims {
-                batch: b as u32,
-                hidden: h as u32,
-                slots: slots as u32,
-                train: train as u32,
-            },
-        );
-        let steps = ctx.steps("x", t as u32 + 1)?;
-        let step = match &cs {
-            Some(cs) => Op::variant(
+            let gemm = Gemm {
+                arg: "x",
+                arg_n: "x",
+                m: t * b,
+                n: gh,
+                k: self.input,
+                a: (x.buffer(), x.offset()),
+                b: (&self.w_ih, 0),
+                bias: Some((&self.bias, 0)),
+                c: (&xw, 0),
+                trans_a: false,
+                trans_b: true,
+                accumulate: false,
+            }
+            .op(ctx)?;
+            let dims = ctx.uniform(
+                "step dims",
+                &StepDims {
+                    batch: b as u32,
+                    hidden: h as u32,
+                    slots: slots as u32,
+                    train: train as u32,
+                },
+            );
+            let steps = ctx.steps("x", t as u32 + 1)?;
+            let step = match &cs {
+                Some(cs) => Op::variant(
+                    ctx,
+                    Kernel::LstmStep,
+                    rows_per,
+                    &[&dims, &steps, &xw, &self.w_fwd, &hs, cs],
+                    groups,
+                )?,
+                None => Op::variant(
+                    ctx,
+                    Kernel::RnnStep,
+                    rows_per,
+                    &[&dims, &steps, &xw, &self.w_fwd, &hs],
+                    groups,
+                )?,
+            };
+
+            kernels::submit_pass(
                 ctx,
-                Kernel::LstmStep,
-                rows_per,
-                &[&dims, &steps, &xw, &self.w_fwd, &hs, cs],
-                groups,
-            )?,
-            None => Op::variant(
-                ctx,
-                Kernel::RnnStep,
-                rows_per,
-                &[&dims, &steps, &xw, &self.w_fwd, &hs],
-                groups,
-            )?,
-        };
+                "forward",
+                |enc| {
+                    init_slot(enc, &hs, h0, bh);
+                    if let Some(cs) = &cs {
+                        init_slot(enc, cs, c0, bh);
+                    }
+                },
+                |pass| {
+                    gemm.record(pass);
+                    step.record_steps(pass, 0..t as u32);
+                },
+            )?;
 
-        kernels::submit_pass(
-            ctx,
-            "forward",
-            |enc| {
-                init_slot(enc, &hs, h0, bh);
-                if let Some(cs) = &cs {
-                    init_slot(enc, cs, c0, bh);
-                }
-            },
-            |pass| {
-                gemm.record(pass);
-                step.record_steps(pass, 0..t as u32);
-            },
-        )?;
-
-        let out = Forward {
-            h: Tensor::view_of(ctx, &hs, bh as u64, &[t, b, h]),
-            h_last: Tensor::view_of(ctx, &hs, (t * bh) as u64, &[b, h]),
-            c_last: cs
-                .as_ref()
-                .map(|cs| Tensor::view_of(ctx, cs, ((t % slots) * bh) as u64, &[b, h])),
-            trace: train.then(|| Trace {
-                cell: self.cell,
-                input: self.input,
-                hidden: h,
-                steps: t,
-                batch: b,
-                x: x.clone(),
-                hs: hs.clone(),
-                cs: cs.clone(),
-                gates: cs.as_ref().map(|_| xw.clone()),
-            }),
-        };
-        Ok(out)
+            Ok(Forward {
+                h: Tensor::view_of(ctx, &hs, bh as u64, &[t, b, h]),
+                h_last: Tensor::view_of(ctx, &hs, (t * bh) as u64, &[b, h]),
+                c_last: cs
+                    .as_ref()
+                    .map(|cs| Tensor::view_of(ctx, cs, ((t % slots) * bh) as u64, &[b, h])),
+                trace: train.then(|| Trace {
+                    layer: self.id,
+                    version: *version,
+                    cell: self.cell,
+                    input: self.input,
+                    hidden: h,
+                    steps: t,
+                    batch: b,
+                    x: x.clone(),
+                    hs: hs.clone(),
+                    cs: cs.clone(),
+                    gates: cs.as_ref().map(|_| xw.clone()),
+                }),
+            })
+        })
     }
 
     /// Backward through time from `dh [T, B, H]`, the upstream gradient of every hidden
     /// state, and `dc_last [B, H]`, an optional gradient on the final cell state (LSTM).
     /// Returns fresh gradients on the device.
     pub fn backward(&self, trace: &Trace, dh: &Tensor, dc_last: Option<&Tensor>) -> Result<Grads> {
+        self.check_trace(trace)?;
         // Written, not accumulated: no need to zero them first.
-        let mut params = self.alloc_grads()?;
+        let mut params = self.ctx.run("backward", || self.alloc_grads())?;
         let inputs = self.backward_into(trace, dh, dc_last, &mut params, false)?;
         Ok(Grads {
             dx: inputs.dx,
@@ -444,34 +515,54 @@ impl Layer {
 
     /// Zero parameter gradients of this layer's shape, to accumulate into.
     pub fn zero_grads(&self) -> Result<ParamGrads> {
-        let g = self.alloc_grads()?;
-        let mut enc = self
-            .ctx
-            .device()
-            .create_command_encoder(&Default::default());
-        for t in [&g.dw_ih, &g.dw_hh, &g.db] {
-            enc.clear_buffer(t.buffer(), 0, None);
-        }
-        self.ctx.submit(enc, "zeroing gradients")?;
-        Ok(g)
+        self.ctx.run("zeroing gradients", || {
+            let g = self.alloc_grads()?;
+            let mut enc = self
+                .ctx
+                .device()
+                .create_command_encoder(&Default::default());
+            for t in [&g.dw_ih, &g.dw_hh, &g.db] {
+                enc.clear_buffer(t.buffer(), 0, None);
+            }
+            self.ctx.submit(Some(enc))?;
+            Ok(g)
+        })
     }
 
     /// Parameter gradient buffers, uninitialised (NaN where outputs are poisoned).
+    /// Called inside a [`Context::run`].
     fn alloc_grads(&self) -> Result<ParamGrads> {
         let (gh, i, h) = (self.gh(), self.input, self.hidden);
-        let make = |arg, shape: &[usize]| -> Result<Tensor> {
-            let n: usize = shape.iter().product();
-            let buf = Arc::new(new_buffer(&self.ctx, arg, n as u64)?);
+        let make = |shape: &[usize]| -> Result<Tensor> {
+            let buf = Arc::new(new_buffer(&self.ctx, "params", shape)?);
             Ok(Tensor::view_of(&self.ctx, &buf, 0, shape))
         };
         Ok(ParamGrads {
             cell: self.cell,
             input: i,
             hidden: h,
-            dw_ih: make("dw_ih", &[gh, i])?,
-            dw_hh: make("dw_hh", &[gh, h])?,
-            db: make("db", &[gh])?,
+            dw_ih: make(&[gh, i])?,
+            dw_hh: make(&[gh, h])?,
+            db: make(&[gh])?,
         })
+    }
+
+    /// Checks that `trace` was made by this layer, with sizes this layer has. (Its
+    /// version is checked under the weights' lock, when the backward is recorded.)
+    fn check_trace(&self, trace: &Trace) -> Result<()> {
+        if trace.layer != self.id {
+            return Err(Error::Invalid {
+                arg: "trace",
+                msg: format!(
+                    "made by another layer (a {} with I = {}, H = {}); a trace is only \
+                     valid for the layer whose forward made it",
+                    trace.cell.name(),
+                    trace.input,
+                    trace.hidden
+                ),
+            });
+        }
+        self.ctx.check_owner("trace", &trace.x)
     }
 
     /// Backward through time into existing parameter gradients: with `accumulate` they
@@ -479,6 +570,11 @@ impl Layer {
     /// gradients are returned fresh. One dispatch per time step, then three GEMMs
     /// (`dW_ih = dGᵀ·X`, `dW_hh = dGᵀ·H_prev`, `dX = dG·W_ih`) and one column sum (`db`),
     /// all in one command encoder and one compute pass.
+    ///
+    /// Errors (before anything is recorded): a `trace` of another layer, or made before
+    /// [`Layer::set_params`] replaced the weights; `grads` of another layer's shape or
+    /// context; `grads` sharing a buffer with an input (the trace's `x`, `dh`,
+    /// `dc_last`), which the GEMMs would overwrite.
     pub fn backward_into(
         &self,
         trace: &Trace,
@@ -488,31 +584,42 @@ impl Layer {
         accumulate: bool,
     ) -> Result<InputGrads> {
         let ctx = &self.ctx;
-        if trace.cell != self.cell || trace.hidden != self.hidden || trace.input != self.input {
+        self.check_trace(trace)?;
+        if grads.cell != self.cell || grads.hidden != self.hidden || grads.input != self.input {
             return Err(Error::Invalid {
-                arg: "trace",
+                arg: "grads",
                 msg: format!(
-                    "made by a {} layer with I = {}, H = {}; this layer is a {} with I = {}, H = {}",
-                    trace.cell.name(),
-                    trace.input,
-                    trace.hidden,
+                    "gradients of a {} with I = {}, H = {}; this layer is a {} with I = {}, H = {}",
+                    grads.cell.name(),
+                    grads.input,
+                    grads.hidden,
                     self.cell.name(),
                     self.input,
                     self.hidden
                 ),
             });
         }
-        if grads.cell != self.cell || grads.hidden != self.hidden || grads.input != self.input {
-            return Err(Error::Invalid {
-                arg: "grads",
-                msg: "gradients of a layer of another kind or size".into(),
-            });
-        }
         ctx.check_owner("dh", dh)?;
-        ctx.check_owner("trace", &trace.x)?;
         ctx.check_owner("grads", &grads.db)?;
         if let Some(d) = dc_last {
             ctx.check_owner("dc_last", d)?;
+        }
+        for (what, t) in [
+            ("the trace's input x", Some(&trace.x)),
+            ("dh", Some(dh)),
+            ("dc_last", dc_last),
+        ] {
+            if let Some(t) = t {
+                if grads.aliases(t) {
+                    return Err(Error::Invalid {
+                        arg: "grads",
+                        msg: format!(
+                            "shares a device buffer with {what}, which backward reads while it \
+                             writes the gradients: use gradients from Layer::zero_grads"
+                        ),
+                    });
+                }
+            }
         }
         let (t, b, h, gh, i) = (trace.steps, trace.batch, self.hidden, self.gh(), self.input);
         let bh = b * h;
@@ -528,138 +635,151 @@ impl Layer {
             _ => {}
         }
         let (rows_per, groups) = self.step_groups(b)?;
-        let dg = new_buffer(ctx, "dh", (t * b * gh) as u64)?;
-        let dh0 = Arc::new(new_buffer(ctx, "dh0", bh as u64)?);
-        let dx = Arc::new(new_buffer(ctx, "dx", (t * b * i) as u64)?);
-        let dc = match self.cell {
-            Cell::Lstm => Some(Arc::new(new_buffer(ctx, "dc", bh as u64)?)),
-            Cell::Rnn => None,
-        };
-        // The step kernel reads dh from element 0: copy a view that starts elsewhere.
-        let dh_copy = if dh.offset() == 0 {
-            None
-        } else {
-            Some(new_buffer(ctx, "dh", (t * bh) as u64)?)
-        };
-        let dh_ref = dh_copy.as_ref().unwrap_or(dh.buffer());
-        let dims = ctx.uniform(
-            "step dims",
-            &StepDims {
-                batch: b as u32,
-                hidden: h as u32,
-                slots: t as u32,
-                train: 0,
-            },
-        );
-        let steps = ctx.steps("dh", t as u32 + 1)?;
-        let step = match (&dc, &trace.cs, &trace.gates) {
-            (Some(dc), Some(cs), Some(gates)) => Op::variant(
-                ctx,
-                Kernel::LstmStepBack,
-                rows_per,
-                &[
-                    &dims,
-                    &steps,
-                    gates,
-                    cs,
-                    dh_ref,
-                    &self.w_back,
-                    &dg,
-                    dc,
-                    &dh0,
-                ],
-                groups,
-            )?,
-            _ => Op::variant(
-                ctx,
-                Kernel::RnnStepBack,
-                rows_per,
-                &[&dims, &steps, &trace.hs, dh_ref, &self.w_back, &dg, &dh0],
-                groups,
-            )?,
-        };
-        let rows = t * b;
-        let x = &trace.x;
-        let ops = [
-            Gemm {
-                arg: "dh",
-                m: gh,
-                n: i,
-                k: rows,
-                a: (&dg, 0),
-                b: (x.buffer(), x.offset()),
-                bias: None,
-                c: (grads.dw_ih.buffer(), grads.dw_ih.offset()),
-                trans_a: true,
-                trans_b: false,
-                accumulate,
-            }
-            .op(ctx)?,
-            Gemm {
-                arg: "dh",
-                m: gh,
-                n: h,
-                k: rows,
-                a: (&dg, 0),
-                b: (&trace.hs, 0),
-                bias: None,
-                c: (grads.dw_hh.buffer(), grads.dw_hh.offset()),
-                trans_a: true,
-                trans_b: false,
-                accumulate,
-            }
-            .op(ctx)?,
-            Gemm {
-                arg: "dh",
-                m: rows,
-                n: i,
-                k: gh,
-                a: (&dg, 0),
-                b: (&self.w_ih, 0),
-                bias: None,
-                c: (&dx, 0),
-                trans_a: false,
-                trans_b: false,
-                accumulate: false,
-            }
-            .op(ctx)?,
-        ];
-        if grads.db.offset() != 0 {
+        let version = self.version.read().unwrap_or_else(|p| p.into_inner());
+        if trace.version != *version {
             return Err(Error::Invalid {
-                arg: "grads",
-                msg: "db must start at its buffer's beginning".into(),
+                arg: "trace",
+                msg: format!(
+                    "made with weights version {}, but set_params has since replaced them \
+                     (now version {}): run the forward again",
+                    trace.version, *version
+                ),
             });
         }
-        let db = kernels::col_sum(ctx, &dg, grads.db.buffer(), rows, gh, accumulate)?;
-        kernels::submit_pass(
-            ctx,
-            "backward",
-            |enc| {
-                if let Some(copy) = &dh_copy {
-                    enc.copy_buffer_to_buffer(
-                        dh.buffer(),
-                        dh.offset() * 4,
-                        copy,
-                        0,
-                        (t * bh * 4) as u64,
-                    );
+        ctx.run("backward", || {
+            let dg = new_buffer(ctx, "dh", &[t, b, gh])?;
+            let dh0 = Arc::new(new_buffer(ctx, "dh", &[b, h])?);
+            let dx = Arc::new(new_buffer(ctx, "dh", &[t, b, i])?);
+            let dc = match self.cell {
+                Cell::Lstm => Some(Arc::new(new_buffer(ctx, "dh", &[b, h])?)),
+                Cell::Rnn => None,
+            };
+            // The step kernel reads dh from element 0: copy a view that starts elsewhere.
+            let dh_copy = if dh.offset() == 0 {
+                None
+            } else {
+                Some(new_buffer(ctx, "dh", &[t, b, h])?)
+            };
+            let dh_ref: &wgpu::Buffer = match &dh_copy {
+                Some(c) => c,
+                None => dh.buffer(),
+            };
+            let dims = ctx.uniform(
+                "step dims",
+                &StepDims {
+                    batch: b as u32,
+                    hidden: h as u32,
+                    slots: t as u32,
+                    train: 0,
+                },
+            );
+            let steps = ctx.steps("dh", t as u32 + 1)?;
+            let step = match (&dc, &trace.cs, &trace.gates) {
+                (Some(dc), Some(cs), Some(gates)) => Op::variant(
+                    ctx,
+                    Kernel::LstmStepBack,
+                    rows_per,
+                    &[
+                        &dims,
+                        &steps,
+                        gates,
+                        cs,
+                        dh_ref,
+                        &self.w_back,
+                        &dg,
+                        dc,
+                        &dh0,
+                    ],
+                    groups,
+                )?,
+                _ => Op::variant(
+                    ctx,
+                    Kernel::RnnStepBack,
+                    rows_per,
+                    &[&dims, &steps, &trace.hs, dh_ref, &self.w_back, &dg, &dh0],
+                    groups,
+                )?,
+            };
+            let rows = t * b;
+            let x = &trace.x;
+            let ops = [
+                Gemm {
+                    arg: "dh",
+                    arg_n: "trace",
+                    m: gh,
+                    n: i,
+                    k: rows,
+                    a: (&dg, 0),
+                    b: (x.buffer(), x.offset()),
+                    bias: None,
+                    c: (grads.dw_ih.buffer(), grads.dw_ih.offset()),
+                    trans_a: true,
+                    trans_b: false,
+                    accumulate,
                 }
-                if let Some(dc) = &dc {
-                    init_slot(enc, dc, dc_last, bh);
+                .op(ctx)?,
+                Gemm {
+                    arg: "dh",
+                    arg_n: "dh",
+                    m: gh,
+                    n: h,
+                    k: rows,
+                    a: (&dg, 0),
+                    b: (&trace.hs, 0),
+                    bias: None,
+                    c: (grads.dw_hh.buffer(), grads.dw_hh.offset()),
+                    trans_a: true,
+                    trans_b: false,
+                    accumulate,
                 }
-            },
-            |pass| {
-                step.record_steps(pass, (0..t as u32).rev().chain(Some(t as u32)));
-                for op in &ops {
-                    op.record(pass);
+                .op(ctx)?,
+                Gemm {
+                    arg: "dh",
+                    arg_n: "trace",
+                    m: rows,
+                    n: i,
+                    k: gh,
+                    a: (&dg, 0),
+                    b: (&self.w_ih, 0),
+                    bias: None,
+                    c: (&dx, 0),
+                    trans_a: false,
+                    trans_b: false,
+                    accumulate: false,
                 }
-                db.record(pass);
-            },
-        )?;
-        Ok(InputGrads {
-            dx: Tensor::view_of(ctx, &dx, 0, &[t, b, i]),
-            dh0: Tensor::view_of(ctx, &dh0, 0, &[b, h]),
-            dc0: dc.map(|dc| Tensor::view_of(ctx, &dc, 0, &[b, h])),
+                .op(ctx)?,
+            ];
+            let db = kernels::col_sum(ctx, &dg, grads.db.buffer(), rows, gh, accumulate)?;
+            kernels::submit_pass(
+                ctx,
+                "backward",
+                |enc| {
+                    if let Some(copy) = &dh_copy {
+                        enc.copy_buffer_to_buffer(
+                            dh.buffer(),
+                            dh.offset() * 4,
+                            copy,
+                            0,
+                            (t * bh * 4) as u64,
+                        );
+                    }
+                    if let Some(dc) = &dc {
+                        init_slot(enc, dc, dc_last, bh);
+                    }
+                },
+                |pass| {
+                    step.record_steps(pass, (0..t as u32).rev().chain(Some(t as u32)));
+                    for op in &ops {
+                        op.record(pass);
+                    }
+                    db.record(pass);
+                },
+            )?;
+            Ok(InputGrads {
+                dx: Tensor::view_of(ctx, &dx, 0, &[t, b, i]),
+                dh0: Tensor::view_of(ctx, &dh0, 0, &[b, h]),
+                dc0: dc.map(|dc| Tensor::view_of(ctx, &dc, 0, &[b, h])),
+            })
         })
     }
 }

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use ndarray::{ArrayBase, ArrayD, Data, Dimension, IxDyn};
 
+use super::context::Buf;
 use super::Context;
 use crate::error::{fmt_shape, Error, Result};
 
@@ -12,7 +13,7 @@ use crate::error::{fmt_shape, Error, Result};
 #[derive(Debug, Clone)]
 pub struct Tensor {
     ctx: Context,
-    buffer: Arc<wgpu::Buffer>,
+    buffer: Arc<Buf>,
     offset: u64,
     shape: Vec<usize>,
 }
@@ -23,43 +24,47 @@ pub(crate) const TENSOR_USAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
     .union(wgpu::BufferUsages::COPY_DST);
 
 impl Tensor {
-    /// Uploads an array (any layout; it is read in logical row-major order).
+    /// Uploads an array (any layout; it is read in logical row-major order). Its size is
+    /// checked against the device's limits first ([`Error::TooLarge`] naming `arg`).
     pub fn from_array<S, D>(ctx: &Context, arg: &'static str, a: &ArrayBase<S, D>) -> Result<Self>
     where
         S: Data<Elem = f32>,
         D: Dimension,
     {
-        ctx.check_size(arg, (a.len() * 4) as u64)?;
-        let data: Vec<f32> = a.iter().copied().collect();
-        let buffer = ctx.buffer_init(arg, &data, TENSOR_USAGE);
-        Ok(Tensor {
-            ctx: ctx.clone(),
-            buffer: Arc::new(buffer),
-            offset: 0,
-            shape: a.shape().to_vec(),
+        ctx.check_elems(arg, a.shape())?;
+        ctx.run(arg, || {
+            let buffer = match a.as_slice() {
+                Some(data) => ctx.buf_init(arg, data, TENSOR_USAGE),
+                None => {
+                    let data = crate::host::copy(arg, a)?;
+                    ctx.buf_init(arg, data.as_slice().unwrap_or(&[]), TENSOR_USAGE)
+                }
+            };
+            Ok(Tensor {
+                ctx: ctx.clone(),
+                buffer: Arc::new(buffer),
+                offset: 0,
+                shape: a.shape().to_vec(),
+            })
         })
     }
 
     /// A new device tensor of `shape`, zero-filled (NaN-filled where the context poisons
-    /// outputs).
+    /// outputs). Its size is checked first ([`Error::TooLarge`] naming `arg`).
     pub fn zeros(ctx: &Context, arg: &'static str, shape: &[usize]) -> Result<Self> {
-        let n: usize = shape.iter().product();
-        let buffer = Arc::new(new_buffer(ctx, arg, n as u64)?);
-        Ok(Tensor {
-            ctx: ctx.clone(),
-            buffer,
-            offset: 0,
-            shape: shape.to_vec(),
+        ctx.run(arg, || {
+            let buffer = Arc::new(new_buffer(ctx, arg, shape)?);
+            Ok(Tensor {
+                ctx: ctx.clone(),
+                buffer,
+                offset: 0,
+                shape: shape.to_vec(),
+            })
         })
     }
 
     /// A tensor viewing `shape` elements of `buffer` from element `offset`.
-    pub(crate) fn view_of(
-        ctx: &Context,
-        buffer: &Arc<wgpu::Buffer>,
-        offset: u64,
-        shape: &[usize],
-    ) -> Self {
+    pub(crate) fn view_of(ctx: &Context, buffer: &Arc<Buf>, offset: u64, shape: &[usize]) -> Self {
         Tensor {
             ctx: ctx.clone(),
             buffer: buffer.clone(),
@@ -98,6 +103,11 @@ impl Tensor {
         self.offset
     }
 
+    /// Whether the two tensors view the same device buffer (possibly different ranges).
+    pub fn shares_buffer(&self, other: &Tensor) -> bool {
+        Arc::ptr_eq(&self.buffer, &other.buffer)
+    }
+
     /// Checks the shape, naming `arg` and the axes `what` (`"[T, B, I]"`) if it differs.
     pub(crate) fn expect_shape(&self, arg: &'static str, what: &str, want: &[usize]) -> Result<()> {
         crate::error::check_shape(arg, what, want, &self.shape)
@@ -112,45 +122,52 @@ impl Tensor {
     /// channel, and a poll of the device.
     pub async fn to_array_async(&self) -> Result<ArrayD<f32>> {
         let ctx = &self.ctx;
-        let bytes = (self.len() * 4) as u64;
         let shape = IxDyn(&self.shape);
-        if bytes == 0 {
-            return Ok(ArrayD::zeros(shape));
+        let n = crate::host::elems("tensor", &self.shape, 4)?;
+        if n == 0 {
+            return crate::host::zeros("tensor", shape);
         }
-        let staging = ctx.device().create_buffer(&wgpu::BufferDescriptor {
-            label: Some("staging"),
-            size: bytes,
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
-        let mut enc = ctx
-            .device()
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("download"),
-            });
-        enc.copy_buffer_to_buffer(&self.buffer, self.offset * 4, &staging, 0, bytes);
-        ctx.submit(enc, "download")?;
+        let bytes = (n * 4) as u64;
         let (tx, rx) = futures_intrusive::channel::shared::oneshot_channel();
-        staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
-            let _ = tx.send(r);
-        });
-        ctx.device()
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| Error::Device(format!("poll: {e}")))?;
-        ctx.check("download")?;
+        let staging = ctx.run("download", || {
+            let staging = ctx.wrap(ctx.device().create_buffer(&wgpu::BufferDescriptor {
+                label: Some("staging"),
+                size: bytes,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            }));
+            let mut enc = ctx
+                .device()
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                    label: Some("download"),
+                });
+            enc.copy_buffer_to_buffer(&self.buffer, self.offset * 4, &staging, 0, bytes);
+            ctx.submit(Some(enc))?;
+            staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
+                let _ = tx.send(r);
+            });
+            ctx.poll_wait()?;
+            Ok(staging)
+        })?;
         match rx.receive().await {
             Some(Ok(())) => {}
             Some(Err(e)) => return Err(Error::Device(format!("map_async: {e}"))),
             None => return Err(Error::Device("map_async: callback dropped".into())),
         }
-        let data: Vec<f32> = {
-            let view = staging
-                .slice(..)
-                .get_mapped_range()
-                .map_err(|e| Error::Device(format!("get_mapped_range: {e}")))?;
-            bytemuck::cast_slice(&view).to_vec()
-        };
-        staging.unmap();
+        let data = ctx.run("download", || {
+            let data = {
+                let view = staging
+                    .slice(..)
+                    .get_mapped_range()
+                    .map_err(|e| Error::Device(format!("get_mapped_range: {e}")))?;
+                let mut data = crate::host::vec_of("tensor", n, 0f32)?;
+                data.copy_from_slice(bytemuck::cast_slice(&view));
+                data
+            };
+            staging.unmap();
+            drop(staging);
+            Ok(data)
+        })?;
         ArrayD::from_shape_vec(shape, data).map_err(|e| Error::Shape {
             arg: "tensor",
             expected: fmt_shape(&self.shape),
@@ -159,23 +176,22 @@ impl Tensor {
     }
 }
 
-/// A new storage buffer of `elems` f32, checked against the device's limits; filled with
-/// NaN where the context poisons outputs (wgpu zero-fills it otherwise).
-pub(crate) fn new_buffer(ctx: &Context, arg: &'static str, elems: u64) -> Result<wgpu::Buffer> {
-    let bytes = elems * 4;
-    ctx.check_size(arg, bytes)?;
+/// A new storage buffer of `shape` f32, checked against the device's limits (an error
+/// naming `arg`); filled with NaN where the context poisons outputs (wgpu zero-fills it
+/// otherwise). Called inside a [`Context::run`].
+pub(crate) fn new_buffer(ctx: &Context, arg: &'static str, shape: &[usize]) -> Result<Buf> {
+    let bytes = ctx.check_elems(arg, shape)? * 4;
     let size = bytes.max(16).next_multiple_of(16);
-    let buffer = ctx.device().create_buffer(&wgpu::BufferDescriptor {
+    let buffer = ctx.wrap(ctx.device().create_buffer(&wgpu::BufferDescriptor {
         label: Some(arg),
         size,
         usage: TENSOR_USAGE,
         mapped_at_creation: false,
-    });
+    }));
     if ctx.poisons_outputs() {
-        let nan = vec![f32::NAN; (size / 4) as usize];
+        let nan = crate::host::vec_of(arg, (size / 4) as usize, f32::NAN)?;
         ctx.queue()
             .write_buffer(&buffer, 0, bytemuck::cast_slice(&nan));
     }
-    ctx.check(arg)?;
     Ok(buffer)
 }
