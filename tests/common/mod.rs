@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod gpu;
+pub mod layout;
 
 use ndarray::{Array, Array2, Array3, ArrayBase, Data, Dimension, ShapeBuilder};
 use wgpu_rnn::{Cell, Params};
