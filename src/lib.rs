@@ -6,6 +6,34 @@
 //!
 //! Sequences are time-major `[T, B, F]`; weights are in PyTorch's layout ([`Params`]).
 //! [`notebook`] offers the course notebook's functions in its own layout.
+//!
+//! # Errors
+//! Every fallible function returns [`Result`]; nothing a caller passes makes the crate
+//! panic, abort or return a silently wrong answer:
+//! - Arrays of any memory layout are accepted (transposed, stepped, reversed, broadcast
+//!   views) and give the result of a standard-layout copy.
+//! - Wrong shapes and values are [`Error::Shape`] / [`Error::Invalid`] naming the
+//!   argument as the caller wrote it (`x`, `h0`, `trace`; in [`notebook`], `xt`,
+//!   `a_prev`, `parameters["Waa"]`). Zero-sized axes are either an error naming the
+//!   argument or an empty result where one is meaningful.
+//! - Sizes are computed with checked arithmetic, in debug and release alike, and compared
+//!   with the limits before anything is allocated: [`Error::TooLarge`] when a product
+//!   overflows or passes the host's address space or a device limit; host memory is
+//!   allocated fallibly (`try_reserve`), [`Error::OutOfMemory`] when the system refuses.
+//! - On the GPU, each call captures the device errors it raises in its own error scopes
+//!   ([`Error::Device`]); after a device loss every call returns [`Error::DeviceLost`].
+//!   Traces remember the layer and weight version that made them; a foreign or stale one
+//!   is refused. See [`gpu::Context`] and [`gpu::Layer`].
+//!
+//! # Threads
+//! The CPU functions are pure. The GPU types are `Send + Sync` and may be shared across
+//! threads: a [`gpu::Layer`]'s weights are versioned behind a read-write lock, so each
+//! forward or backward sees one whole version, and `set_params` refuses no caller but
+//! makes older traces stale; each thread times its own passes
+//! ([`gpu::Context::set_profiling`]); at most 16 submissions run ahead of the host, so
+//! memory stays bounded whatever the call pattern; on the GL backend, calls on one context
+//! are serialised by the crate's own lock (wgpu's GL backend aborts when its context lock
+//! is contended for over a second).
 #![warn(missing_docs)]
 
 pub mod cpu;

@@ -307,18 +307,17 @@ impl Layer {
         }
         let d = DeviceWeights::from(&self.ctx, params)?;
         let mut version = self.version.write().unwrap_or_else(|p| p.into_inner());
-        let r = self.ctx.run("updating the layer's weights", || {
+        self.ctx.run("updating the layer's weights", || {
+            // From here on the weights may change, even if a write fails: traces made
+            // before are stale either way.
+            *version += 1;
             let q = self.ctx.queue();
             q.write_buffer(&self.w_ih, 0, bytemuck::cast_slice(&d.w_ih));
             q.write_buffer(&self.bias, 0, bytemuck::cast_slice(&d.bias));
             q.write_buffer(&self.w_fwd, 0, bytemuck::cast_slice(&d.w_fwd));
             q.write_buffer(&self.w_back, 0, bytemuck::cast_slice(&d.w_back));
             self.ctx.submit(None)
-        });
-        // Even a failed update may have written some of the weights: traces made before
-        // it are stale either way.
-        *version += 1;
-        r
+        })
     }
 
     /// The weights' version: 0 after [`Layer::new`], one more after each
@@ -636,17 +635,17 @@ impl Layer {
         }
         let (rows_per, groups) = self.step_groups(b)?;
         let version = self.version.read().unwrap_or_else(|p| p.into_inner());
-        if trace.version != *version {
-            return Err(Error::Invalid {
-                arg: "trace",
-                msg: format!(
-                    "made with weights version {}, but set_params has since replaced them \
-                     (now version {}): run the forward again",
-                    trace.version, *version
-                ),
-            });
-        }
         ctx.run("backward", || {
+            if trace.version != *version {
+                return Err(Error::Invalid {
+                    arg: "trace",
+                    msg: format!(
+                        "made with weights version {}, but set_params has since replaced \
+                         them (now version {}): run the forward again",
+                        trace.version, *version
+                    ),
+                });
+            }
             let dg = new_buffer(ctx, "dh", &[t, b, gh])?;
             let dh0 = Arc::new(new_buffer(ctx, "dh", &[b, h])?);
             let dx = Arc::new(new_buffer(ctx, "dh", &[t, b, i])?);
