@@ -4,38 +4,10 @@
 
 mod common;
 
-use std::sync::mpsc;
-use std::time::Duration;
-
+use common::gpu::{fresh, within};
 use ndarray::{Array2, Array3};
-use wgpu_rnn::gpu::{forward_host, matmul, Context, ContextOptions, GpuHead, Layer, Mode, Tensor};
+use wgpu_rnn::gpu::{forward_host, matmul, GpuHead, Layer, Mode, Tensor};
 use wgpu_rnn::{Cell, Error, Head, Params};
-
-fn fresh() -> Option<Context> {
-    match Context::with_options(ContextOptions {
-        poison_outputs: true,
-        ..Default::default()
-    }) {
-        Ok(c) => Some(c),
-        Err(e) => {
-            if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
-                panic!("CI=true and no GPU adapter: {e}");
-            }
-            eprintln!("SKIPPING GPU test, no adapter: {e}");
-            None
-        }
-    }
-}
-
-/// Runs `f` on another thread; a hang past a minute fails the test.
-fn within_a_minute<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    rx.recv_timeout(Duration::from_secs(60))
-        .unwrap_or_else(|_| panic!("{what}: hung (or panicked) after the device was lost"))
-}
 
 fn lost<T: std::fmt::Debug>(call: &str, r: wgpu_rnn::Result<T>) {
     match r {
@@ -47,7 +19,7 @@ fn lost<T: std::fmt::Debug>(call: &str, r: wgpu_rnn::Result<T>) {
 #[test]
 fn every_entry_point_fails_after_device_loss() {
     let Some(ctx) = fresh() else { return };
-    within_a_minute("device loss", move || {
+    within(60, "device loss", move || {
         let p = Params::<f32>::init(Cell::Lstm, 3, 4, 1).unwrap();
         let layer = Layer::new(&ctx, &p).unwrap();
         let head = Head::new(Array2::<f32>::ones((2, 4)), ndarray::Array1::zeros(2)).unwrap();
@@ -111,7 +83,7 @@ fn every_entry_point_fails_after_device_loss() {
 #[test]
 fn loss_with_work_in_flight() {
     let Some(ctx) = fresh() else { return };
-    within_a_minute("loss in flight", move || {
+    within(60, "loss in flight", move || {
         let p = Params::<f32>::init(Cell::Lstm, 32, 64, 1).unwrap();
         let layer = Layer::new(&ctx, &p).unwrap();
         let x = Tensor::from_array(&ctx, "x", &Array3::<f32>::ones((200, 8, 32))).unwrap();

@@ -7,40 +7,17 @@
 mod common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc;
 use std::time::Duration;
 
+use common::gpu::{fresh, within};
 use common::{rel_err, NumpyRng};
 use ndarray::Array3;
-use wgpu_rnn::gpu::{Context, Layer, Mode, Tensor};
+use wgpu_rnn::gpu::{Layer, Mode, Tensor};
 use wgpu_rnn::{cpu, Cell, Error, Params};
-
-fn context() -> Option<Context> {
-    match Context::new() {
-        Ok(c) => Some(c),
-        Err(e) => {
-            if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
-                panic!("CI=true and no GPU adapter: {e}");
-            }
-            eprintln!("SKIPPING GPU test, no adapter: {e}");
-            None
-        }
-    }
-}
-
-/// Runs `f` on another thread; a hang past `secs` fails the test.
-fn within<T: Send + 'static>(secs: u64, what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    rx.recv_timeout(Duration::from_secs(secs))
-        .unwrap_or_else(|_| panic!("{what}: hung or panicked"))
-}
 
 #[test]
 fn forward_backward_and_set_params_race_on_one_layer() {
-    let Some(ctx) = context() else { return };
+    let Some(ctx) = fresh() else { return };
     within(300, "threads", move || {
         let (t, b, i, h) = (4, 3, 5, 8);
         let versions: Vec<Params<f64>> = (0..3)
@@ -109,7 +86,7 @@ fn forward_backward_and_set_params_race_on_one_layer() {
 /// ahead of the host).
 #[test]
 fn set_params_keeps_memory_bounded() {
-    let Some(ctx) = context() else { return };
+    let Some(ctx) = fresh() else { return };
     within(300, "1000 set_params", move || {
         let (i, h) = (256, 256);
         let p = Params::<f32>::init(Cell::Lstm, i, h, 1).unwrap();

@@ -239,7 +239,9 @@ impl PassStamp {
 /// `Device::destroy`), every call returns [`Error::DeviceLost`]; wgpu reports a loss
 /// when the device's queue next drains, so a call that starts while work submitted before
 /// the loss is still running may return tensors that can never be read: their download
-/// returns the error.
+/// returns the error. The context installs an uncaptured-error handler that drops what
+/// no scope caught (wgpu's default panics): code that uses [`Context::device`] directly
+/// should push its own error scopes.
 ///
 /// # Threads
 /// `Context`, [`super::Tensor`], [`super::Layer`] and [`super::GpuHead`] are `Send +
@@ -821,11 +823,16 @@ impl Context {
 
     /// Blocks until all submitted work is done (inside a call).
     pub(crate) fn poll_wait(&self) -> Result<()> {
+        // Everything submitted before the wait is done after it; later submissions (of
+        // other threads) stay counted.
+        let before = lock(&self.inner.in_flight).len();
         self.inner
             .device
             .poll(wgpu::PollType::wait_indefinitely())
             .map_err(|e| Error::Device(format!("poll: {e}")))?;
-        lock(&self.inner.in_flight).clear();
+        let mut q = lock(&self.inner.in_flight);
+        let done = before.min(q.len());
+        q.drain(..done);
         Ok(())
     }
 }

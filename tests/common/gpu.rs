@@ -37,3 +37,23 @@ pub fn gl_ctx() -> Option<&'static Context> {
     CTX.get_or_init(|| make(Some(wgpu::Backends::GL), "GL backend"))
         .as_ref()
 }
+
+/// A context of its own (not shared with the binary's other tests), on the default
+/// adapter: for tests that destroy the device or read its counters.
+pub fn fresh() -> Option<Context> {
+    make(None, "own context")
+}
+
+/// Runs `f` on another thread; a hang (or panic) past `secs` seconds fails the test.
+pub fn within<T: Send + 'static>(
+    secs: u64,
+    what: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(secs))
+        .unwrap_or_else(|_| panic!("{what}: hung or panicked"))
+}
