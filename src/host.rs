@@ -14,26 +14,33 @@ use ndarray::{Array, ArrayBase, Data, Dimension, ShapeBuilder};
 use crate::error::{Error, Result};
 
 /// The number of elements of `dims`, or [`Error::TooLarge`] naming `arg` when the product
-/// overflows, or its bytes (at `elem` bytes each) pass `isize::MAX`.
+/// of its non-zero dimensions overflows, or its bytes (at `elem` bytes each) pass
+/// `isize::MAX` (ndarray's rule: a shape with a zero axis must still be representable).
 pub(crate) fn elems(arg: &'static str, dims: &[usize], elem: usize) -> Result<usize> {
-    let n = dims
+    let nonzero = dims
         .iter()
+        .filter(|&&d| d != 0)
         .try_fold(1usize, |acc, &d| acc.checked_mul(d))
         .filter(|n| {
-            n.checked_mul(elem)
+            n.checked_mul(elem.max(1))
                 .is_some_and(|b| b <= isize::MAX as usize)
         });
-    n.ok_or_else(|| Error::TooLarge {
-        arg,
-        bytes: bytes_u128(dims, elem),
-        limit_name: "the host's address space (isize::MAX bytes)",
-        limit: isize::MAX as u128,
-    })
+    match nonzero {
+        Some(_) if dims.contains(&0) => Ok(0),
+        Some(n) => Ok(n),
+        None => Err(Error::TooLarge {
+            arg,
+            bytes: bytes_u128(dims, elem),
+            limit_name: "the host's address space (isize::MAX bytes)",
+            limit: isize::MAX as u128,
+        }),
+    }
 }
 
-/// `Π dims · elem` in u128, saturating (for error messages).
+/// `Π dims · elem` in u128 over the non-zero dimensions, saturating (for messages).
 pub(crate) fn bytes_u128(dims: &[usize], elem: usize) -> u128 {
     dims.iter()
+        .filter(|&&d| d != 0)
         .try_fold(elem as u128, |acc, &d| acc.checked_mul(d as u128))
         .unwrap_or(u128::MAX)
 }

@@ -21,7 +21,9 @@
 //!   overflows or passes the host's address space or a device limit; host memory is
 //!   allocated fallibly (`try_reserve`), [`Error::OutOfMemory`] when the system refuses.
 //! - On the GPU, each call captures the device errors it raises in its own error scopes
-//!   ([`Error::Device`]); after a device loss every call returns [`Error::DeviceLost`].
+//!   ([`Error::Device`]); after a device loss every call returns [`Error::DeviceLost`]
+//!   (see [`gpu::Context`] for the one window wgpu leaves: work still running when the
+//!   device goes).
 //!   Traces remember the layer and weight version that made them; a foreign or stale one
 //!   is refused. See [`gpu::Context`] and [`gpu::Layer`].
 //!
@@ -30,10 +32,11 @@
 //! threads: a [`gpu::Layer`]'s weights are versioned behind a read-write lock, so each
 //! forward or backward sees one whole version, and `set_params` refuses no caller but
 //! makes older traces stale; each thread times its own passes
-//! ([`gpu::Context::set_profiling`]); at most 16 submissions run ahead of the host, so
-//! memory stays bounded whatever the call pattern; on the GL backend, calls on one context
-//! are serialised by the crate's own lock (wgpu's GL backend aborts when its context lock
-//! is contended for over a second).
+//! ([`gpu::Context::set_profiling`]); at most 16 submissions run ahead of the host and
+//! uploads are submitted as they are made, so transient device memory stays bounded
+//! whatever the call pattern; on the GL backend, calls on one context are serialised by
+//! the crate's own lock (wgpu's GL backend panics, and in a destructor aborts, when its
+//! context lock is contended for longer than its timeout).
 #![warn(missing_docs)]
 
 pub mod cpu;

@@ -280,6 +280,11 @@ fn lstm_only() -> Error {
     }
 }
 
+/// The library's names of a cell step's arguments → the notebook's.
+fn cell_names(e: Error) -> Error {
+    e.renamed(&[("x_t", "xt"), ("h_prev", "a_prev")])
+}
+
 /// `(n, m)` → `[m, n]` in standard layout.
 /// `arg` names the argument whose size it is, for a failed allocation.
 fn t2<A: Real>(arg: &'static str, a: ArrayView2<A>) -> Result<Array2<A>> {
@@ -325,7 +330,8 @@ pub fn rnn_cell_forward<A: Real>(
     let m = xt.ncols();
     check_nb("xt", "(n_x, m)", &[p.input_size(), m], xt.shape())?;
     check_nb("a_prev", "(n_a, m)", &[p.hidden_size(), m], a_prev.shape())?;
-    let out = cpu::step_forward(&p, t2("xt", xt)?.view(), t2("a_prev", a_prev)?.view(), None)?;
+    let out = cpu::step_forward(&p, t2("xt", xt)?.view(), t2("a_prev", a_prev)?.view(), None)
+        .map_err(cell_names)?;
     let a_next = t2("xt", out.h.view())?;
     let yt = predict(&head, a_next.view())?;
     let cache = RnnCache {
@@ -354,7 +360,8 @@ pub fn rnn_forward<A: Real>(
         x.shape(),
     )?;
     check_nb("a0", "(n_a, m)", &[p.hidden_size(), m], a0.shape())?;
-    let tr = cpu::forward(&p, t3("x", x)?.view(), Some(t2("a0", a0)?.view()), None)?;
+    let tr = cpu::forward(&p, t3("x", x)?.view(), Some(t2("a0", a0)?.view()), None)
+        .map_err(|e| e.renamed(&[("h0", "a0")]))?;
     let y = cpu::head_forward(&head, tr.h.view())?;
     let a = t3("x", tr.h.view())?;
     let shared = Arc::new(parameters.clone());
@@ -397,7 +404,8 @@ pub fn lstm_cell_forward<A: Real>(
         t2("xt", xt)?.view(),
         t2("a_prev", a_prev)?.view(),
         Some(t2("c_prev", c_prev)?.view()),
-    )?;
+    )
+    .map_err(cell_names)?;
     let a_next = t2("xt", out.h.view())?;
     let (Some(c), Some(g)) = (&out.c, &out.gates) else {
         return Err(lstm_only());
@@ -438,7 +446,8 @@ pub fn lstm_forward<A: Real>(
         x.shape(),
     )?;
     check_nb("a0", "(n_a, m)", &[hs, m], a0.shape())?;
-    let tr = cpu::forward(&p, t3("x", x)?.view(), Some(t2("a0", a0)?.view()), None)?;
+    let tr = cpu::forward(&p, t3("x", x)?.view(), Some(t2("a0", a0)?.view()), None)
+        .map_err(|e| e.renamed(&[("h0", "a0")]))?;
     let y = cpu::head_forward(&head, tr.h.view())?;
     let a = t3("x", tr.h.view())?;
     let (Some(c), Some(gates)) = (&tr.c, &tr.gates) else {

@@ -77,7 +77,8 @@ impl<A: Real> Params<A> {
     pub fn check(&self) -> Result<()> {
         let g = self.cell.gates();
         let (rows, h) = self.w_hh.dim();
-        if h == 0 || rows != g * h {
+        // G·H checked: a wrapped product must not pass for a small `rows`.
+        if h == 0 || g.checked_mul(h) != Some(rows) {
             return Err(Error::Shape {
                 arg: "w_hh",
                 expected: format!("[G·H, H] with G = {g} and H ≥ 1"),

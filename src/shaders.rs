@@ -35,14 +35,24 @@ pub const ALL: [(&str, &str); 7] = [
     ("reduce.wgsl", REDUCE),
 ];
 
+/// The most rows per invocation [`expand`] unrolls.
+pub const MAX_EXPAND_ROWS: u32 = 64;
+
 /// The batch rows per invocation a step kernel can be built for.
 pub const STEP_ROWS: [u32; 4] = [1, 2, 4, 8];
 
 /// Expands a step-kernel template for `rows` batch rows per invocation: `#BT` becomes
 /// `rows`, every line holding `#ROW` is repeated once per row with `#ROW` replaced by the
 /// row's index, and `#ROWS(e)` becomes `e` for each row, comma-separated. Sources
-/// without markers come back unchanged.
-pub fn expand(src: &str, rows: u32) -> String {
+/// without markers come back unchanged. More than [`MAX_EXPAND_ROWS`] rows is an
+/// [`Error::Invalid`](crate::Error::Invalid) naming `rows`.
+pub fn expand(src: &str, rows: u32) -> crate::Result<String> {
+    if rows > MAX_EXPAND_ROWS {
+        return Err(crate::Error::Invalid {
+            arg: "rows",
+            msg: format!("{rows} rows per invocation; at most {MAX_EXPAND_ROWS}"),
+        });
+    }
     let mut out = String::with_capacity(src.len() * 2);
     for line in src.lines() {
         let mut line = line.replace("#BT", &rows.to_string());
@@ -73,5 +83,5 @@ pub fn expand(src: &str, rows: u32) -> String {
             out.push('\n');
         }
     }
-    out
+    Ok(out)
 }

@@ -33,6 +33,7 @@ fn every_entry_point_fails_after_device_loss() {
             .unwrap();
         let mut acc = layer.zero_grads().unwrap();
         let bmat = Tensor::zeros(&ctx, "b", &[4, 2]).unwrap();
+        let empty = Tensor::zeros(&ctx, "e", &[0, 3]).unwrap();
         ctx.set_profiling(true);
         // Everything done and read: the queue is empty when the device goes.
         assert!(out.h.to_array().is_ok());
@@ -45,6 +46,7 @@ fn every_entry_point_fails_after_device_loss() {
         lost("Tensor::from_array", Tensor::from_array(&ctx, "x", &x_host));
         lost("Tensor::zeros", Tensor::zeros(&ctx, "z", &[2, 3]));
         lost("Tensor::to_array", out.h.to_array());
+        lost("Tensor::to_array (empty)", empty.to_array());
         lost(
             "Tensor::to_array_async",
             pollster::block_on(out.h_last.to_array_async()),
@@ -66,7 +68,10 @@ fn every_entry_point_fails_after_device_loss() {
         lost("Layer::zero_grads", layer.zero_grads());
         lost("ParamGrads::to_host", grads.params.to_host());
         lost("Grads::to_cpu", grads.to_cpu());
-        lost("forward_host", forward_host(&layer, &x_host, None, None));
+        lost(
+            "forward_host",
+            forward_host(&layer, x_host.view(), None, None),
+        );
         lost("GpuHead::new", GpuHead::new(&ctx, &head));
         lost("GpuHead::forward", gpu_head.forward(&out.h));
         lost("matmul", matmul(&out.h_last, &bmat));

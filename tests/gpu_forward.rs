@@ -98,7 +98,7 @@ fn zero_initial_state_by_default() {
         let c = case(cell, 4, 6, 3, 3, 9);
         let p32 = c.p.cast::<f32>();
         let layer = Layer::new(ctx, &p32).unwrap();
-        let (h, c_last) = forward_host(&layer, &f32a(&c.x), None, None).unwrap();
+        let (h, c_last) = forward_host(&layer, f32a(&c.x).view(), None, None).unwrap();
         let want = cpu::forward(&c.p, c.x.view(), None, None).unwrap();
         assert_close("h", &h, &want.h.mapv(|v| v as f32), TOL);
         if let Some(cl) = want.c_last() {

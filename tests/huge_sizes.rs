@@ -32,6 +32,20 @@ fn host_sizes() {
         Params::<f64>::init(Cell::Lstm, 3, usize::MAX / 4 + 1, 1),
         "hidden",
     );
+    // G·H wraps to 0 in release for H = 2^62: it must not pass for a 0-row w_hh.
+    let r = Params::<f32>::new(
+        Cell::Lstm,
+        Array2::zeros((0, 1)),
+        Array2::zeros((0, 1 << 62)),
+        ndarray::Array1::zeros(0),
+        ndarray::Array1::zeros(0),
+    );
+    match r {
+        Err(Error::Shape { arg: "w_hh", .. }) => {}
+        other => {
+            panic!("Params::new with H = 2^62: expected a shape error naming w_hh, got {other:?}")
+        }
+    }
     // Valid arithmetic, far more than any host has (2^54 bytes): refused, not aborted.
     too_large(
         "Params::init",
@@ -77,6 +91,15 @@ fn device_sizes() {
         Tensor::zeros(ctx, "big", &[1 << 62, 1 << 62]),
         "big",
     );
+    // A zero axis does not make an unrepresentable shape valid (its len() would overflow).
+    too_large(
+        "Tensor::zeros",
+        Tensor::zeros(ctx, "big", &[usize::MAX, 2, 0]),
+        "big",
+    );
+    let empty = Tensor::zeros(ctx, "e", &[1 << 40, 0]).unwrap();
+    assert_eq!(empty.len(), 0);
+    assert_eq!(empty.to_array().unwrap().shape(), &[1 << 40, 0]);
     // Over the device's buffer limits (≤ 2^31 bytes here).
     too_large(
         "Tensor::zeros",

@@ -17,6 +17,17 @@ use wgpu_rnn::{cpu, notebook, Cell, Error, Head, Params};
 
 type Outs = wgpu_rnn::Result<Vec<ArrayD<f64>>>;
 
+/// The argument an error names (errors of the GPU and CPU paths must agree on it).
+fn arg_of(e: &Error) -> Option<&'static str> {
+    match e {
+        Error::Shape { arg, .. }
+        | Error::Invalid { arg, .. }
+        | Error::TooLarge { arg, .. }
+        | Error::OutOfMemory { arg, .. } => Some(arg),
+        _ => None,
+    }
+}
+
 fn d<D: ndarray::Dimension>(a: ndarray::Array<f64, D>) -> ArrayD<f64> {
     a.into_dyn()
 }
@@ -129,8 +140,31 @@ fn cpu_any_layout(s: &Shapes) -> Result<(), TestCaseError> {
             Ok(v)
         };
         let got = guard("cpu::backward", || run_bwd(&p, dh.view(), dcv))?;
-        let want = run_bwd(&p_std, dh.standard().view(), lstm.then(|| dcs.view()));
-        same("cpu::backward", got, want, 1e-12)?;
+        let dhs = dh.standard();
+        let want = run_bwd(&p_std, dhs.view(), lstm.then(|| dcs.view()));
+        same("cpu::backward", got, want.clone(), 1e-12)?;
+        // A trace whose own arrays are laid out every way an owned array can be (a
+        // broadcast cannot be owned: reversed instead).
+        let own = |k: usize| match l(k) {
+            Layout::Broadcast => Layout::Reversed,
+            other => other,
+        };
+        let laid_tr = cpu::Trace {
+            cell,
+            x: Laid::new(&tr.x, own(1)).owned(),
+            h0: Laid::new(&tr.h0, own(2)).owned(),
+            c0: tr.c0.as_ref().map(|a| Laid::new(a, own(3)).owned()),
+            h: Laid::new(&tr.h, own(4)).owned(),
+            c: tr.c.as_ref().map(|a| Laid::new(a, own(5)).owned()),
+            gates: tr.gates.as_ref().map(|a| Laid::new(a, own(6)).owned()),
+        };
+        let got = guard("cpu::backward (laid-out trace)", || {
+            let g = cpu::backward(&p, &laid_tr, dh.view(), dcv)?;
+            let mut v = vec![d(g.dx), d(g.dh0), d(g.dw_ih), d(g.dw_hh), d(g.db_ih)];
+            v.extend(g.dc0.map(d));
+            Ok(v)
+        })?;
+        same("cpu::backward (laid-out trace)", got, want, 1e-12)?;
     }
 
     // one step, forward and backward
@@ -420,7 +454,7 @@ fn gpu_any_layout(s: &Shapes) -> Result<(), TestCaseError> {
         Ok((hh, gr.to_cpu()?))
     })?;
     match (got, want) {
-        (Err(_), Err(_)) => {}
+        (Err(g), Err(w)) => prop_assert_eq!(arg_of(&g), arg_of(&w), "GPU {:?} vs CPU {:?}", g, w),
         (Ok((hh, gr)), Ok(tr)) => {
             prop_assert!(common::rel_err(&hh, &tr.h.clone().into_dyn()) <= 2e-4);
             let w =
@@ -457,7 +491,9 @@ fn gpu_any_layout(s: &Shapes) -> Result<(), TestCaseError> {
         );
         match (got, want) {
             (Ok(y), Ok(w)) => prop_assert!(common::rel_err(&y, &w.into_dyn()) <= 2e-4),
-            (Err(_), Err(_)) => {}
+            (Err(g), Err(w)) => {
+                prop_assert_eq!(arg_of(&g), arg_of(&w), "GPU {:?} vs CPU {:?}", g, w)
+            }
             (g, w) => {
                 return Err(TestCaseError::fail(format!(
                     "GpuHead: {:?} vs CPU {:?}",
@@ -544,17 +580,28 @@ fn stale_and_foreign_traces_and_gradients_are_errors() {
     let other = Layer::new(ctx, &Params::init(Cell::Lstm, 3, 5, 1).unwrap()).unwrap();
     let mut wrong = other.zero_grads().unwrap();
     common::expect_err(a.backward_into(tr, &dh, None, &mut wrong, true), "grads");
-    // Gradients that alias an input: dh is the bias-gradient buffer itself.
+    // Gradients that alias an input, with every shape right: dc_last is the recurrent
+    // weight gradient itself ([4H, H] = [B, H] for B = 4H = 16).
+    let x16 = Tensor::from_array(ctx, "x", &Array3::<f32>::ones((2, 16, 3))).unwrap();
+    let dh16 = Tensor::from_array(ctx, "dh", &Array3::<f32>::ones((2, 16, 4))).unwrap();
+    let o16 = a.forward(&x16, None, None, Mode::Training).unwrap();
+    let tr16 = o16.trace.as_ref().unwrap();
     let mut grads = a.zero_grads().unwrap();
-    let dh_alias = grads.db().clone();
-    let before = grads.db().to_array().unwrap();
-    let r = a.backward_into(tr, &dh_alias, None, &mut grads, true);
+    let alias = grads.dw_hh().clone();
+    assert_eq!(alias.shape(), &[16, 4]);
+    let before = alias.to_array().unwrap();
+    let r = a.backward_into(tr16, &dh16, Some(&alias), &mut grads, true);
     common::expect_err(r, "grads");
     assert_eq!(
-        grads.db().to_array().unwrap(),
+        grads.dw_hh().to_array().unwrap(),
         before,
         "nothing was written"
     );
+    // Without the alias the same call is fine.
+    let dc = Tensor::zeros(ctx, "dc", &[16, 4]).unwrap();
+    assert!(a
+        .backward_into(tr16, &dh16, Some(&dc), &mut grads, true)
+        .is_ok());
     // A trace made by a layer of another context.
     if let Some(gl) = common::gpu::gl_ctx() {
         if !gl.same(ctx) {

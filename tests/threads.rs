@@ -58,6 +58,9 @@ fn forward_backward_and_set_params_race_on_one_layer() {
                                 checked.fetch_add(1, Ordering::Relaxed);
                             }
                             Err(Error::Invalid { arg: "trace", .. }) => {
+                                // Refused only when the weights really changed since.
+                                let tr = out.trace.as_ref().unwrap();
+                                assert_ne!(tr.version(), layer.version(), "refused a fresh trace");
                                 stale.fetch_add(1, Ordering::Relaxed);
                             }
                             Err(e) => panic!("backward: {e}"),
@@ -65,6 +68,13 @@ fn forward_backward_and_set_params_race_on_one_layer() {
                     }
                 });
             }
+            // A fourth thread asks whether the device is lost all the while.
+            s.spawn(|| {
+                while checked.load(Ordering::Relaxed) + stale.load(Ordering::Relaxed) < 120 {
+                    assert!(!ctx.is_lost());
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            });
             s.spawn(|| {
                 for k in 1..=200 {
                     layer.set_params(&versions[k % 3].cast()).unwrap();
@@ -102,6 +112,12 @@ fn set_params_keeps_memory_bounded() {
             .unwrap();
         let counters = || ctx.device().get_internal_counters().hal;
         let (mem0, bufs0) = (counters().buffer_memory.read(), counters().buffers.read());
+        // Vulkan counts live bytes; GL only live buffers (checked below either way).
+        let counts_bytes = ctx.adapter_info().backend != wgpu::Backend::Gl;
+        assert!(
+            !counts_bytes || mem0 > 0,
+            "the device counts no buffer memory"
+        );
         let weights = 3 * 4 * h * (i.max(h)) * 4; // w_ih + two w_hh layouts, bytes
         for k in 0..1000 {
             layer.set_params(if k % 2 == 0 { &q } else { &p }).unwrap();
@@ -121,6 +137,23 @@ fn set_params_keeps_memory_bounded() {
             bufs1 - bufs0 <= 64,
             "{} buffers more after 1000 set_params",
             bufs1 - bufs0
+        );
+        // Uploads made and dropped in a loop, with nothing else submitted: bounded too.
+        let big = Array3::<f32>::ones((16, 64, 1024)); // 4 MiB
+        for _ in 0..200 {
+            drop(Tensor::from_array(&ctx, "x", &big).unwrap());
+        }
+        let (mem2, bufs2) = (counters().buffer_memory.read(), counters().buffers.read());
+        eprintln!("after 200 uploads of 4 MiB: live buffer bytes {mem2}, buffers {bufs2}");
+        assert!(
+            mem2 - mem0 <= ((32 << 22) + 32 * weights) as isize,
+            "device memory grew by {} bytes over 200 uploads",
+            mem2 - mem0
+        );
+        assert!(
+            bufs2 - bufs0 <= 64,
+            "{} buffers more after 200 uploads",
+            bufs2 - bufs0
         );
         // And the last version is the one in place.
         let got = layer

@@ -122,12 +122,13 @@ struct Inner {
     /// On GL, the lock every library call holds while it uses the device, and every
     /// buffer holds while it is dropped (see [`Context`], "Threads").
     gl: Option<Arc<ReentrantLock>>,
-    /// Submissions not yet known to be done, oldest first (at most [`MAX_IN_FLIGHT`]).
-    in_flight: Mutex<VecDeque<wgpu::SubmissionIndex>>,
+    /// Submissions not yet known to be done, oldest first (at most [`MAX_IN_FLIGHT`]),
+    /// each with a serial number (the second field: the next serial).
+    in_flight: Mutex<(VecDeque<(u64, wgpu::SubmissionIndex)>, u64)>,
     /// Threads that time their passes ([`Context::set_profiling`]).
     profiling: Mutex<HashSet<ThreadId>>,
     /// Per thread: staging buffers of resolved (begin, end) timestamps, one per pass.
-    stamps: Mutex<HashMap<ThreadId, Vec<wgpu::Buffer>>>,
+    stamps: Mutex<HashMap<ThreadId, VecDeque<wgpu::Buffer>>>,
 }
 
 /// Submissions the library lets run ahead of the host before a call waits for the
@@ -137,7 +138,11 @@ const MAX_IN_FLIGHT: usize = 16;
 
 /// Passes one thread may time before it reads them with [`Context::take_gpu_time_ms`];
 /// older ones are dropped.
-const MAX_STAMPS: usize = 1 << 16;
+const MAX_STAMPS: usize = 4096;
+
+/// Step-index slots kept cached in the context; a longer sequence gets a uniform of its
+/// own for the call (freed with it).
+const CACHED_STEP_SLOTS: u32 = 1 << 14;
 
 /// A lock that the thread holding it may take again (wgpu-rnn's calls nest: a download
 /// inside `forward_host`, a buffer dropped inside a call).
@@ -246,12 +251,15 @@ impl PassStamp {
 /// # Threads
 /// `Context`, [`super::Tensor`], [`super::Layer`] and [`super::GpuHead`] are `Send +
 /// Sync`; any call may come from any thread. Work is submitted in call order per queue;
-/// at most 16 submissions run ahead of the host before a call waits for the oldest, so
-/// device memory stays bounded whatever the call pattern. On the GL backend every call
-/// (and every drop of a buffer) holds one lock per context, so calls on one context
-/// run one at a time there: wgpu's GL backend gives up (and aborts the process) when
-/// its own context lock is held elsewhere for more than a second. Code that uses
-/// [`Context::device`] directly on GL bypasses that lock.
+/// at most 16 submissions run ahead of the host before a call waits for the oldest, and
+/// uploads are submitted as they are made, so the device memory of transient buffers
+/// stays bounded whatever the call pattern. On the GL backend every call (and every drop
+/// of a buffer the crate owns) holds one lock per context, so calls on one context run
+/// one at a time there, and a drop may wait for another thread's call to end: wgpu's GL
+/// backend panics when its own context lock is held elsewhere for longer than a timeout
+/// (6 s on EGL, 1 s on Windows' WGL), and that panic inside a destructor aborts the
+/// process. Code that uses [`Context::device`] or [`Context::queue`] directly, or keeps
+/// and drops its own clone of a [`super::Tensor::buffer`], bypasses that lock.
 #[derive(Debug, Clone)]
 pub struct Context {
     inner: Arc<Inner>,
@@ -369,7 +377,7 @@ impl Context {
                 steps: Mutex::new(None),
                 lost,
                 gl,
-                in_flight: Mutex::new(VecDeque::new()),
+                in_flight: Mutex::new((VecDeque::new(), 0)),
                 profiling: Mutex::new(HashSet::new()),
                 stamps: Mutex::new(HashMap::new()),
             }),
@@ -396,27 +404,66 @@ impl Context {
                 first.get_or_insert(e);
             }
         }
-        let v = r?;
+        // A loss during the call outranks whatever else went wrong in it.
         self.check_alive()?;
+        let v = r?;
         match first {
             Some(e) => Err(Error::Device(format!("{what}: {e}"))),
             None => Ok(v),
         }
     }
 
-    /// [`Error::DeviceLost`] once the device is lost; polls it first (without blocking)
-    /// so that a destroyed device reports its loss.
+    /// [`Error::DeviceLost`] once the device is lost; polls it (without blocking) so that
+    /// a destroyed device reports its loss. Called with the GL lock held.
     fn check_alive(&self) -> Result<()> {
-        let polled = self.inner.device.poll(wgpu::PollType::Poll);
-        if let Some(msg) = lock(&self.inner.lost).clone() {
-            return Err(Error::DeviceLost(msg));
+        self.lost_flag()?;
+        self.poll(None)?;
+        self.lost_flag()
+    }
+
+    /// [`Error::DeviceLost`] when the device-lost callback has run.
+    fn lost_flag(&self) -> Result<()> {
+        match lock(&self.inner.lost).clone() {
+            Some(msg) => Err(Error::DeviceLost(msg)),
+            None => Ok(()),
         }
-        polled.map_err(|e| Error::Device(format!("poll: {e}")))?;
-        Ok(())
+    }
+
+    /// Polls the device: `None` checks without blocking; `Some(index)` waits for that
+    /// submission (`Some(None)`: for all). A wait that times out (GL caps one wait at
+    /// about 4.3 s) is repeated; a panic inside wgpu (it panics on some fatal device
+    /// errors) and an error after the device-lost callback ran become
+    /// [`Error::DeviceLost`].
+    fn poll(&self, wait: Option<Option<wgpu::SubmissionIndex>>) -> Result<()> {
+        loop {
+            let ty = match &wait {
+                None => wgpu::PollType::Poll,
+                Some(index) => wgpu::PollType::Wait {
+                    submission_index: index.clone(),
+                    timeout: None,
+                },
+            };
+            let d = &self.inner.device;
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| d.poll(ty)));
+            return match r {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(wgpu::PollError::Timeout)) if wait.is_some() => continue,
+                Ok(Err(e)) => {
+                    self.lost_flag()?;
+                    Err(Error::Device(format!("poll: {e}")))
+                }
+                Err(_) => {
+                    lock(&self.inner.lost)
+                        .get_or_insert_with(|| "wgpu panicked while polling the device".into());
+                    self.lost_flag()
+                }
+            };
+        }
     }
 
     /// Whether the device is known to be lost.
     pub fn is_lost(&self) -> bool {
+        let _gl = self.inner.gl.as_ref().map(|l| l.lock());
         self.check_alive().is_err()
     }
 
@@ -552,7 +599,7 @@ impl Context {
         });
         let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some(kernel.entry()),
-            source: wgpu::ShaderSource::Wgsl(crate::shaders::expand(kernel.source(), rows).into()),
+            source: wgpu::ShaderSource::Wgsl(crate::shaders::expand(kernel.source(), rows)?.into()),
         });
         let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(kernel.entry()),
@@ -567,10 +614,10 @@ impl Context {
         Ok(p)
     }
 
-    /// The shared step-index uniform: slot `k` (at `k · STEP_STRIDE` bytes) holds `k`.
-    /// Grown on demand; its contents never change, so it is written once per size.
-    /// `arg` names the input whose length asks for `count` slots, for the error when the
-    /// buffer would exceed the device's limit.
+    /// The step-index uniform: slot `k` (at `k · STEP_STRIDE` bytes) holds `k`. Up to
+    /// [`CACHED_STEP_SLOTS`] slots it is shared, grown on demand and written once per
+    /// size; a longer sequence gets one of its own, freed with the call. `arg` names the
+    /// input whose length asks for `count` slots, for the errors.
     pub(crate) fn steps(&self, arg: &'static str, count: u32) -> Result<Arc<wgpu::Buffer>> {
         let mut slot = lock(&self.inner.steps);
         if let Some((buf, cap)) = slot.as_ref() {
@@ -588,16 +635,22 @@ impl Context {
                 limit: limit as u128,
             });
         }
-        // Room to grow (powers of two, at least 64 slots) within the device's limit.
-        let max_slots = (limit / STEP_STRIDE as u64).min(u32::MAX as u64) as u32;
-        let cap = count.next_power_of_two().max(64).min(max_slots).max(count);
+        let cached = count <= CACHED_STEP_SLOTS;
+        // Room to grow (powers of two, at least 64 slots) while it is cached.
+        let cap = if cached {
+            count.next_power_of_two().clamp(64, CACHED_STEP_SLOTS)
+        } else {
+            count
+        };
         let words = (STEP_STRIDE / 4) as usize;
-        let mut data = vec![0u32; cap as usize * words];
+        let mut data = crate::host::vec_of(arg, cap as usize * words, 0u32)?;
         for k in 0..cap as usize {
             data[k * words] = k as u32;
         }
         let buf = Arc::new(self.buffer_init("steps", &data, wgpu::BufferUsages::UNIFORM));
-        *slot = Some((buf.clone(), cap));
+        if cached {
+            *slot = Some((buf.clone(), cap));
+        }
         Ok(buf)
     }
 
@@ -670,8 +723,9 @@ impl Context {
         } else {
             ("the device's max_buffer_size", l.max_buffer_size)
         };
+        let n = crate::host::elems(arg, dims, 4)? as u128;
         let bytes = crate::host::bytes_u128(dims, 4);
-        if bytes > limit as u128 {
+        if n > 0 && bytes > limit as u128 {
             return Err(Error::TooLarge {
                 arg,
                 bytes,
@@ -679,7 +733,7 @@ impl Context {
                 limit: limit as u128,
             });
         }
-        Ok((bytes / 4) as u64)
+        Ok(n as u64)
     }
 
     /// Checks a dispatch's workgroup count along one dimension.
@@ -701,22 +755,18 @@ impl Context {
     pub(crate) fn submit(&self, encoder: Option<wgpu::CommandEncoder>) -> Result<()> {
         let idx = self.inner.queue.submit(encoder.map(|e| e.finish()));
         let oldest = {
-            let mut q = lock(&self.inner.in_flight);
-            q.push_back(idx);
-            if q.len() > MAX_IN_FLIGHT {
-                q.pop_front()
+            let mut f = lock(&self.inner.in_flight);
+            let serial = f.1;
+            f.1 += 1;
+            f.0.push_back((serial, idx));
+            if f.0.len() > MAX_IN_FLIGHT {
+                f.0.pop_front()
             } else {
                 None
             }
         };
-        if let Some(old) = oldest {
-            self.inner
-                .device
-                .poll(wgpu::PollType::Wait {
-                    submission_index: Some(old),
-                    timeout: None,
-                })
-                .map_err(|e| Error::Device(format!("poll: {e}")))?;
+        if let Some((_, old)) = oldest {
+            self.poll(Some(Some(old)))?;
         }
         Ok(())
     }
@@ -733,6 +783,8 @@ impl Context {
             set.insert(me);
         } else {
             set.remove(&me);
+            // Timings not read by now are dropped with the thread's entry.
+            lock(&self.inner.stamps).remove(&me);
         }
         on
     }
@@ -772,9 +824,9 @@ impl Context {
         let mut all = lock(&self.inner.stamps);
         let mine = all.entry(thread::current().id()).or_default();
         if mine.len() >= MAX_STAMPS {
-            mine.remove(0);
+            mine.pop_front();
         }
-        mine.push(staging);
+        mine.push_back(staging);
     }
 
     /// Waits for the GPU, then returns the summed GPU time in milliseconds of the passes
@@ -825,14 +877,11 @@ impl Context {
     pub(crate) fn poll_wait(&self) -> Result<()> {
         // Everything submitted before the wait is done after it; later submissions (of
         // other threads) stay counted.
-        let before = lock(&self.inner.in_flight).len();
-        self.inner
-            .device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| Error::Device(format!("poll: {e}")))?;
-        let mut q = lock(&self.inner.in_flight);
-        let done = before.min(q.len());
-        q.drain(..done);
+        let last = lock(&self.inner.in_flight).1;
+        self.poll(Some(None))?;
+        lock(&self.inner.in_flight)
+            .0
+            .retain(|(serial, _)| *serial >= last);
         Ok(())
     }
 }

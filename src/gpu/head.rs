@@ -26,13 +26,15 @@ impl GpuHead {
             let w = crate::host::copy("head", &head.w_y)?;
             let b = crate::host::copy("head", &head.b_y)?;
             let usage = super::tensor::TENSOR_USAGE;
-            Ok(GpuHead {
+            let head = GpuHead {
                 ctx: ctx.clone(),
                 classes: c,
                 hidden: h,
                 w_y: ctx.buf_init("w_y", w.as_slice().unwrap_or(&[]), usage),
                 b_y: ctx.buf_init("b_y", b.as_slice().unwrap_or(&[]), usage),
-            })
+            };
+            ctx.submit(None)?;
+            Ok(head)
         })
     }
 

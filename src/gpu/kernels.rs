@@ -208,9 +208,11 @@ pub(crate) fn softmax(
     Op::new(ctx, Kernel::Softmax, &[&u, y], [gx, gy, 1])
 }
 
-/// `out[j] (+)= Σ_r x[r, j]` over `x [rows, cols]`.
+/// `out[j] (+)= Σ_r x[r, j]` over `x [rows, cols]`; `arg` names the user argument whose
+/// size drives the grid.
 pub(crate) fn col_sum(
     ctx: &Context,
+    arg: &'static str,
     x: &wgpu::Buffer,
     out: &wgpu::Buffer,
     rows: usize,
@@ -227,7 +229,7 @@ pub(crate) fn col_sum(
         },
     );
     let gx = div_ceil(cols, 64);
-    ctx.check_groups("col_sum", gx as u64)?;
+    ctx.check_groups(arg, gx as u64)?;
     Op::new(ctx, Kernel::ColSum, &[&u, x, out], [gx, 1, 1])
 }
 

@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
-use ndarray::{Array1, Array2, Array3, Ix1, Ix2, Ix3};
+use ndarray::{Array1, Array2, Array3, ArrayView2, ArrayView3, Ix1, Ix2, Ix3};
 
 use super::context::Buf;
 use super::kernels::{self, div_ceil, Gemm, Op, StepDims};
@@ -108,6 +108,10 @@ impl Trace {
     /// Batch size `B`.
     pub fn batch(&self) -> usize {
         self.batch
+    }
+    /// The version of the layer's weights the forward ran with ([`Layer::version`]).
+    pub fn version(&self) -> u64 {
+        self.version
     }
 }
 
@@ -265,9 +269,20 @@ impl Layer {
     /// Uploads `params` to the device (checked first).
     pub fn new(ctx: &Context, params: &Params<f32>) -> Result<Self> {
         let d = DeviceWeights::from(ctx, params)?;
+        // Grids whose size the weights alone set: the step kernels' units, the GEMMs'
+        // columns over G·H, I and H, and their rows over G·H (the weight gradients).
+        let (gh, i, h) = (d.bias.len(), params.input_size(), params.hidden_size());
+        for groups in [
+            div_ceil(h, STEP_UNITS),
+            div_ceil(gh, 64),
+            div_ceil(i, 64),
+            div_ceil(gh, 128),
+        ] {
+            ctx.check_groups("params", groups as u64)?;
+        }
         ctx.run("uploading the layer's weights", || {
             let usage = super::tensor::TENSOR_USAGE;
-            Ok(Layer {
+            let layer = Layer {
                 ctx: ctx.clone(),
                 id: NEXT_LAYER.fetch_add(1, Ordering::Relaxed),
                 cell: params.cell,
@@ -278,7 +293,9 @@ impl Layer {
                 bias: ctx.buf_init("bias", &d.bias, usage),
                 w_fwd: ctx.buf_init("w_hh (forward layout)", &d.w_fwd, usage),
                 w_back: ctx.buf_init("w_hh (backward layout)", &d.w_back, usage),
-            })
+            };
+            ctx.submit(None)?;
+            Ok(layer)
         })
     }
 
@@ -321,7 +338,8 @@ impl Layer {
     }
 
     /// The weights' version: 0 after [`Layer::new`], one more after each
-    /// [`Layer::set_params`].
+    /// [`Layer::set_params`] that reached the device (one refused before writing, for a
+    /// wrong size or a lost device, leaves it as it was).
     pub fn version(&self) -> u64 {
         *self.version.read().unwrap_or_else(|p| p.into_inner())
     }
@@ -356,7 +374,8 @@ impl Layer {
             .unwrap_or(8);
         let gx = div_ceil(self.hidden, STEP_UNITS);
         let gy = div_ceil(b, rows as usize);
-        self.ctx.check_groups("x", gx.max(gy) as u64)?;
+        // gx was checked by `Layer::new`; the batch is the caller's.
+        self.ctx.check_groups("x", gy as u64)?;
         Ok((rows, [gx, gy, 1]))
     }
 
@@ -500,7 +519,8 @@ impl Layer {
     /// state, and `dc_last [B, H]`, an optional gradient on the final cell state (LSTM).
     /// Returns fresh gradients on the device.
     pub fn backward(&self, trace: &Trace, dh: &Tensor, dc_last: Option<&Tensor>) -> Result<Grads> {
-        self.check_trace(trace)?;
+        // Everything about the arguments is checked before any gradient is allocated.
+        self.check_backward(trace, dh, dc_last)?;
         // Written, not accumulated: no need to zero them first.
         let mut params = self.ctx.run("backward", || self.alloc_grads())?;
         let inputs = self.backward_into(trace, dh, dc_last, &mut params, false)?;
@@ -564,6 +584,31 @@ impl Layer {
         self.ctx.check_owner("trace", &trace.x)
     }
 
+    /// Checks the arguments of a backward other than the gradients it writes: the trace
+    /// (this layer's), `dh [T, B, H]` and `dc_last [B, H]` (LSTM only), their context,
+    /// and the batch's grid. (The trace's weight version is checked under the weights'
+    /// lock, when the backward is recorded.)
+    fn check_backward(&self, trace: &Trace, dh: &Tensor, dc_last: Option<&Tensor>) -> Result<()> {
+        self.check_trace(trace)?;
+        self.ctx.check_owner("dh", dh)?;
+        if let Some(d) = dc_last {
+            self.ctx.check_owner("dc_last", d)?;
+        }
+        let (t, b, h) = (trace.steps, trace.batch, self.hidden);
+        dh.expect_shape("dh", "[T, B, H]", &[t, b, h])?;
+        match (self.cell, dc_last) {
+            (Cell::Rnn, Some(_)) => {
+                return Err(Error::Invalid {
+                    arg: "dc_last",
+                    msg: "a tanh RNN has no cell state: pass None".into(),
+                })
+            }
+            (Cell::Lstm, Some(d)) => d.expect_shape("dc_last", "[B, H]", &[b, h])?,
+            _ => {}
+        }
+        self.step_groups(b).map(|_| ())
+    }
+
     /// Backward through time into existing parameter gradients: with `accumulate` they
     /// become `grads += ∂L/∂θ` (minibatch loops), else `grads = ∂L/∂θ`. The input
     /// gradients are returned fresh. One dispatch per time step, then three GEMMs
@@ -583,7 +628,7 @@ impl Layer {
         accumulate: bool,
     ) -> Result<InputGrads> {
         let ctx = &self.ctx;
-        self.check_trace(trace)?;
+        self.check_backward(trace, dh, dc_last)?;
         if grads.cell != self.cell || grads.hidden != self.hidden || grads.input != self.input {
             return Err(Error::Invalid {
                 arg: "grads",
@@ -598,11 +643,7 @@ impl Layer {
                 ),
             });
         }
-        ctx.check_owner("dh", dh)?;
         ctx.check_owner("grads", &grads.db)?;
-        if let Some(d) = dc_last {
-            ctx.check_owner("dc_last", d)?;
-        }
         for (what, t) in [
             ("the trace's input x", Some(&trace.x)),
             ("dh", Some(dh)),
@@ -622,17 +663,6 @@ impl Layer {
         }
         let (t, b, h, gh, i) = (trace.steps, trace.batch, self.hidden, self.gh(), self.input);
         let bh = b * h;
-        dh.expect_shape("dh", "[T, B, H]", &[t, b, h])?;
-        match (self.cell, dc_last) {
-            (Cell::Rnn, Some(_)) => {
-                return Err(Error::Invalid {
-                    arg: "dc_last",
-                    msg: "a tanh RNN has no cell state: pass None".into(),
-                })
-            }
-            (Cell::Lstm, Some(d)) => d.expect_shape("dc_last", "[B, H]", &[b, h])?,
-            _ => {}
-        }
         let (rows_per, groups) = self.step_groups(b)?;
         let version = self.version.read().unwrap_or_else(|p| p.into_inner());
         ctx.run("backward", || {
@@ -748,7 +778,7 @@ impl Layer {
                 }
                 .op(ctx)?,
             ];
-            let db = kernels::col_sum(ctx, &dg, grads.db.buffer(), rows, gh, accumulate)?;
+            let db = kernels::col_sum(ctx, "dh", &dg, grads.db.buffer(), rows, gh, accumulate)?;
             kernels::submit_pass(
                 ctx,
                 "backward",
@@ -798,18 +828,18 @@ fn init_slot(
     }
 }
 
-/// Runs a layer on host arrays: upload, forward, download (a convenience for tests and
-/// small jobs). Returns `(h [T, B, H], c_last)`.
+/// Runs a layer on host arrays (views of any layout): upload, forward, download (a
+/// convenience for tests and small jobs). Returns `(h [T, B, H], c_last)`.
 pub fn forward_host(
     layer: &Layer,
-    x: &Array3<f32>,
-    h0: Option<&Array2<f32>>,
-    c0: Option<&Array2<f32>>,
+    x: ArrayView3<f32>,
+    h0: Option<ArrayView2<f32>>,
+    c0: Option<ArrayView2<f32>>,
 ) -> Result<(Array3<f32>, Option<Array2<f32>>)> {
     let ctx = layer.context();
-    let x = Tensor::from_array(ctx, "x", x)?;
-    let h0 = h0.map(|a| Tensor::from_array(ctx, "h0", a)).transpose()?;
-    let c0 = c0.map(|a| Tensor::from_array(ctx, "c0", a)).transpose()?;
+    let x = Tensor::from_array(ctx, "x", &x)?;
+    let h0 = h0.map(|a| Tensor::from_array(ctx, "h0", &a)).transpose()?;
+    let c0 = c0.map(|a| Tensor::from_array(ctx, "c0", &a)).transpose()?;
     let out = layer.forward(&x, h0.as_ref(), c0.as_ref(), Mode::Inference)?;
     let h = dim::<Ix3>(out.h.to_array()?)?;
     let c = match out.c_last {

@@ -40,6 +40,9 @@ impl Tensor {
                     ctx.buf_init(arg, data.as_slice().unwrap_or(&[]), TENSOR_USAGE)
                 }
             };
+            // Submit the upload now: its staging memory is freed once it is done,
+            // however many uploads follow without other work.
+            ctx.submit(None)?;
             Ok(Tensor {
                 ctx: ctx.clone(),
                 buffer: Arc::new(buffer),
@@ -54,6 +57,9 @@ impl Tensor {
     pub fn zeros(ctx: &Context, arg: &'static str, shape: &[usize]) -> Result<Self> {
         ctx.run(arg, || {
             let buffer = Arc::new(new_buffer(ctx, arg, shape)?);
+            if ctx.poisons_outputs() {
+                ctx.submit(None)?;
+            }
             Ok(Tensor {
                 ctx: ctx.clone(),
                 buffer,
@@ -80,7 +86,12 @@ impl Tensor {
 
     /// Number of elements.
     pub fn len(&self) -> usize {
-        self.shape.iter().product()
+        // Shapes are checked when a tensor is made: a non-zero product fits.
+        if self.shape.contains(&0) {
+            0
+        } else {
+            self.shape.iter().product()
+        }
     }
 
     /// Whether the tensor has no elements.
@@ -125,6 +136,8 @@ impl Tensor {
         let shape = IxDyn(&self.shape);
         let n = crate::host::elems("tensor", &self.shape, 4)?;
         if n == 0 {
+            // Nothing to read, but a lost device is still an error.
+            ctx.run("download", || Ok(()))?;
             return crate::host::zeros("tensor", shape);
         }
         let bytes = (n * 4) as u64;
@@ -149,11 +162,16 @@ impl Tensor {
             ctx.poll_wait()?;
             Ok(staging)
         })?;
-        match rx.receive().await {
-            Some(Ok(())) => {}
-            Some(Err(e)) => return Err(Error::Device(format!("map_async: {e}"))),
-            None => return Err(Error::Device("map_async: callback dropped".into())),
+        let mapped = match rx.receive().await {
+            Some(Ok(())) => Ok(()),
+            Some(Err(e)) => Err(Error::Device(format!("map_async: {e}"))),
+            None => Err(Error::Device("map_async: callback dropped".into())),
+        };
+        if mapped.is_err() {
+            // A failed map after a device loss reports the loss.
+            ctx.run("download", || Ok(()))?;
         }
+        mapped?;
         let data = ctx.run("download", || {
             let data = {
                 let view = staging
