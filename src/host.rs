@@ -45,6 +45,36 @@ pub(crate) fn bytes_u128(dims: &[usize], elem: usize) -> u128 {
         .unwrap_or(u128::MAX)
 }
 
+/// `n` zeros of `f32` or `f64`, allocated fallibly with the allocator's zeroed memory
+/// (`calloc`: fresh pages cost nothing until touched); `None` for any other type.
+fn zeroed_float<A: 'static>(arg: &'static str, n: usize) -> Option<Result<Vec<A>>> {
+    use std::any::TypeId;
+    let t = TypeId::of::<A>();
+    if t != TypeId::of::<f32>() && t != TypeId::of::<f64>() {
+        return None;
+    }
+    let refused = || Error::OutOfMemory {
+        arg,
+        bytes: n as u128 * std::mem::size_of::<A>() as u128,
+    };
+    let Ok(layout) = std::alloc::Layout::array::<A>(n) else {
+        return Some(Err(refused()));
+    };
+    if layout.size() == 0 {
+        return Some(Ok(Vec::new()));
+    }
+    // SAFETY: the layout has a non-zero size; all-zero bits are 0.0 for f32 and f64
+    // (checked above); the pointer, capacity and length are the allocation's, made by
+    // the global allocator with `A`'s layout, as `Vec::from_raw_parts` requires.
+    unsafe {
+        let ptr = std::alloc::alloc_zeroed(layout) as *mut A;
+        if ptr.is_null() {
+            return Some(Err(refused()));
+        }
+        Some(Ok(Vec::from_raw_parts(ptr, n, n)))
+    }
+}
+
 /// A vector of `n` copies of `v`, allocated fallibly.
 pub(crate) fn vec_of<A: Clone>(arg: &'static str, n: usize, v: A) -> Result<Vec<A>> {
     let mut out = Vec::new();
@@ -57,28 +87,21 @@ pub(crate) fn vec_of<A: Clone>(arg: &'static str, n: usize, v: A) -> Result<Vec<
     Ok(out)
 }
 
-/// An array of `shape` filled with `v`, sized and allocated fallibly.
-pub(crate) fn full<A: Clone, D: Dimension, Sh: ShapeBuilder<Dim = D>>(
-    arg: &'static str,
-    shape: Sh,
-    v: A,
-) -> Result<Array<A, D>> {
-    let shape = shape.into_shape_with_order();
-    let dims = shape.raw_dim().clone();
-    let n = elems(arg, dims.slice(), std::mem::size_of::<A>())?;
-    let data = vec_of(arg, n, v)?;
-    Array::from_shape_vec(shape, data).map_err(|e| Error::Invalid {
-        arg,
-        msg: format!("shape: {e}"),
-    })
-}
-
 /// An all-zero array of `shape`, sized and allocated fallibly.
 pub(crate) fn zeros<A: ndarray::LinalgScalar, D: Dimension, Sh: ShapeBuilder<Dim = D>>(
     arg: &'static str,
     shape: Sh,
 ) -> Result<Array<A, D>> {
-    full(arg, shape, A::zero())
+    let shape = shape.into_shape_with_order();
+    let n = elems(arg, shape.raw_dim().slice(), std::mem::size_of::<A>())?;
+    let data = match zeroed_float::<A>(arg, n) {
+        Some(v) => v?,
+        None => vec_of(arg, n, A::zero())?,
+    };
+    Array::from_shape_vec(shape, data).map_err(|e| Error::Invalid {
+        arg,
+        msg: format!("shape: {e}"),
+    })
 }
 
 /// A standard-layout (row-major) owned copy of any array or view (transposed, stepped,
@@ -93,8 +116,34 @@ pub(crate) fn copy<A: Clone, S: Data<Elem = A>, D: Dimension>(
         arg,
         bytes: bytes_u128(a.shape(), std::mem::size_of::<A>()),
     })?;
-    data.extend(a.iter().cloned());
+    match a.as_slice() {
+        Some(s) => data.extend_from_slice(s),
+        None => data.extend(a.iter().cloned()),
+    }
     Array::from_shape_vec(a.raw_dim(), data).map_err(|e| Error::Invalid {
+        arg,
+        msg: format!("shape: {e}"),
+    })
+}
+
+/// `[rows, row.len()]` with every row a copy of `row` (a bias broadcast over the rows),
+/// written in one pass, sized and allocated fallibly.
+pub(crate) fn tiled<A: Copy>(
+    arg: &'static str,
+    rows: usize,
+    row: &ndarray::Array1<A>,
+) -> Result<ndarray::Array2<A>> {
+    let n = elems(arg, &[rows, row.len()], std::mem::size_of::<A>())?;
+    let mut data = Vec::new();
+    data.try_reserve_exact(n).map_err(|_| Error::OutOfMemory {
+        arg,
+        bytes: bytes_u128(&[rows, row.len()], std::mem::size_of::<A>()),
+    })?;
+    let row = row.to_vec();
+    for _ in 0..rows {
+        data.extend_from_slice(&row);
+    }
+    ndarray::Array2::from_shape_vec((rows, row.len()), data).map_err(|e| Error::Invalid {
         arg,
         msg: format!("shape: {e}"),
     })

@@ -26,8 +26,7 @@ pub fn head_forward<A: Real>(head: &Head<A>, h: ArrayView3<A>) -> Result<Array3<
         .into_shape_with_order((t * b, hs))
         .expect("standard layout");
     let rows = crate::host::elems("h", &[t, b], 1)?;
-    let mut y = crate::host::zeros::<A, _, _>("h", (rows, c))?;
-    y += &head.b_y;
+    let mut y = crate::host::tiled("h", rows, &head.b_y)?;
     general_mat_mul(A::one(), &h2, &head.w_y.t(), A::one(), &mut y);
     softmax_last_axis(y.view_mut());
     Ok(y.into_shape_with_order((t, b, c)).expect("standard layout"))

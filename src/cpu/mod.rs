@@ -178,8 +178,7 @@ pub fn forward<A: Real>(
     // Input projection of all T·B rows at once: pre = X·W_ihᵀ + b_ih + b_hh.
     let bias = p.bias();
     let rows = host::elems("x", &[t, b], 1)?;
-    let mut pre = host::zeros::<A, _, _>("x", (rows, gh))?;
-    pre += &bias;
+    let mut pre = host::tiled("x", rows, &bias)?;
     general_mat_mul(A::one(), &x2, &p.w_ih.t(), A::one(), &mut pre);
     let mut pre = pre
         .into_shape_with_order((t, b, gh))
