@@ -1,6 +1,6 @@
 //! # wgpu-rnn
 //!
-//! Recurrent cells (tanh RNN and LSTM) forward and backward through time, on the CPU
+//! Recurrent cells (tanh RNN, LSTM, GRU) forward and backward through time, on the CPU
 //! ([`cpu`], generic over `f32`/`f64`, the reference every GPU kernel is checked against)
 //! and on any GPU that wgpu reaches.
 //!
@@ -39,6 +39,7 @@
 //! context lock is contended for longer than its timeout).
 #![warn(missing_docs)]
 
+mod cell;
 pub mod cpu;
 mod error;
 pub mod gpu;

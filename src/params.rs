@@ -2,6 +2,7 @@
 
 use ndarray::{s, Array1, Array2, ArrayView2};
 
+use crate::cell::CellDef;
 use crate::error::{check_shape, fmt_shape, Error, Result};
 use crate::host;
 use crate::real::Real;
@@ -13,29 +14,36 @@ pub enum Cell {
     Rnn,
     /// LSTM with PyTorch's gate order i, f, g, o.
     Lstm,
+    /// GRU with PyTorch's `nn.GRU` equations and gate order r, z, n (the reset gate
+    /// applied after the recurrent product: `n = tanh(W_in x + b_in + r ⊙ (W_hn h +
+    /// b_hn))`, `h' = (1 − z) ⊙ n + z ⊙ h`). CPU path only so far.
+    Gru,
 }
 
 impl Cell {
-    /// Number of gate blocks `G` stacked in the weights: 1 for the RNN, 4 for the LSTM.
+    /// Every cell kind.
+    pub const ALL: [Cell; 3] = [Cell::Rnn, Cell::Lstm, Cell::Gru];
+
+    /// Number of gate blocks `G` stacked in the weights: 1 for the RNN, 4 for the LSTM,
+    /// 3 for the GRU.
     pub fn gates(self) -> usize {
-        match self {
-            Cell::Rnn => 1,
-            Cell::Lstm => 4,
-        }
+        crate::cell::with_cell!(self, C => C::GATES)
     }
 
-    /// Lower-case name (`"rnn"`, `"lstm"`).
+    /// Lower-case name (`"rnn"`, `"lstm"`, `"gru"`).
     pub fn name(self) -> &'static str {
-        match self {
-            Cell::Rnn => "rnn",
-            Cell::Lstm => "lstm",
-        }
+        crate::cell::with_cell!(self, C => C::NAME)
+    }
+
+    /// Whether the cell has a cell state `c` beside `h` (the LSTM).
+    pub fn has_cell_state(self) -> bool {
+        crate::cell::with_cell!(self, C => C::HAS_C)
     }
 }
 
 /// The weights of one recurrent layer, in PyTorch's layout, so trained models move both
 /// ways: `w_ih [G·H, I]`, `w_hh [G·H, H]`, `b_ih [G·H]`, `b_hh [G·H]`, with `G` from
-/// [`Cell::gates`] and the LSTM gates stacked in the order i, f, g, o.
+/// [`Cell::gates`], the LSTM gates stacked in the order i, f, g, o and the GRU's r, z, n.
 ///
 /// The fields are public; every function that takes a `Params` checks it again with
 /// [`Params::check`], so inconsistent edits come back as an [`Error`], never a panic.

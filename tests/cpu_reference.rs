@@ -32,7 +32,7 @@ impl Problem {
             rng.randn(g * h) * 0.5,
         )
         .unwrap();
-        let lstm = cell == Cell::Lstm;
+        let lstm = cell.has_cell_state();
         Problem {
             p,
             x: rng.randn((t, b, i)),
@@ -121,7 +121,7 @@ fn check_gradients(cell: Cell, t: usize, b: usize, i: usize, h: usize, seed: u32
         ("x", g.dx.iter().copied().collect()),
         ("h0", g.dh0.iter().copied().collect()),
     ];
-    if cell == Cell::Lstm {
+    if cell.has_cell_state() {
         arrays.push(("c0", g.dc0.as_ref().unwrap().iter().copied().collect()));
     }
     for (name, analytic) in arrays {
@@ -136,41 +136,58 @@ fn check_gradients(cell: Cell, t: usize, b: usize, i: usize, h: usize, seed: u32
     }
 }
 
+/// Every cell's backward against f64 central differences of every input and parameter
+/// (T = 1 and H = 1 included; nonzero h0, c0 and final-cell gradient).
 #[test]
-fn rnn_gradients_match_finite_differences() {
-    for (k, &(t, b, i, h)) in [
-        (1, 1, 1, 1),
-        (1, 2, 3, 4),
-        (3, 2, 3, 1),
-        (4, 3, 2, 5),
-        (6, 1, 4, 3),
-    ]
-    .iter()
-    .enumerate()
-    {
-        check_gradients(Cell::Rnn, t, b, i, h, 10 + k as u32);
+fn gradients_match_finite_differences() {
+    for (c, cell) in Cell::ALL.into_iter().enumerate() {
+        for (k, &(t, b, i, h)) in [
+            (1, 1, 1, 1),
+            (1, 2, 3, 4),
+            (3, 2, 3, 1),
+            (4, 3, 2, 5),
+            (6, 1, 4, 3),
+        ]
+        .iter()
+        .enumerate()
+        {
+            check_gradients(cell, t, b, i, h, 10 * (c as u32 + 1) + k as u32);
+        }
     }
 }
 
+/// One GRU step written out from PyTorch's `nn.GRU` documentation, element by element,
+/// against the engine: gate order r, z, n, `b_hn` inside `r ⊙ (…)`.
 #[test]
-fn lstm_gradients_match_finite_differences() {
-    for (k, &(t, b, i, h)) in [
-        (1, 1, 1, 1),
-        (1, 2, 3, 4),
-        (3, 2, 3, 1),
-        (4, 3, 2, 5),
-        (6, 1, 4, 3),
-    ]
-    .iter()
-    .enumerate()
-    {
-        check_gradients(Cell::Lstm, t, b, i, h, 20 + k as u32);
+fn gru_step_matches_pytorch_equations() {
+    let (b, i, h) = (3, 4, 5);
+    let pr = Problem::random(Cell::Gru, 1, b, i, h, 77);
+    let p = &pr.p;
+    let sig = |v: f64| 1.0 / (1.0 + (-v).exp());
+    let tr = cpu::forward(p, pr.x.view(), Some(pr.h0.view()), None).unwrap();
+    for r in 0..b {
+        for j in 0..h {
+            let lin = |gate: usize,
+                       w: &ndarray::Array2<f64>,
+                       bias: &ndarray::Array1<f64>,
+                       v: ndarray::ArrayView1<f64>| {
+                bias[gate * h + j] + w.row(gate * h + j).dot(&v)
+            };
+            let x = pr.x.slice(ndarray::s![0, r, ..]);
+            let hp = pr.h0.row(r);
+            let rg = sig(lin(0, &p.w_ih, &p.b_ih, x) + lin(0, &p.w_hh, &p.b_hh, hp));
+            let zg = sig(lin(1, &p.w_ih, &p.b_ih, x) + lin(1, &p.w_hh, &p.b_hh, hp));
+            let ng = (lin(2, &p.w_ih, &p.b_ih, x) + rg * lin(2, &p.w_hh, &p.b_hh, hp)).tanh();
+            let want = (1.0 - zg) * ng + zg * hp[j];
+            let got = tr.h[[0, r, j]];
+            assert!((got - want).abs() < 1e-12, "h[{r}][{j}]: {got} vs {want}");
+        }
     }
 }
 
 #[test]
 fn step_functions_agree_with_sequence() {
-    for cell in [Cell::Rnn, Cell::Lstm] {
+    for cell in Cell::ALL {
         let pr = Problem::random(cell, 1, 3, 4, 5, 7);
         let x_t = pr.x.index_axis(Axis(0), 0);
         let out =
@@ -196,7 +213,7 @@ fn step_functions_agree_with_sequence() {
 
 #[test]
 fn f32_matches_f64() {
-    for cell in [Cell::Rnn, Cell::Lstm] {
+    for cell in Cell::ALL {
         for (k, &(t, b, i, h)) in [(1, 1, 1, 1), (5, 3, 17, 33), (9, 4, 33, 17), (20, 2, 8, 65)]
             .iter()
             .enumerate()
@@ -224,7 +241,7 @@ fn f32_matches_f64() {
             .unwrap();
             let tol = 2e-4;
             assert_close("h", &tr32.h, &tr64.h, tol);
-            if cell == Cell::Lstm {
+            if cell.has_cell_state() {
                 assert_close("c", tr32.c.as_ref().unwrap(), tr64.c.as_ref().unwrap(), tol);
             }
             let dh32 = f(&pr.dh);
@@ -237,7 +254,7 @@ fn f32_matches_f64() {
             assert_close("dw_ih", &g32.dw_ih, &g64.dw_ih, tol);
             assert_close("dw_hh", &g32.dw_hh, &g64.dw_hh, tol);
             assert_close("db", &g32.db_ih, &g64.db_ih, tol);
-            if cell == Cell::Lstm {
+            if cell.has_cell_state() {
                 assert_close(
                     "dc0",
                     g32.dc0.as_ref().unwrap(),
@@ -251,7 +268,7 @@ fn f32_matches_f64() {
 
 #[test]
 fn saturating_inputs_stay_finite_and_correct() {
-    for cell in [Cell::Rnn, Cell::Lstm] {
+    for cell in Cell::ALL {
         let mut pr = Problem::random(cell, 4, 3, 5, 6, 3);
         // ±30 inputs push every gate into saturation.
         pr.x.mapv_inplace(|v| if v >= 0.0 { 30.0 } else { -30.0 });
@@ -263,7 +280,9 @@ fn saturating_inputs_stay_finite_and_correct() {
             pr.c0.as_ref().map(|c| c.view()),
         )
         .unwrap();
-        assert!(tr.h.iter().all(|v| v.is_finite() && v.abs() <= 1.0));
+        // |h| ≤ 1 for the RNN and LSTM; the GRU's h mixes h_{t-1} and n ∈ [-1, 1].
+        let bound = pr.h0.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+        assert!(tr.h.iter().all(|v| v.is_finite() && v.abs() <= bound));
         let g = pr.grads();
         assert!(g
             .dx

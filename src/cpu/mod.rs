@@ -8,14 +8,13 @@
 //! Nothing is allocated per element or per step beyond the outputs.
 
 mod head;
-mod lstm;
-mod rnn;
 
 pub use head::{head_forward, softmax_last_axis};
 
 use ndarray::linalg::general_mat_mul;
-use ndarray::{s, Array1, Array2, Array3, ArrayView2, ArrayView3, Axis};
+use ndarray::{s, Array1, Array2, Array3, ArrayView2, ArrayView3, ArrayViewMut2, Axis, Zip};
 
+use crate::cell::{with_cell, CellDef, RowBwd, RowFwd};
 use crate::error::{check_shape, Error, Result};
 use crate::host;
 use crate::params::{Cell, Params};
@@ -110,10 +109,9 @@ pub struct StepGrads<A> {
     pub db: Array1<A>,
 }
 
-/// Checks the optional initial state of a cell of kind `cell`, returning owned zeros when
+/// Checks the optional initial state of a cell of kind `C`, returning owned zeros when
 /// absent.
-fn initial_state<A: Real>(
-    cell: Cell,
+fn initial_state<C: CellDef, A: Real>(
     b: usize,
     h: usize,
     h0: Option<ArrayView2<A>>,
@@ -126,21 +124,32 @@ fn initial_state<A: Real>(
         }
         None => host::zeros("x", (b, h))?,
     };
-    let c0 = match (cell, c0) {
-        (Cell::Rnn, Some(_)) => {
-            return Err(Error::Invalid {
-                arg: "c0",
-                msg: "a tanh RNN has no cell state: pass None".into(),
-            })
-        }
-        (Cell::Rnn, None) => None,
-        (Cell::Lstm, Some(v)) => {
-            check_shape("c0", "[B, H]", &[b, h], v.shape())?;
-            Some(host::copy("c0", &v)?)
-        }
-        (Cell::Lstm, None) => Some(host::zeros("x", (b, h))?),
-    };
+    let c0 = cell_state::<C, A>("c0", "x", b, h, c0)?;
     Ok((h0, c0))
+}
+
+/// A cell-state argument `[B, H]` of a cell of kind `C`: copied, or zeros when absent;
+/// `None` for cells without a cell state, which refuse one. `size_arg` names what sets
+/// the size of the zeros.
+fn cell_state<C: CellDef, A: Real>(
+    arg: &'static str,
+    size_arg: &'static str,
+    b: usize,
+    h: usize,
+    v: Option<ArrayView2<A>>,
+) -> Result<Option<Array2<A>>> {
+    match (C::HAS_C, v) {
+        (false, Some(_)) => Err(Error::Invalid {
+            arg,
+            msg: format!("a {} has no cell state: pass None", C::NAME),
+        }),
+        (false, None) => Ok(None),
+        (true, Some(v)) => {
+            check_shape(arg, "[B, H]", &[b, h], v.shape())?;
+            Ok(Some(host::copy(arg, &v)?))
+        }
+        (true, None) => Ok(Some(host::zeros(size_arg, (b, h))?)),
+    }
 }
 
 /// Checks `x [T, B, I]` against the parameters; returns `(T, B)`.
@@ -157,6 +166,31 @@ fn check_input<A: Real>(p: &Params<A>, x: &ArrayView3<A>) -> Result<(usize, usiz
     Ok((t, b))
 }
 
+/// The rows of `width` entries of `data`, then empty rows without end (a state or a
+/// product the cell does not have is an empty slice).
+fn row_slices<A>(data: &[A], width: usize) -> impl Iterator<Item = &[A]> {
+    data.chunks(width.max(1)).chain(std::iter::repeat(&[][..]))
+}
+
+/// [`row_slices`], mutable.
+fn row_slices_mut<A>(data: &mut [A], width: usize) -> impl Iterator<Item = &mut [A]> {
+    data.chunks_mut(width.max(1))
+        .chain(std::iter::repeat_with(|| &mut [][..]))
+}
+
+/// `[T, B, G·H]` as `[T·B, G·H]` (an array the crate allocated).
+fn as_rows<A>(a: &Array3<A>, rows: usize, gh: usize) -> ndarray::ArrayView2<'_, A> {
+    a.view()
+        .into_shape_with_order((rows, gh))
+        .expect("standard layout")
+}
+
+/// The data of an array the crate allocated (always standard layout).
+fn data<A, D: ndarray::Dimension>(a: &ndarray::Array<A, D>) -> &[A] {
+    a.as_slice()
+        .expect("arrays the crate allocates are standard layout")
+}
+
 /// Sequence forward: runs the cell over `x [T, B, I]` from `h0` (and `c0`), zeros when
 /// `None`, and returns the [`Trace`] with every state.
 pub fn forward<A: Real>(
@@ -165,60 +199,129 @@ pub fn forward<A: Real>(
     h0: Option<ArrayView2<A>>,
     c0: Option<ArrayView2<A>>,
 ) -> Result<Trace<A>> {
+    with_cell!(p.cell, C => forward_with::<C, A>(p, x, h0, c0))
+}
+
+/// [`forward`] for the cell `C`: one GEMM projects the inputs of all `T·B` rows; each
+/// step adds `h_{t-1}·W_hhᵀ` (into the projection when the cell folds, apart otherwise)
+/// and runs the cell's elementwise forward row by row.
+fn forward_with<C: CellDef, A: Real>(
+    p: &Params<A>,
+    x: ArrayView3<A>,
+    h0: Option<ArrayView2<A>>,
+    c0: Option<ArrayView2<A>>,
+) -> Result<Trace<A>> {
     let (t, b) = check_input(p, &x)?;
     let hs = p.hidden_size();
-    let gh = p.cell.gates() * hs;
-    let (h0, c0) = initial_state(p.cell, b, hs, h0, c0)?;
+    let gh = C::GATES * hs;
+    let (h0, c0) = initial_state::<C, A>(b, hs, h0, c0)?;
     let x = host::copy("x", &x)?;
     let x2 = x
         .view()
         .into_shape_with_order((t * b, p.input_size()))
         .expect("standard layout");
 
-    // Input projection of all T·B rows at once: pre = X·W_ihᵀ + b_ih + b_hh.
-    let bias = p.bias();
+    // Input projection of all T·B rows at once into the first G·H columns of rows wide
+    // enough for what the cell keeps: XW_ihᵀ + b_ih (+ b_hh when the cell folds).
+    let width = gh.max(C::kept(hs));
+    let mut bias_row = Array1::<A>::zeros(width);
+    bias_row
+        .slice_mut(s![..gh])
+        .assign(&if C::FOLD { p.bias() } else { p.b_ih.clone() });
     let rows = host::elems("x", &[t, b], 1)?;
-    let mut pre = host::tiled("x", rows, &bias)?;
-    general_mat_mul(A::one(), &x2, &p.w_ih.t(), A::one(), &mut pre);
-    let mut pre = pre
-        .into_shape_with_order((t, b, gh))
-        .expect("standard layout");
+    let mut pre = host::tiled("x", rows, &bias_row)?;
+    general_mat_mul(
+        A::one(),
+        &x2,
+        &p.w_ih.t(),
+        A::one(),
+        &mut pre.slice_mut(s![.., ..gh]),
+    );
 
+    let bh = b * hs;
     let mut h = host::zeros::<A, _, _>("x", (t, b, hs))?;
     let mut c = match &c0 {
         Some(_) => Some(host::zeros::<A, _, _>("x", (t, b, hs))?),
         None => None,
     };
-    for s in 0..t {
-        let (before, mut after) = h.view_mut().split_at(Axis(0), s);
-        let prev_slot;
-        let h_prev = if s == 0 {
-            h0.view()
+    // The recurrent product of one step, for cells that keep it apart.
+    let b_hh = p.b_hh.to_owned();
+    let mut hw = if C::FOLD {
+        None
+    } else {
+        Some(host::tiled("x", b, &b_hh)?)
+    };
+    let pre_data = pre.as_slice_mut().expect("standard layout");
+    let h_data = h.as_slice_mut().expect("standard layout");
+    let mut c_data = c
+        .as_mut()
+        .map(|c| c.as_slice_mut().expect("standard layout"));
+    for st in 0..t {
+        let (h_before, h_after) = h_data.split_at_mut(st * bh);
+        let h_prev: &[A] = if st == 0 {
+            data(&h0)
         } else {
-            prev_slot = before.index_axis_move(Axis(0), s - 1);
-            prev_slot.view()
+            &h_before[(st - 1) * bh..]
         };
-        let mut g = pre.index_axis_mut(Axis(0), s);
-        general_mat_mul(A::one(), &h_prev, &p.w_hh.t(), A::one(), &mut g);
-        let h_t = after.index_axis_mut(Axis(0), 0);
-        match (&mut c, &c0) {
-            (Some(c), Some(c0)) => {
-                let (cb, mut ca) = c.view_mut().split_at(Axis(0), s);
-                let c_slot;
-                let c_prev = if s == 0 {
-                    c0.view()
-                } else {
-                    c_slot = cb.index_axis_move(Axis(0), s - 1);
-                    c_slot.view()
-                };
-                lstm::step_forward(g, c_prev, ca.index_axis_mut(Axis(0), 0), h_t);
+        let h_t = &mut h_after[..bh];
+        let g = &mut pre_data[st * b * width..(st + 1) * b * width];
+        let h_prev_v = ArrayView2::from_shape((b, hs), h_prev).expect("[B, H]");
+        match &mut hw {
+            None => {
+                let mut gv = ArrayViewMut2::from_shape((b, width), &mut *g).expect("[B, W]");
+                general_mat_mul(
+                    A::one(),
+                    &h_prev_v,
+                    &p.w_hh.t(),
+                    A::one(),
+                    &mut gv.slice_mut(s![.., ..gh]),
+                );
             }
-            _ => rnn::step_forward(g.view(), h_t),
+            Some(hw) => {
+                for mut row in hw.rows_mut() {
+                    row.assign(&b_hh);
+                }
+                general_mat_mul(A::one(), &h_prev_v, &p.w_hh.t(), A::one(), hw);
+            }
+        }
+        let hw_data: &[A] = hw.as_ref().map_or(&[], data);
+        let (c_prev, c_t): (&[A], &mut [A]) = match (&mut c_data, &c0) {
+            (Some(cd), Some(c0)) => {
+                let (before, after) = cd.split_at_mut(st * bh);
+                let prev: &[A] = if st == 0 {
+                    data(c0)
+                } else {
+                    &before[(st - 1) * bh..]
+                };
+                (&prev[..bh], &mut after[..bh])
+            }
+            _ => (&[], &mut []),
+        };
+        let batch_rows = g
+            .chunks_mut(width.max(1))
+            .zip(h_t.chunks_mut(hs.max(1)))
+            .zip(h_prev.chunks(hs.max(1)))
+            .zip(row_slices(hw_data, gh))
+            .zip(row_slices(c_prev, hs))
+            .zip(row_slices_mut(c_t, hs));
+        for (((((g, h), h_prev), hw), c_prev), c) in batch_rows {
+            C::forward_row(RowFwd {
+                g,
+                hw,
+                h_prev,
+                c_prev,
+                c,
+                h,
+            });
         }
     }
-    let gates = match p.cell {
-        Cell::Lstm => Some(pre),
-        Cell::Rnn => None,
+    let gates = if C::kept(hs) > 0 {
+        Some(
+            pre.into_shape_with_order((t, b, width))
+                .expect("standard layout"),
+        )
+    } else {
+        None
     };
     Ok(Trace {
         cell: p.cell,
@@ -242,110 +345,180 @@ pub fn backward<A: Real>(
     dh: ArrayView3<A>,
     dc_last: Option<ArrayView2<A>>,
 ) -> Result<Grads<A>> {
-    check_trace(p, trace)?;
+    with_cell!(p.cell, C => backward_with::<C, A>(p, trace, dh, dc_last))
+}
+
+/// [`backward`] for the cell `C`: walks `t = T-1 … 0` with the cell's elementwise
+/// backward row by row and one GEMM for the recurrent carry, then gets every weight
+/// gradient and `dX` from GEMMs over all rows.
+fn backward_with<C: CellDef, A: Real>(
+    p: &Params<A>,
+    trace: &Trace<A>,
+    dh: ArrayView3<A>,
+    dc_last: Option<ArrayView2<A>>,
+) -> Result<Grads<A>> {
+    check_trace::<C, A>(p, trace)?;
     let (t, b) = (trace.steps(), trace.batch());
     let (hs, is) = (p.hidden_size(), p.input_size());
-    let gh = p.cell.gates() * hs;
+    let gh = C::GATES * hs;
+    let bh = b * hs;
     check_shape("dh", "[T, B, H]", &[t, b, hs], dh.shape())?;
-    let mut dc = match (p.cell, dc_last) {
-        (Cell::Rnn, Some(_)) => {
-            return Err(Error::Invalid {
-                arg: "dc_last",
-                msg: "a tanh RNN has no cell state: pass None".into(),
-            })
-        }
-        (Cell::Rnn, None) => None,
-        (Cell::Lstm, Some(v)) => {
-            check_shape("dc_last", "[B, H]", &[b, hs], v.shape())?;
-            Some(host::copy("dc_last", &v)?)
-        }
-        (Cell::Lstm, None) => Some(host::zeros("trace", (b, hs))?),
-    };
+    let mut dc = cell_state::<C, A>("dc_last", "trace", b, hs, dc_last)?;
 
-    // The fused loops walk rows as slices: make sure the trace is in standard layout
-    // (no copy when it already is, as every trace made by `forward` is).
-    let gates = trace.gates.as_ref().map(|g| g.as_standard_layout());
+    // The loops walk rows as slices: the trace's arrays in standard layout (no copy when
+    // they already are, as every trace made by `forward` is).
+    let kept = match C::kept(hs) {
+        0 => None,
+        _ => trace.gates.as_ref().map(|g| g.as_standard_layout()),
+    };
     let c = trace.c.as_ref().map(|c| c.as_standard_layout());
     let c0 = trace.c0.as_ref().map(|c| c.as_standard_layout());
+    let h = trace.h.as_standard_layout();
+    let h0 = trace.h0.as_standard_layout();
+    let std = "standard layout";
+    let kw = kept.as_ref().map_or(0, |k| k.len_of(Axis(2)));
     let mut dg = host::zeros::<A, _, _>("trace", (t, b, gh))?;
+    let mut dgh = if C::FOLD {
+        None
+    } else {
+        Some(host::zeros::<A, _, _>("trace", (t, b, gh))?)
+    };
     let mut carry = host::zeros::<A, _, _>("trace", (b, hs))?;
-    for s in (0..t).rev() {
-        let dh_t = dh.index_axis(Axis(0), s);
-        let mut dg_t = dg.index_axis_mut(Axis(0), s);
-        match (&mut dc, &gates, &c, &c0) {
-            (Some(dc), Some(gates), Some(c), Some(c0)) => {
-                let c_prev = if s == 0 {
-                    c0.view()
+    let mut next = host::zeros::<A, _, _>("trace", (b, hs))?;
+    let mut upstream = host::zeros::<A, _, _>("trace", (b, hs))?;
+    for st in (0..t).rev() {
+        // The gradient reaching h_t: upstream plus the carry.
+        Zip::from(&mut upstream)
+            .and(&dh.index_axis(Axis(0), st))
+            .and(&carry)
+            .for_each(|u, &d, &k| *u = d + k);
+        let h_all = h.as_slice().expect(std);
+        let h_t = &h_all[st * bh..(st + 1) * bh];
+        let h_prev = if st == 0 {
+            h0.as_slice().expect(std)
+        } else {
+            &h_all[(st - 1) * bh..st * bh]
+        };
+        let kept_t: &[A] = kept.as_ref().map_or(&[], |k| {
+            &k.as_slice().expect(std)[st * b * kw..(st + 1) * b * kw]
+        });
+        let (c_t, c_prev): (&[A], &[A]) = match (&c, &c0) {
+            (Some(c), Some(c0)) => {
+                let all = c.as_slice().expect(std);
+                let prev = if st == 0 {
+                    c0.as_slice().expect(std)
                 } else {
-                    c.index_axis(Axis(0), s - 1)
+                    &all[(st - 1) * bh..st * bh]
                 };
-                lstm::step_backward(
-                    gates.index_axis(Axis(0), s),
-                    c.index_axis(Axis(0), s),
-                    c_prev,
-                    dh_t,
-                    carry.view(),
-                    dc.view_mut(),
-                    dg_t.view_mut(),
-                );
+                (&all[st * bh..(st + 1) * bh], prev)
             }
-            _ => rnn::step_backward(
-                trace.h.index_axis(Axis(0), s),
-                dh_t,
-                carry.view(),
-                dg_t.view_mut(),
-            ),
+            _ => (&[], &[]),
+        };
+        let dg_t = &mut dg.as_slice_mut().expect(std)[st * b * gh..(st + 1) * b * gh];
+        let dgh_t: &mut [A] = match &mut dgh {
+            Some(d) => &mut d.as_slice_mut().expect(std)[st * b * gh..(st + 1) * b * gh],
+            None => &mut [],
+        };
+        let dc_all: &mut [A] = match &mut dc {
+            Some(d) => d.as_slice_mut().expect(std),
+            None => &mut [],
+        };
+        let direct: &mut [A] = if C::FOLD {
+            &mut []
+        } else {
+            next.as_slice_mut().expect(std)
+        };
+        let up = upstream.as_slice().expect(std);
+        let batch_rows = dg_t
+            .chunks_mut(gh.max(1))
+            .zip(row_slices(kept_t, kw))
+            .zip(h_t.chunks(hs.max(1)))
+            .zip(h_prev.chunks(hs.max(1)))
+            .zip(row_slices(c_t, hs).zip(row_slices(c_prev, hs)))
+            .zip(up.chunks(hs.max(1)))
+            .zip(row_slices_mut(dc_all, hs))
+            .zip(row_slices_mut(dgh_t, gh).zip(row_slices_mut(direct, hs)));
+        for (((((((dg, kept), h), h_prev), (c, c_prev)), dh), dc), (dgh, direct)) in batch_rows {
+            C::backward_row(RowBwd {
+                kept,
+                h,
+                h_prev,
+                c,
+                c_prev,
+                dh,
+                dc,
+                dg,
+                dgh,
+                direct,
+            });
         }
-        // carry = dG_t · W_hh, the gradient reaching h_{t-1}.
-        general_mat_mul(A::one(), &dg_t, &p.w_hh, A::zero(), &mut carry);
+        // The carry to h_{t-1}: dG_t·W_hh (the recurrent side's), plus the cell's direct
+        // part for cells that keep the recurrent product apart.
+        match &dgh {
+            None => {
+                let dg_v = dg.index_axis(Axis(0), st);
+                general_mat_mul(A::one(), &dg_v, &p.w_hh, A::zero(), &mut carry);
+            }
+            Some(dgh) => {
+                let dgh_v = dgh.index_axis(Axis(0), st);
+                general_mat_mul(A::one(), &dgh_v, &p.w_hh, A::one(), &mut next);
+                std::mem::swap(&mut carry, &mut next);
+            }
+        }
     }
 
     let rows = t * b;
-    let dg2 = dg
-        .view()
-        .into_shape_with_order((rows, gh))
-        .expect("standard");
+    let dg2 = as_rows(&dg, rows, gh);
+    let dr2 = dgh.as_ref().map_or(dg2.view(), |d| as_rows(d, rows, gh));
     let x = trace.x.as_standard_layout();
     let x2 = x
         .view()
         .into_shape_with_order((rows, is))
         .expect("standard");
-    let mut dw_ih = Array2::<A>::zeros((gh, is));
+    let mut dw_ih = host::zeros::<A, _, _>("trace", (gh, is))?;
     general_mat_mul(A::one(), &dg2.t(), &x2, A::zero(), &mut dw_ih);
-    // dW_hh = Σ_t dG_tᵀ·h_{t-1}: h0 for t = 0, then h[0 .. T-1].
-    let mut dw_hh = Array2::<A>::zeros((gh, hs));
+    // dW_hh = Σ_t dR_tᵀ·h_{t-1}: h0 for t = 0, then h[0 .. T-1].
+    let mut dw_hh = host::zeros::<A, _, _>("trace", (gh, hs))?;
     general_mat_mul(
         A::one(),
-        &dg.index_axis(Axis(0), 0).t(),
-        &trace.h0,
+        &dr2.slice(s![..b, ..]).t(),
+        &h0,
         A::zero(),
         &mut dw_hh,
     );
     if t > 1 {
-        let dg_rest = dg2.slice(s![b.., ..]);
-        let h = trace.h.as_standard_layout();
         let h_prev = h
             .slice(s![..t - 1, .., ..])
             .into_shape_with_order(((t - 1) * b, hs))
             .expect("standard");
-        general_mat_mul(A::one(), &dg_rest.t(), &h_prev, A::one(), &mut dw_hh);
+        general_mat_mul(
+            A::one(),
+            &dr2.slice(s![b.., ..]).t(),
+            &h_prev,
+            A::one(),
+            &mut dw_hh,
+        );
     }
     let mut dx = host::zeros::<A, _, _>("trace", (rows, is))?;
     general_mat_mul(A::one(), &dg2, &p.w_ih, A::zero(), &mut dx);
-    let db = dg2.sum_axis(Axis(0));
+    let db_ih = dg2.sum_axis(Axis(0));
+    let db_hh = match &dgh {
+        None => db_ih.clone(),
+        Some(_) => dr2.sum_axis(Axis(0)),
+    };
     Ok(Grads {
         dx: dx.into_shape_with_order((t, b, is)).expect("standard"),
         dh0: carry,
         dc0: dc,
         dw_ih,
         dw_hh,
-        db_ih: db.clone(),
-        db_hh: db,
+        db_ih,
+        db_hh,
     })
 }
 
 /// Checks that a trace belongs to parameters of this kind and size.
-fn check_trace<A: Real>(p: &Params<A>, tr: &Trace<A>) -> Result<()> {
+fn check_trace<C: CellDef, A: Real>(p: &Params<A>, tr: &Trace<A>) -> Result<()> {
     p.check()?;
     if tr.cell != p.cell {
         return Err(Error::Invalid {
@@ -372,23 +545,27 @@ fn check_trace<A: Real>(p: &Params<A>, tr: &Trace<A>) -> Result<()> {
         tr.x.shape(),
     )?;
     check_shape("trace.h0", "[B, H]", &[b, hs], tr.h0.shape())?;
-    let ok = match p.cell {
-        Cell::Rnn => true,
-        Cell::Lstm => match (&tr.c0, &tr.c, &tr.gates) {
-            (Some(c0), Some(c), Some(g)) => {
-                check_shape("trace.c0", "[B, H]", &[b, hs], c0.shape())?;
-                check_shape("trace.c", "[T, B, H]", &[t, b, hs], c.shape())?;
-                check_shape("trace.gates", "[T, B, 4·H]", &[t, b, 4 * hs], g.shape())?;
-                true
-            }
-            _ => false,
-        },
+    let missing = || Error::Invalid {
+        arg: "trace",
+        msg: format!(
+            "a {} trace needs {}",
+            C::NAME,
+            if C::HAS_C { "c0, c and gates" } else { "gates" }
+        ),
     };
-    if !ok {
-        return Err(Error::Invalid {
-            arg: "trace",
-            msg: "an LSTM trace needs c0, c and gates".into(),
-        });
+    if C::HAS_C {
+        let (Some(c0), Some(c)) = (&tr.c0, &tr.c) else {
+            return Err(missing());
+        };
+        check_shape("trace.c0", "[B, H]", &[b, hs], c0.shape())?;
+        check_shape("trace.c", "[T, B, H]", &[t, b, hs], c.shape())?;
+    }
+    let k = C::kept(hs);
+    if k > 0 {
+        let Some(g) = &tr.gates else {
+            return Err(missing());
+        };
+        check_shape("trace.gates", "[T, B, kept]", &[t, b, k], g.shape())?;
     }
     Ok(())
 }
@@ -400,10 +577,10 @@ pub fn step_forward<A: Real>(
     h_prev: ArrayView2<A>,
     c_prev: Option<ArrayView2<A>>,
 ) -> Result<StepOut<A>> {
-    if p.cell == Cell::Lstm && c_prev.is_none() {
+    if p.cell.has_cell_state() && c_prev.is_none() {
         return Err(Error::Invalid {
             arg: "c_prev",
-            msg: "an LSTM step needs the previous cell state".into(),
+            msg: format!("a {} step needs the previous cell state", p.cell.name()),
         });
     }
     let tr = forward(p, x_t.insert_axis(Axis(0)), Some(h_prev), c_prev)
@@ -427,10 +604,10 @@ pub fn step_backward<A: Real>(
     dh: ArrayView2<A>,
     dc: Option<ArrayView2<A>>,
 ) -> Result<StepGrads<A>> {
-    if p.cell == Cell::Lstm && c_prev.is_none() {
+    if p.cell.has_cell_state() && c_prev.is_none() {
         return Err(Error::Invalid {
             arg: "c_prev",
-            msg: "an LSTM step needs the previous cell state".into(),
+            msg: format!("a {} step needs the previous cell state", p.cell.name()),
         });
     }
     let trace = Trace {

@@ -227,6 +227,15 @@ impl DeviceWeights {
     /// Checks `params` and lays them out for the device.
     fn from(ctx: &Context, params: &Params<f32>) -> Result<Self> {
         params.check()?;
+        if !super::kernels::has_gpu_kernels(params.cell) {
+            return Err(Error::Invalid {
+                arg: "params",
+                msg: format!(
+                    "the {} has no GPU kernels yet: use the CPU path (wgpu_rnn::cpu)",
+                    params.cell.name()
+                ),
+            });
+        }
         let (g, h, i) = (
             params.cell.gates(),
             params.hidden_size(),
@@ -411,14 +420,14 @@ impl Layer {
         if let Some(h0) = h0 {
             h0.expect_shape("h0", "[B, H]", &[b, h])?;
         }
-        match (self.cell, c0) {
-            (Cell::Rnn, Some(_)) => {
+        match (self.cell.has_cell_state(), c0) {
+            (false, Some(_)) => {
                 return Err(Error::Invalid {
                     arg: "c0",
-                    msg: "a tanh RNN has no cell state: pass None".into(),
+                    msg: format!("a {} has no cell state: pass None", self.cell.name()),
                 })
             }
-            (Cell::Lstm, Some(c0)) => c0.expect_shape("c0", "[B, H]", &[b, h])?,
+            (true, Some(c0)) => c0.expect_shape("c0", "[B, H]", &[b, h])?,
             _ => {}
         }
         let (rows_per, groups) = self.step_groups(b)?;
@@ -430,9 +439,9 @@ impl Layer {
         ctx.run("forward", || {
             let xw = Arc::new(new_buffer(ctx, "x", &[t, b, gh])?);
             let hs = Arc::new(new_buffer(ctx, "x", &[t + 1, b, h])?);
-            let cs = match self.cell {
-                Cell::Lstm => Some(Arc::new(new_buffer(ctx, "x", &[slots, b, h])?)),
-                Cell::Rnn => None,
+            let cs = match self.cell.has_cell_state() {
+                true => Some(Arc::new(new_buffer(ctx, "x", &[slots, b, h])?)),
+                false => None,
             };
 
             let gemm = Gemm {
@@ -596,14 +605,14 @@ impl Layer {
         }
         let (t, b, h) = (trace.steps, trace.batch, self.hidden);
         dh.expect_shape("dh", "[T, B, H]", &[t, b, h])?;
-        match (self.cell, dc_last) {
-            (Cell::Rnn, Some(_)) => {
+        match (self.cell.has_cell_state(), dc_last) {
+            (false, Some(_)) => {
                 return Err(Error::Invalid {
                     arg: "dc_last",
-                    msg: "a tanh RNN has no cell state: pass None".into(),
+                    msg: format!("a {} has no cell state: pass None", self.cell.name()),
                 })
             }
-            (Cell::Lstm, Some(d)) => d.expect_shape("dc_last", "[B, H]", &[b, h])?,
+            (true, Some(d)) => d.expect_shape("dc_last", "[B, H]", &[b, h])?,
             _ => {}
         }
         self.step_groups(b).map(|_| ())
@@ -679,9 +688,9 @@ impl Layer {
             let dg = new_buffer(ctx, "dh", &[t, b, gh])?;
             let dh0 = Arc::new(new_buffer(ctx, "dh", &[b, h])?);
             let dx = Arc::new(new_buffer(ctx, "dh", &[t, b, i])?);
-            let dc = match self.cell {
-                Cell::Lstm => Some(Arc::new(new_buffer(ctx, "dh", &[b, h])?)),
-                Cell::Rnn => None,
+            let dc = match self.cell.has_cell_state() {
+                true => Some(Arc::new(new_buffer(ctx, "dh", &[b, h])?)),
+                false => None,
             };
             // The step kernel reads dh from element 0: copy a view that starts elsewhere.
             let dh_copy = if dh.offset() == 0 {

@@ -1,0 +1,63 @@
+//! The LSTM, PyTorch's gate order i, f, g, o:
+//! `c_t = σ(f)⊙c_{t-1} + σ(i)⊙tanh(g)`, `h_t = σ(o)⊙tanh(c_t)`.
+
+use super::{CellDef, RowBwd, RowFwd};
+use crate::real::Real;
+
+/// The LSTM.
+pub(crate) struct Lstm;
+
+impl CellDef for Lstm {
+    const NAME: &'static str = "lstm";
+    const GATES: usize = 4;
+    const HAS_C: bool = true;
+    const FOLD: bool = true;
+
+    /// The four activated gates.
+    fn kept(hidden: usize) -> usize {
+        4 * hidden
+    }
+
+    /// Activates the four gate blocks in place (pre-activations in, activations out),
+    /// then `c_t = f⊙c_{t-1} + i⊙g` and `h_t = o⊙tanh(c_t)`.
+    fn forward_row<A: Real>(row: RowFwd<'_, A>) {
+        let hs = row.h.len();
+        let (gi, rest) = row.g.split_at_mut(hs);
+        let (gf, rest) = rest.split_at_mut(hs);
+        let (gg, go) = rest.split_at_mut(hs);
+        for j in 0..hs {
+            let i = gi[j].sigmoid();
+            let f = gf[j].sigmoid();
+            let g = gg[j].tanh();
+            let o = go[j].sigmoid();
+            gi[j] = i;
+            gf[j] = f;
+            gg[j] = g;
+            go[j] = o;
+            let cn = f * row.c_prev[j] + i * g;
+            row.c[j] = cn;
+            row.h[j] = o * cn.tanh();
+        }
+    }
+
+    /// Gate gradients `d_i, d_f, d_g, d_o` of the pre-activations, and the cell carry.
+    fn backward_row<A: Real>(row: RowBwd<'_, A>) {
+        let hs = row.h.len();
+        let one = A::one();
+        let g = row.kept;
+        let (di, rest) = row.dg.split_at_mut(hs);
+        let (df, rest) = rest.split_at_mut(hs);
+        let (dg, d_o) = rest.split_at_mut(hs);
+        for j in 0..hs {
+            let (i, f, gg, o) = (g[j], g[hs + j], g[2 * hs + j], g[3 * hs + j]);
+            let tc = row.c[j].tanh();
+            let gh = row.dh[j];
+            let dcn = row.dc[j] + gh * o * (one - tc * tc);
+            di[j] = dcn * gg * i * (one - i);
+            df[j] = dcn * row.c_prev[j] * f * (one - f);
+            dg[j] = dcn * i * (one - gg * gg);
+            d_o[j] = gh * tc * o * (one - o);
+            row.dc[j] = dcn * f;
+        }
+    }
+}

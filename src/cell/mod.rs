@@ -1,0 +1,94 @@
+//! Cells: the unit of extension. Each cell says once, in its own file, what an engine
+//! needs of it — its gate count, whether it has a cell state, how the recurrent product
+//! meets the input projection, what a training forward keeps, and its elementwise
+//! forward and backward for one batch row — and the engines are generic over it.
+//!
+//! Adding a cell: a file here implementing [`CellDef`], a variant of [`crate::Cell`],
+//! and one line in [`with_cell!`].
+
+pub(crate) mod gru;
+pub(crate) mod lstm;
+pub(crate) mod rnn;
+
+use crate::real::Real;
+
+/// One batch row of a forward step. Slices are `H` long unless said otherwise; cells
+/// without a cell state get empty `c_prev` and `c`.
+pub(crate) struct RowFwd<'a, A> {
+    /// On entry the pre-activations `x·W_ihᵀ + b_ih` (plus `h·W_hhᵀ + b_hh` when the cell
+    /// folds, see [`CellDef::FOLD`]) in the first `G·H` entries; on exit what backward
+    /// keeps ([`CellDef::kept`] entries).
+    pub g: &'a mut [A],
+    /// `h_{t-1}·W_hhᵀ + b_hh` (`G·H`), for cells that do not fold; empty otherwise.
+    pub hw: &'a [A],
+    pub h_prev: &'a [A],
+    pub c_prev: &'a [A],
+    pub c: &'a mut [A],
+    pub h: &'a mut [A],
+}
+
+/// One batch row of a backward step.
+pub(crate) struct RowBwd<'a, A> {
+    /// What the forward kept ([`CellDef::kept`] entries; empty when it keeps nothing).
+    pub kept: &'a [A],
+    pub h: &'a [A],
+    pub h_prev: &'a [A],
+    pub c: &'a [A],
+    pub c_prev: &'a [A],
+    /// The gradient reaching `h_t`: upstream plus the recurrent carry.
+    pub dh: &'a [A],
+    /// The cell-state carry: `∂L/∂c_t` on entry, `∂L/∂c_{t-1}` on exit.
+    pub dc: &'a mut [A],
+    /// Gradient of the input-side pre-activations (`G·H`).
+    pub dg: &'a mut [A],
+    /// Gradient of the recurrent-side pre-activations (`G·H`), for cells that do not
+    /// fold (the same as `dg` otherwise, and empty).
+    pub dgh: &'a mut [A],
+    /// The part of `∂L/∂h_{t-1}` that does not pass through `W_hh` (cells that do not
+    /// fold; empty otherwise).
+    pub direct: &'a mut [A],
+}
+
+/// What an engine needs of a cell.
+pub(crate) trait CellDef {
+    /// Lower-case name.
+    const NAME: &'static str;
+    /// Gate blocks `G` stacked in the weights.
+    const GATES: usize;
+    /// Whether the cell has a cell state `c` beside `h`.
+    const HAS_C: bool;
+    /// Whether `h·W_hhᵀ + b_hh` is summed into the input projection before the
+    /// elementwise step (tanh RNN, LSTM: both biases fold into one), or handed to the
+    /// cell apart (GRU: `b_hn` and `W_hn h` sit inside `r ⊙ (…)`). A folding cell's
+    /// input- and recurrent-side gate gradients are the same.
+    const FOLD: bool;
+    /// Entries per batch row a training forward keeps for backward (`0`: nothing; the
+    /// tanh RNN's backward needs only `h`).
+    fn kept(hidden: usize) -> usize;
+    /// Forward one batch row.
+    fn forward_row<A: Real>(row: RowFwd<'_, A>);
+    /// Backward one batch row.
+    fn backward_row<A: Real>(row: RowBwd<'_, A>);
+}
+
+/// Runs `$body` with the type `$C` bound to the [`CellDef`] of `$cell`: the one place
+/// that lists the cells.
+macro_rules! with_cell {
+    ($cell:expr, $C:ident => $body:expr) => {
+        match $cell {
+            $crate::params::Cell::Rnn => {
+                type $C = $crate::cell::rnn::Rnn;
+                $body
+            }
+            $crate::params::Cell::Lstm => {
+                type $C = $crate::cell::lstm::Lstm;
+                $body
+            }
+            $crate::params::Cell::Gru => {
+                type $C = $crate::cell::gru::Gru;
+                $body
+            }
+        }
+    };
+}
+pub(crate) use with_cell;

@@ -1,0 +1,32 @@
+//! The tanh RNN: `h_t = tanh(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh)` (one gate block).
+
+use super::{CellDef, RowBwd, RowFwd};
+use crate::real::Real;
+
+/// The tanh (Elman) RNN.
+pub(crate) struct Rnn;
+
+impl CellDef for Rnn {
+    const NAME: &'static str = "rnn";
+    const GATES: usize = 1;
+    const HAS_C: bool = false;
+    const FOLD: bool = true;
+
+    fn kept(_hidden: usize) -> usize {
+        0
+    }
+
+    /// `h_t = tanh(pre)`.
+    fn forward_row<A: Real>(row: RowFwd<'_, A>) {
+        for (h, &z) in row.h.iter_mut().zip(row.g.iter()) {
+            *h = z.tanh();
+        }
+    }
+
+    /// `dG_t = (1 - h_t²) ⊙ (dH_t + carry)`.
+    fn backward_row<A: Real>(row: RowBwd<'_, A>) {
+        for ((d, &h), &g) in row.dg.iter_mut().zip(row.h).zip(row.dh) {
+            *d = (A::one() - h * h) * g;
+        }
+    }
+}
