@@ -31,7 +31,7 @@ struct Opts {
 
 const HELP: &str = "sweep: GPU and CPU RNN/LSTM benchmark
 flags (comma-separated lists):
-  --cell rnn,lstm          cells (default lstm,rnn)
+  --cell rnn,lstm,gru      cells (default lstm,rnn)
   --batch 1,8,32,64,256    batch sizes
   --hidden 32,128,256,512,1024
   --seq 50                 sequence lengths T
@@ -99,10 +99,12 @@ fn parse() -> Opts {
             "--cell" => {
                 o.cells = val()
                     .split(',')
-                    .map(|c| match c.trim() {
-                        "rnn" => Cell::Rnn,
-                        "lstm" => Cell::Lstm,
-                        c => die(&format!("--cell: unknown cell {c:?}")),
+                    .map(|c| {
+                        let c = c.trim();
+                        Cell::ALL
+                            .into_iter()
+                            .find(|k| k.name() == c)
+                            .unwrap_or_else(|| die(&format!("--cell: unknown cell {c:?}")))
                     })
                     .collect()
             }
@@ -577,7 +579,7 @@ fn main() {
             .map(|n| n.get())
             .unwrap_or(1)
     );
-    println!("flops: forward 2·T·B·G·H·(I+H), forward+backward 3× that (G = 1 rnn, 4 lstm)");
+    println!("flops: forward 2·T·B·G·H·(I+H), forward+backward 3× that (G = 1 rnn, 4 lstm, 3 gru)");
     if let (Some(c), Some(g)) = (&ctx, o.gemm) {
         c.warm_up().unwrap_or_else(|e| {
             eprintln!("error: {e}");

@@ -19,18 +19,30 @@ pub const LSTM_STEP_BACK: &str = concat!(
     include_str!("../shaders/activations.wgsl"),
     include_str!("../shaders/lstm_step_back.wgsl")
 );
+/// Fused GRU forward step (with the shared activations prepended).
+pub const GRU_STEP: &str = concat!(
+    include_str!("../shaders/activations.wgsl"),
+    include_str!("../shaders/gru_step.wgsl")
+);
+/// Fused GRU backward step (with the shared activations prepended).
+pub const GRU_STEP_BACK: &str = concat!(
+    include_str!("../shaders/activations.wgsl"),
+    include_str!("../shaders/gru_step_back.wgsl")
+);
 /// Softmax of the output head.
 pub const HEAD: &str = include_str!("../shaders/head.wgsl");
 /// Column sums (bias gradients).
 pub const REDUCE: &str = include_str!("../shaders/reduce.wgsl");
 
 /// Every shader with its file name, for validation.
-pub const ALL: [(&str, &str); 7] = [
+pub const ALL: [(&str, &str); 9] = [
     ("gemm.wgsl", GEMM),
     ("rnn_step.wgsl", RNN_STEP),
     ("lstm_step.wgsl", LSTM_STEP),
+    ("gru_step.wgsl", GRU_STEP),
     ("rnn_step_back.wgsl", RNN_STEP_BACK),
     ("lstm_step_back.wgsl", LSTM_STEP_BACK),
+    ("gru_step_back.wgsl", GRU_STEP_BACK),
     ("head.wgsl", HEAD),
     ("reduce.wgsl", REDUCE),
 ];

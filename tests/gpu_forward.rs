@@ -56,34 +56,26 @@ fn check_forward(ctx: &Context, c: &Case, label: &str) {
     }
 }
 
+/// Every cell against the f64 CPU path over the whole grid (odd sizes, tile edges,
+/// T = 1, a large case), outputs NaN-poisoned before the run.
 #[test]
-fn rnn_forward_matches_cpu_on_grid() {
+fn forward_matches_cpu_on_grid() {
     let Some(ctx) = ctx() else { return };
-    for (k, &(i, h, b, t)) in GRID.iter().enumerate() {
-        check_forward(
-            ctx,
-            &case(Cell::Rnn, i, h, b, t, 100 + k as u32),
-            &format!("rnn I={i} H={h} B={b} T={t}"),
-        );
-    }
-}
-
-#[test]
-fn lstm_forward_matches_cpu_on_grid() {
-    let Some(ctx) = ctx() else { return };
-    for (k, &(i, h, b, t)) in GRID.iter().enumerate() {
-        check_forward(
-            ctx,
-            &case(Cell::Lstm, i, h, b, t, 200 + k as u32),
-            &format!("lstm I={i} H={h} B={b} T={t}"),
-        );
+    for (c, cell) in Cell::ALL.into_iter().enumerate() {
+        for (k, &(i, h, b, t)) in GRID.iter().enumerate() {
+            check_forward(
+                ctx,
+                &case(cell, i, h, b, t, 100 * (c as u32 + 1) + k as u32),
+                &format!("{cell:?} I={i} H={h} B={b} T={t}"),
+            );
+        }
     }
 }
 
 #[test]
 fn saturating_inputs() {
     let Some(ctx) = ctx() else { return };
-    for cell in [Cell::Rnn, Cell::Lstm] {
+    for cell in Cell::ALL {
         let mut c = case(cell, 9, 17, 5, 4, 7);
         c.x.mapv_inplace(|v| if v >= 0.0 { 30.0 } else { -30.0 });
         c.p.w_ih.mapv_inplace(|v| v * 30.0);
@@ -94,7 +86,7 @@ fn saturating_inputs() {
 #[test]
 fn zero_initial_state_by_default() {
     let Some(ctx) = ctx() else { return };
-    for cell in [Cell::Rnn, Cell::Lstm] {
+    for cell in Cell::ALL {
         let c = case(cell, 4, 6, 3, 3, 9);
         let p32 = c.p.cast::<f32>();
         let layer = Layer::new(ctx, &p32).unwrap();
@@ -115,7 +107,7 @@ fn zero_initial_state_by_default() {
 #[test]
 fn gl_backend_matches_cpu() {
     let Some(ctx) = gl_ctx() else { return };
-    for (k, cell) in [Cell::Rnn, Cell::Lstm].into_iter().enumerate() {
+    for (k, cell) in Cell::ALL.into_iter().enumerate() {
         for &(i, h, b, t) in &[(3, 17, 5, 3), (65, 33, 6, 2)] {
             check_forward(
                 ctx,

@@ -108,7 +108,7 @@ fn stacked_layers_and_offset_views() {
 fn results_are_deterministic() {
     let Some(ctx) = ctx() else { return };
     let mut rng = NumpyRng::new(8);
-    for cell in [Cell::Rnn, Cell::Lstm] {
+    for cell in Cell::ALL {
         let (t, b, i, h) = (6, 9, 33, 65);
         let p = Params::<f32>::init(cell, i, h, 5).unwrap();
         let layer = Layer::new(ctx, &p).unwrap();
@@ -200,7 +200,7 @@ fn tensors_of_another_context_are_rejected() {
 #[test]
 fn set_params_updates_the_weights() {
     let Some(ctx) = ctx() else { return };
-    for cell in [Cell::Rnn, Cell::Lstm] {
+    for cell in Cell::ALL {
         let (t, b, i, h) = (3, 4, 5, 6);
         let p1 = Params::<f32>::init(cell, i, h, 1).unwrap();
         let p2 = Params::<f32>::init(cell, i, h, 2).unwrap();

@@ -4,7 +4,9 @@
 //! The reset gate acts after the recurrent product, so `W_hh h + b_hh` reaches the cell
 //! apart from the input projection ([`CellDef::FOLD`] is false).
 
-use super::{CellDef, RowBwd, RowFwd};
+use super::Role::*;
+use super::{CellDef, Role, RowBwd, RowFwd};
+use crate::gpu::Kernel;
 use crate::real::Real;
 
 /// The GRU (PyTorch's, reset after the product).
@@ -66,4 +68,14 @@ impl CellDef for Gru {
             row.direct[j] = g * z;
         }
     }
+
+    /// Slots (r, z, n, hn): the input side's n in slot 2, the recurrent side's in slot 3
+    /// (with `b_hn`, which stays inside `r ⊙ (…)`).
+    const SLOTS: usize = 4;
+    const IH: &'static [Option<usize>] = &[Some(0), Some(1), Some(2), None];
+    const HH: &'static [Option<usize>] = &[Some(0), Some(1), None, Some(2)];
+    const STEP: Kernel = Kernel::GruStep;
+    const STEP_BINDS: &'static [Role] = &[Dims, Steps, Xw, WFwd, Hs, BiasHh];
+    const STEP_BACK: Kernel = Kernel::GruStepBack;
+    const STEP_BACK_BINDS: &'static [Role] = &[Dims, Steps, Kept, Hs, Dh, WBack, Dg, Carry, Dh0];
 }

@@ -1,7 +1,9 @@
 //! The LSTM, PyTorch's gate order i, f, g, o:
 //! `c_t = σ(f)⊙c_{t-1} + σ(i)⊙tanh(g)`, `h_t = σ(o)⊙tanh(c_t)`.
 
-use super::{CellDef, RowBwd, RowFwd};
+use super::Role::*;
+use super::{CellDef, Role, RowBwd, RowFwd};
+use crate::gpu::Kernel;
 use crate::real::Real;
 
 /// The LSTM.
@@ -60,4 +62,12 @@ impl CellDef for Lstm {
             row.dc[j] = dcn * f;
         }
     }
+
+    const SLOTS: usize = 4;
+    const IH: &'static [Option<usize>] = &[Some(0), Some(1), Some(2), Some(3)];
+    const HH: &'static [Option<usize>] = &[Some(0), Some(1), Some(2), Some(3)];
+    const STEP: Kernel = Kernel::LstmStep;
+    const STEP_BINDS: &'static [Role] = &[Dims, Steps, Xw, WFwd, Hs, Cs];
+    const STEP_BACK: Kernel = Kernel::LstmStepBack;
+    const STEP_BACK_BINDS: &'static [Role] = &[Dims, Steps, Kept, Cs, Dh, WBack, Dg, Carry, Dh0];
 }

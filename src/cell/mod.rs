@@ -10,6 +10,7 @@ pub(crate) mod gru;
 pub(crate) mod lstm;
 pub(crate) mod rnn;
 
+use crate::gpu::Kernel;
 use crate::real::Real;
 
 /// One batch row of a forward step. Slices are `H` long unless said otherwise; cells
@@ -49,6 +50,39 @@ pub(crate) struct RowBwd<'a, A> {
     pub direct: &'a mut [A],
 }
 
+/// What a GPU step kernel binds, in binding order: the engine maps each role to its
+/// buffer, so a cell's kernels choose their bindings without engine code per cell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// The step kernels' dimensions uniform.
+    Dims,
+    /// The step-index uniform (dynamic offset).
+    Steps,
+    /// Forward: the input projection `[T, B, H, S]`, overwritten in training by what
+    /// backward keeps.
+    Xw,
+    /// Forward recurrent weights `[H, H, S]`.
+    WFwd,
+    /// Hidden states `[T + 1, B, H]`, slot 0 = h0.
+    Hs,
+    /// Cell states (cells that have one).
+    Cs,
+    /// The recurrent bias of slots where `b_hh` does not fold (`[H, S]`).
+    BiasHh,
+    /// Backward: what forward kept `[T, B, H, S]`.
+    Kept,
+    /// Backward: the upstream gradient `[T, B, H]`.
+    Dh,
+    /// Backward recurrent weights `[H, H, S]`.
+    WBack,
+    /// Backward: the gate gradients `[T, B, H, S]`.
+    Dg,
+    /// Backward: a carry of the cell's own (`c̄` of the LSTM, the GRU's direct part).
+    Carry,
+    /// Backward: the gradient of h0.
+    Dh0,
+}
+
 /// What an engine needs of a cell.
 pub(crate) trait CellDef {
     /// Lower-case name.
@@ -69,6 +103,29 @@ pub(crate) trait CellDef {
     fn forward_row<A: Real>(row: RowFwd<'_, A>);
     /// Backward one batch row.
     fn backward_row<A: Real>(row: RowBwd<'_, A>);
+
+    /// Device slots per hidden unit: the gates of a unit interleaved (one vec4 for the
+    /// LSTM and the GRU), padded where a gate sits on one side only.
+    const SLOTS: usize;
+    /// For each device slot, the gate block of `W_ih`/`b_ih` it holds (`None`: zeros).
+    const IH: &'static [Option<usize>];
+    /// For each device slot, the gate block of `W_hh` it holds (`None`: zeros). Where a
+    /// slot holds the same block on both sides `b_hh` folds into the projection's bias;
+    /// elsewhere it reaches the step kernel apart ([`Role::BiasHh`]).
+    const HH: &'static [Option<usize>];
+    /// The forward step kernel and its bindings.
+    const STEP: Kernel;
+    /// The forward step kernel's bindings.
+    const STEP_BINDS: &'static [Role];
+    /// The backward step kernel.
+    const STEP_BACK: Kernel;
+    /// The backward step kernel's bindings.
+    const STEP_BACK_BINDS: &'static [Role];
+}
+
+/// Whether some slot of `C` keeps its recurrent bias apart from the projection.
+pub(crate) fn bias_apart<C: CellDef>() -> bool {
+    C::IH.iter().zip(C::HH).any(|(i, h)| h.is_some() && h != i)
 }
 
 /// Runs `$body` with the type `$C` bound to the [`CellDef`] of `$cell`: the one place

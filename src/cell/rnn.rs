@@ -1,6 +1,8 @@
 //! The tanh RNN: `h_t = tanh(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh)` (one gate block).
 
-use super::{CellDef, RowBwd, RowFwd};
+use super::Role::*;
+use super::{CellDef, Role, RowBwd, RowFwd};
+use crate::gpu::Kernel;
 use crate::real::Real;
 
 /// The tanh (Elman) RNN.
@@ -29,4 +31,12 @@ impl CellDef for Rnn {
             *d = (A::one() - h * h) * g;
         }
     }
+
+    const SLOTS: usize = 1;
+    const IH: &'static [Option<usize>] = &[Some(0)];
+    const HH: &'static [Option<usize>] = &[Some(0)];
+    const STEP: Kernel = Kernel::RnnStep;
+    const STEP_BINDS: &'static [Role] = &[Dims, Steps, Xw, WFwd, Hs];
+    const STEP_BACK: Kernel = Kernel::RnnStepBack;
+    const STEP_BACK_BINDS: &'static [Role] = &[Dims, Steps, Hs, Dh, WBack, Dg, Dh0];
 }

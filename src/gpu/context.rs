@@ -25,8 +25,10 @@ pub(crate) enum Kernel {
     Gemm,
     RnnStep,
     LstmStep,
+    GruStep,
     RnnStepBack,
     LstmStepBack,
+    GruStepBack,
     Softmax,
     ColSum,
 }
@@ -46,12 +48,14 @@ pub(crate) enum Bind {
 
 impl Kernel {
     /// Every kernel, for validation tests and warm-up.
-    pub(crate) const ALL: [Kernel; 7] = [
+    pub(crate) const ALL: [Kernel; 9] = [
         Kernel::Gemm,
         Kernel::RnnStep,
         Kernel::LstmStep,
+        Kernel::GruStep,
         Kernel::RnnStepBack,
         Kernel::LstmStepBack,
+        Kernel::GruStepBack,
         Kernel::Softmax,
         Kernel::ColSum,
     ];
@@ -61,8 +65,10 @@ impl Kernel {
             Kernel::Gemm => crate::shaders::GEMM,
             Kernel::RnnStep => crate::shaders::RNN_STEP,
             Kernel::LstmStep => crate::shaders::LSTM_STEP,
+            Kernel::GruStep => crate::shaders::GRU_STEP,
             Kernel::RnnStepBack => crate::shaders::RNN_STEP_BACK,
             Kernel::LstmStepBack => crate::shaders::LSTM_STEP_BACK,
+            Kernel::GruStepBack => crate::shaders::GRU_STEP_BACK,
             Kernel::Softmax => crate::shaders::HEAD,
             Kernel::ColSum => crate::shaders::REDUCE,
         }
@@ -72,7 +78,12 @@ impl Kernel {
     pub(crate) fn is_step(self) -> bool {
         matches!(
             self,
-            Kernel::RnnStep | Kernel::LstmStep | Kernel::RnnStepBack | Kernel::LstmStepBack
+            Kernel::RnnStep
+                | Kernel::LstmStep
+                | Kernel::GruStep
+                | Kernel::RnnStepBack
+                | Kernel::LstmStepBack
+                | Kernel::GruStepBack
         )
     }
 
@@ -90,8 +101,9 @@ impl Kernel {
             Kernel::Gemm => &[Uniform, Read, Read, Read, ReadWrite],
             Kernel::RnnStep => &[Uniform, UniformDyn, Read, Read, ReadWrite],
             Kernel::LstmStep => &[Uniform, UniformDyn, ReadWrite, Read, ReadWrite, ReadWrite],
+            Kernel::GruStep => &[Uniform, UniformDyn, ReadWrite, Read, ReadWrite, Read],
             Kernel::RnnStepBack => &[Uniform, UniformDyn, Read, Read, Read, ReadWrite, ReadWrite],
-            Kernel::LstmStepBack => &[
+            Kernel::LstmStepBack | Kernel::GruStepBack => &[
                 Uniform, UniformDyn, Read, Read, Read, Read, ReadWrite, ReadWrite, ReadWrite,
             ],
             Kernel::Softmax => &[Uniform, ReadWrite],

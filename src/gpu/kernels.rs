@@ -233,12 +233,6 @@ pub(crate) fn col_sum(
     Op::new(ctx, Kernel::ColSum, &[&u, x, out], [gx, 1, 1])
 }
 
-/// Whether the step kernels of `cell` exist (the GRU's are still to come; the crate's
-/// GPU engine is not yet generic over the cell).
-pub(crate) fn has_gpu_kernels(cell: crate::Cell) -> bool {
-    matches!(cell, crate::Cell::Rnn | crate::Cell::Lstm)
-}
-
 /// The per-layer dimensions uniform of the step kernels.
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]

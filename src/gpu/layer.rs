@@ -10,6 +10,7 @@ use super::context::Buf;
 use super::kernels::{self, div_ceil, Gemm, Op, StepDims};
 use super::tensor::new_buffer;
 use super::{Context, Kernel, Tensor};
+use crate::cell::{bias_apart, with_cell, CellDef, Role};
 use crate::cpu;
 use crate::error::{Error, Result};
 use crate::params::{Cell, Params};
@@ -59,6 +60,8 @@ pub struct Layer {
     bias: Buf,
     w_fwd: Buf,
     w_back: Buf,
+    /// The recurrent bias of slots where it does not fold (the GRU's `b_hn`).
+    bias_hh: Option<Buf>,
 }
 
 /// The next layer's identity.
@@ -131,16 +134,18 @@ pub struct ParamGrads {
 }
 
 impl ParamGrads {
-    /// `[G·H, I]` (gate rows interleaved per unit: device row `j·G + g` is PyTorch row
-    /// `g·H + j`).
+    /// `[S·H, I]` in the device layout: `S` slots per hidden unit (the cell's gates
+    /// interleaved, see `CellDef::IH`), device row `j·S + s`.
     pub fn dw_ih(&self) -> &Tensor {
         &self.dw_ih
     }
-    /// `[G·H, H]` (gate rows interleaved).
+    /// `[S·H, H]` in the device layout.
     pub fn dw_hh(&self) -> &Tensor {
         &self.dw_hh
     }
-    /// `[G·H]` (interleaved); the gradient of both `b_ih` and `b_hh`.
+    /// `[S·H]` in the device layout: the column sums of the gate gradients, which give
+    /// `db_ih` and `db_hh` (the same for cells whose biases fold; the GRU's `b_hn` has
+    /// its own slot).
     pub fn db(&self) -> &Tensor {
         &self.db
     }
@@ -151,21 +156,33 @@ impl ParamGrads {
             .any(|g| g.shares_buffer(t))
     }
 
-    /// Downloads `(dw_ih, dw_hh, db)` in PyTorch's layout (gate blocks i, f, g, o).
-    pub fn to_host(&self) -> Result<(Array2<f32>, Array2<f32>, Array1<f32>)> {
-        let g = self.cell.gates();
-        let h = self.hidden;
+    /// Downloads `(dw_ih, dw_hh, db_ih, db_hh)` in PyTorch's layout (gate blocks i, f,
+    /// g, o for the LSTM; r, z, n for the GRU).
+    pub fn to_host(&self) -> Result<HostGrads> {
+        with_cell!(self.cell, C => self.to_host_with::<C>())
+    }
+
+    fn to_host_with<C: CellDef>(&self) -> Result<HostGrads> {
+        let (g, h, sl) = (C::GATES, self.hidden, C::SLOTS);
         let dw_ih = dim::<Ix2>(self.dw_ih.to_array()?)?;
         let dw_hh = dim::<Ix2>(self.dw_hh.to_array()?)?;
         let db = dim::<Ix1>(self.db.to_array()?)?;
-        // Device row j·G + g is PyTorch row g·H + j.
-        let row = |r: usize| (r % h) * g + r / h;
-        let dw_ih = Array2::from_shape_fn((g * h, self.input), |(r, c)| dw_ih[(row(r), c)]);
-        let dw_hh = Array2::from_shape_fn((g * h, h), |(r, c)| dw_hh[(row(r), c)]);
-        let db = Array1::from_shape_fn(g * h, |r| db[row(r)]);
-        Ok((dw_ih, dw_hh, db))
+        // PyTorch row gate·H + j is device row j·S + s, for the slot s holding `gate`.
+        let slot = |map: &[Option<usize>], r: usize| {
+            let gate = r / h;
+            let s = map.iter().position(|&m| m == Some(gate)).unwrap_or(0);
+            (r % h) * sl + s
+        };
+        let dw_ih = Array2::from_shape_fn((g * h, self.input), |(r, c)| dw_ih[(slot(C::IH, r), c)]);
+        let dw_hh = Array2::from_shape_fn((g * h, h), |(r, c)| dw_hh[(slot(C::HH, r), c)]);
+        let db_ih = Array1::from_shape_fn(g * h, |r| db[slot(C::IH, r)]);
+        let db_hh = Array1::from_shape_fn(g * h, |r| db[slot(C::HH, r)]);
+        Ok((dw_ih, dw_hh, db_ih, db_hh))
     }
 }
+
+/// Parameter gradients on the host, PyTorch's layout: `(dw_ih, dw_hh, db_ih, db_hh)`.
+pub type HostGrads = (Array2<f32>, Array2<f32>, Array1<f32>, Array1<f32>);
 
 /// The result of [`Layer::backward`].
 #[derive(Debug)]
@@ -183,7 +200,7 @@ pub struct Grads {
 impl Grads {
     /// Downloads everything into the CPU path's [`cpu::Grads`] (PyTorch layout).
     pub fn to_cpu(&self) -> Result<cpu::Grads<f32>> {
-        let (dw_ih, dw_hh, db) = self.params.to_host()?;
+        let (dw_ih, dw_hh, db_ih, db_hh) = self.params.to_host()?;
         Ok(cpu::Grads {
             dx: dim::<Ix3>(self.dx.to_array()?)?,
             dh0: dim::<Ix2>(self.dh0.to_array()?)?,
@@ -193,8 +210,8 @@ impl Grads {
             },
             dw_ih,
             dw_hh,
-            db_ih: db.clone(),
-            db_hh: db,
+            db_ih,
+            db_hh,
         })
     }
 }
@@ -219,55 +236,60 @@ fn dim<D: ndarray::Dimension>(a: ndarray::ArrayD<f32>) -> Result<ndarray::Array<
 struct DeviceWeights {
     w_ih: Vec<f32>,
     bias: Vec<f32>,
+    /// The recurrent bias of slots where it does not fold (the GRU's `b_hn`).
+    bias_hh: Option<Vec<f32>>,
     w_fwd: Vec<f32>,
     w_back: Vec<f32>,
 }
 
 impl DeviceWeights {
-    /// Checks `params` and lays them out for the device.
-    fn from(ctx: &Context, params: &Params<f32>) -> Result<Self> {
+    /// Checks `params` and lays them out for the device: `S = C::SLOTS` slots per hidden
+    /// unit, slot `s` of unit `j` holding gate `C::IH[s]` of the input side and
+    /// `C::HH[s]` of the recurrent side (zeros where `None`).
+    fn from<C: CellDef>(ctx: &Context, params: &Params<f32>) -> Result<Self> {
         params.check()?;
-        if !super::kernels::has_gpu_kernels(params.cell) {
-            return Err(Error::Invalid {
-                arg: "params",
-                msg: format!(
-                    "the {} has no GPU kernels yet: use the CPU path (wgpu_rnn::cpu)",
-                    params.cell.name()
-                ),
-            });
-        }
-        let (g, h, i) = (
-            params.cell.gates(),
-            params.hidden_size(),
-            params.input_size(),
-        );
-        let gh = g * h;
-        ctx.check_elems("params", &[gh, i])?;
-        ctx.check_elems("params", &[gh, h])?;
-        // Device row j·G + gate  ←  PyTorch row gate·H + j.
-        let src_row = |r: usize| (r % g) * h + r / g;
-        let mut w_ih = crate::host::vec_of("params", gh * i, 0f32)?;
-        for (r, out) in w_ih.chunks_mut(i).enumerate() {
-            for (o, v) in out.iter_mut().zip(params.w_ih.row(src_row(r))) {
-                *o = *v;
+        let (sl, h, i) = (C::SLOTS, params.hidden_size(), params.input_size());
+        let sh = crate::host::elems("params", &[sl, h], 1)?;
+        ctx.check_elems("params", &[sh, i])?;
+        ctx.check_elems("params", &[sh, h])?;
+        let mut w_ih = crate::host::vec_of("params", sh * i, 0f32)?;
+        let mut bias = crate::host::vec_of("params", sh, 0f32)?;
+        let mut bias_hh = crate::host::vec_of("params", sh, 0f32)?;
+        for r in 0..sh {
+            let (j, s) = (r / sl, r % sl);
+            if let Some(g) = C::IH[s] {
+                let src = g * h + j;
+                for (o, v) in w_ih[r * i..(r + 1) * i]
+                    .iter_mut()
+                    .zip(params.w_ih.row(src))
+                {
+                    *o = *v;
+                }
+                bias[r] = params.b_ih[src];
+            }
+            match (C::HH[s], C::HH[s] == C::IH[s]) {
+                (Some(g), true) => bias[r] += params.b_hh[g * h + j],
+                (Some(g), false) => bias_hh[r] = params.b_hh[g * h + j],
+                (None, _) => {}
             }
         }
-        let bias_all = params.bias();
-        let bias: Vec<f32> = (0..gh).map(|r| bias_all[src_row(r)]).collect();
         let w = &params.w_hh;
-        let mut w_fwd = crate::host::vec_of("params", gh * h, 0f32)?;
-        let mut w_back = crate::host::vec_of("params", gh * h, 0f32)?;
+        let mut w_fwd = crate::host::vec_of("params", sh * h, 0f32)?;
+        let mut w_back = crate::host::vec_of("params", sh * h, 0f32)?;
         for a in 0..h {
             for j in 0..h {
-                for gate in 0..g {
-                    w_fwd[(a * h + j) * g + gate] = w[(gate * h + j, a)];
-                    w_back[(a * h + j) * g + gate] = w[(gate * h + a, j)];
+                for (s, gate) in C::HH.iter().enumerate() {
+                    if let Some(g) = gate {
+                        w_fwd[(a * h + j) * sl + s] = w[(g * h + j, a)];
+                        w_back[(a * h + j) * sl + s] = w[(g * h + a, j)];
+                    }
                 }
             }
         }
         Ok(DeviceWeights {
             w_ih,
             bias,
+            bias_hh: bias_apart::<C>().then_some(bias_hh),
             w_fwd,
             w_back,
         })
@@ -277,7 +299,7 @@ impl DeviceWeights {
 impl Layer {
     /// Uploads `params` to the device (checked first).
     pub fn new(ctx: &Context, params: &Params<f32>) -> Result<Self> {
-        let d = DeviceWeights::from(ctx, params)?;
+        let d = with_cell!(params.cell, C => DeviceWeights::from::<C>(ctx, params))?;
         // Grids whose size the weights alone set: the step kernels' units, the GEMMs'
         // columns over G·H, I and H, and their rows over G·H (the weight gradients).
         let (gh, i, h) = (d.bias.len(), params.input_size(), params.hidden_size());
@@ -302,6 +324,10 @@ impl Layer {
                 bias: ctx.buf_init("bias", &d.bias, usage),
                 w_fwd: ctx.buf_init("w_hh (forward layout)", &d.w_fwd, usage),
                 w_back: ctx.buf_init("w_hh (backward layout)", &d.w_back, usage),
+                bias_hh: d
+                    .bias_hh
+                    .as_ref()
+                    .map(|b| ctx.buf_init("b_hh (kept apart)", b, usage)),
             };
             ctx.submit(None)?;
             Ok(layer)
@@ -331,7 +357,7 @@ impl Layer {
                 ),
             });
         }
-        let d = DeviceWeights::from(&self.ctx, params)?;
+        let d = with_cell!(params.cell, C => DeviceWeights::from::<C>(&self.ctx, params))?;
         let mut version = self.version.write().unwrap_or_else(|p| p.into_inner());
         self.ctx.run("updating the layer's weights", || {
             // From here on the weights may change, even if a write fails: traces made
@@ -342,6 +368,9 @@ impl Layer {
             q.write_buffer(&self.bias, 0, bytemuck::cast_slice(&d.bias));
             q.write_buffer(&self.w_fwd, 0, bytemuck::cast_slice(&d.w_fwd));
             q.write_buffer(&self.w_back, 0, bytemuck::cast_slice(&d.w_back));
+            if let (Some(buf), Some(b)) = (&self.bias_hh, &d.bias_hh) {
+                q.write_buffer(buf, 0, bytemuck::cast_slice(b));
+            }
             self.ctx.submit(None)
         })
     }
@@ -370,8 +399,9 @@ impl Layer {
         &self.ctx
     }
 
+    /// Device slots of all hidden units, `S·H`.
     fn gh(&self) -> usize {
-        self.cell.gates() * self.hidden
+        with_cell!(self.cell, C => C::SLOTS) * self.hidden
     }
 
     /// The step kernels' rows per invocation for batch `b` (the smallest variant that
@@ -469,22 +499,25 @@ impl Layer {
                 },
             );
             let steps = ctx.steps("x", t as u32 + 1)?;
-            let step = match &cs {
-                Some(cs) => Op::variant(
-                    ctx,
-                    Kernel::LstmStep,
-                    rows_per,
-                    &[&dims, &steps, &xw, &self.w_fwd, &hs, cs],
-                    groups,
-                )?,
-                None => Op::variant(
-                    ctx,
-                    Kernel::RnnStep,
-                    rows_per,
-                    &[&dims, &steps, &xw, &self.w_fwd, &hs],
-                    groups,
-                )?,
-            };
+            let (kernel, binds) = with_cell!(self.cell, C => (C::STEP, C::STEP_BINDS));
+            let buffers = binds
+                .iter()
+                .map(|role| {
+                    Ok(match role {
+                        Role::Dims => buf(&dims),
+                        Role::Steps => buf(&steps),
+                        Role::Xw => buf(&xw),
+                        Role::WFwd => buf(&self.w_fwd),
+                        Role::Hs => buf(&hs),
+                        Role::Cs => buf(cs.as_ref().ok_or_else(|| unbound(kernel, role))?),
+                        Role::BiasHh => {
+                            buf(self.bias_hh.as_ref().ok_or_else(|| unbound(kernel, role))?)
+                        }
+                        _ => return Err(unbound(kernel, role)),
+                    })
+                })
+                .collect::<Result<Vec<&wgpu::Buffer>>>()?;
+            let step = Op::variant(ctx, kernel, rows_per, &buffers, groups)?;
 
             kernels::submit_pass(
                 ctx,
@@ -518,7 +551,7 @@ impl Layer {
                     x: x.clone(),
                     hs: hs.clone(),
                     cs: cs.clone(),
-                    gates: cs.as_ref().map(|_| xw.clone()),
+                    gates: with_cell!(self.cell, C => C::kept(h) > 0).then(|| xw.clone()),
                 }),
             })
         })
@@ -688,7 +721,9 @@ impl Layer {
             let dg = new_buffer(ctx, "dh", &[t, b, gh])?;
             let dh0 = Arc::new(new_buffer(ctx, "dh", &[b, h])?);
             let dx = Arc::new(new_buffer(ctx, "dh", &[t, b, i])?);
-            let dc = match self.cell.has_cell_state() {
+            // The cell's own carry (the LSTM's c̄, the GRU's direct part), when it has one.
+            let has_carry = with_cell!(self.cell, C => C::STEP_BACK_BINDS.contains(&Role::Carry));
+            let carry = match has_carry {
                 true => Some(Arc::new(new_buffer(ctx, "dh", &[b, h])?)),
                 false => None,
             };
@@ -712,32 +747,27 @@ impl Layer {
                 },
             );
             let steps = ctx.steps("dh", t as u32 + 1)?;
-            let step = match (&dc, &trace.cs, &trace.gates) {
-                (Some(dc), Some(cs), Some(gates)) => Op::variant(
-                    ctx,
-                    Kernel::LstmStepBack,
-                    rows_per,
-                    &[
-                        &dims,
-                        &steps,
-                        gates,
-                        cs,
-                        dh_ref,
-                        &self.w_back,
-                        &dg,
-                        dc,
-                        &dh0,
-                    ],
-                    groups,
-                )?,
-                _ => Op::variant(
-                    ctx,
-                    Kernel::RnnStepBack,
-                    rows_per,
-                    &[&dims, &steps, &trace.hs, dh_ref, &self.w_back, &dg, &dh0],
-                    groups,
-                )?,
-            };
+            let (kernel, binds) = with_cell!(self.cell, C => (C::STEP_BACK, C::STEP_BACK_BINDS));
+            let buffers = binds
+                .iter()
+                .map(|role| {
+                    let missing = || unbound(kernel, role);
+                    Ok(match role {
+                        Role::Dims => buf(&dims),
+                        Role::Steps => buf(&steps),
+                        Role::Kept => buf(trace.gates.as_ref().ok_or_else(missing)?),
+                        Role::Cs => buf(trace.cs.as_ref().ok_or_else(missing)?),
+                        Role::Hs => buf(&trace.hs),
+                        Role::Dh => dh_ref,
+                        Role::WBack => buf(&self.w_back),
+                        Role::Dg => buf(&dg),
+                        Role::Carry => buf(carry.as_ref().ok_or_else(missing)?),
+                        Role::Dh0 => buf(&dh0),
+                        _ => return Err(missing()),
+                    })
+                })
+                .collect::<Result<Vec<&wgpu::Buffer>>>()?;
+            let step = Op::variant(ctx, kernel, rows_per, &buffers, groups)?;
             let rows = t * b;
             let x = &trace.x;
             let ops = [
@@ -801,8 +831,9 @@ impl Layer {
                             (t * bh * 4) as u64,
                         );
                     }
-                    if let Some(dc) = &dc {
-                        init_slot(enc, dc, dc_last, bh);
+                    if let Some(carry) = &carry {
+                        // c̄ starts at dc_last (or zero); a carry of another kind at zero.
+                        init_slot(enc, carry, dc_last, bh);
                     }
                 },
                 |pass| {
@@ -816,10 +847,25 @@ impl Layer {
             Ok(InputGrads {
                 dx: Tensor::view_of(ctx, &dx, 0, &[t, b, i]),
                 dh0: Tensor::view_of(ctx, &dh0, 0, &[b, h]),
-                dc0: dc.map(|dc| Tensor::view_of(ctx, &dc, 0, &[b, h])),
+                dc0: carry
+                    .filter(|_| self.cell.has_cell_state())
+                    .map(|dc| Tensor::view_of(ctx, &dc, 0, &[b, h])),
             })
         })
     }
+}
+
+/// The wgpu buffer behind any of the crate's buffer handles.
+fn buf(b: &wgpu::Buffer) -> &wgpu::Buffer {
+    b
+}
+
+/// A binding role a step kernel asks for that this call cannot give: a mismatch between
+/// a cell's definition and the engine, never the caller's doing.
+fn unbound(kernel: Kernel, role: &Role) -> Error {
+    Error::Device(format!(
+        "internal: the {kernel:?} kernel binds {role:?}, which this layer or trace lacks"
+    ))
 }
 
 /// Fills the first `slot` elements of `buf` (one `[B, H]` state) with `src`, or zeros;

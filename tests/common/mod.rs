@@ -182,7 +182,7 @@ pub fn case(cell: Cell, i: usize, h: usize, b: usize, t: usize, seed: u32) -> Ca
     let mut rng = NumpyRng::new(seed);
     let g = cell.gates();
     let k = 1.0 / (h as f64).sqrt();
-    let lstm = cell == Cell::Lstm;
+    let lstm = cell.has_cell_state();
     Case {
         p: Params::new(
             cell,

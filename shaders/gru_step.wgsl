@@ -1,0 +1,71 @@
+// One GRU time step (PyTorch's nn.GRU, reset after the product), fused: the recurrent
+// product, the three gates, the state update.
+//
+// Device slots are interleaved per hidden unit as vec4: the input projection `xw` holds
+// (x·W_ir + b_ir + b_hr, x·W_iz + b_iz + b_hz, x·W_in + b_in, 0) and the recurrent
+// weights W[k, j] = (W_hr[j, k], W_hz[j, k], 0, W_hn[j, k]); `bhh[j]` = (0, 0, 0, b_hn).
+//   a  = bhh[j] + Σ_k h_{t-1}[b, k] · W[k, j]
+//   r = σ(xw.x + a.x), z = σ(xw.y + a.y), n = tanh(xw.z + r · a.w),
+//   h_t = (1 − z) n + z h_{t-1}.
+// `hs` holds [T + 1, B, H] with slot 0 = h0. In training mode (r, z, n, a.w) overwrite
+// xw[t] (the same invocation reads, then writes, the same element) for backward.
+// Template: expanded per row count as described in lstm_step.wgsl.
+
+// sigmoid and tanh_stable come from activations.wgsl, prepended by the crate.
+
+struct Dims {
+    batch: u32,
+    hidden: u32,
+    c_slots: u32,
+    train: u32,
+}
+
+struct Step {
+    t: u32,
+}
+
+const BT: u32 = #BTu;
+
+@group(0) @binding(0) var<uniform> dims: Dims;
+@group(0) @binding(1) var<uniform> step: Step;
+@group(0) @binding(2) var<storage, read_write> xw: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> w: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> hs: array<f32>;
+@group(0) @binding(5) var<storage, read> bhh: array<vec4<f32>>;
+
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let j = gid.x;
+    let nh = dims.hidden;
+    let nb = dims.batch;
+    if (j >= nh) {
+        return;
+    }
+    let t = step.t;
+    let b0 = wid.y * BT;
+    let rows = min(BT, nb - b0);
+    let bh = nb * nh;
+    let prev = t * bh; // h_{t-1} in hs
+
+    let row#ROW = min(b0 + #ROWu, nb - 1u) * nh;
+    let base#ROW = prev + row#ROW;
+    var acc#ROW = bhh[j];
+    for (var k = 0u; k < nh; k++) {
+        let wk = w[k * nh + j];
+        acc#ROW += hs[base#ROW + k] * wk;
+    }
+    var acc = array<vec4<f32>, BT>(#ROWS(acc#ROW));
+
+    for (var r = 0u; r < rows; r++) {
+        let bj = (b0 + r) * nh + j;
+        let a = acc[r];
+        let x = xw[t * bh + bj];
+        let gr = sigmoid(x.x + a.x);
+        let gz = sigmoid(x.y + a.y);
+        let gn = tanh_stable(x.z + gr * a.w);
+        hs[prev + bh + bj] = (1.0 - gz) * gn + gz * hs[prev + bj];
+        if (dims.train != 0u) {
+            xw[t * bh + bj] = vec4<f32>(gr, gz, gn, a.w);
+        }
+    }
+}

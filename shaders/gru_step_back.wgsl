@@ -1,0 +1,79 @@
+// One GRU backward step t (dispatched for t = T-1 … 0), fused: the recurrent carry
+// dG_{t+1} · W_hh plus the direct part z_{t+1} g_{t+1}, added to the upstream dH_t, then
+// the gate gradients. With (r, z, n, hn) saved by the forward (hn = W_hn h + b_hn):
+//   g   = dH[t, b, j] + Σ_j' dot(dG[t+1, b, j'], Wb[j', j]) + d̄[b, j]
+//   d_n = g (1 − z)(1 − n²),  d_z = g (h_{t-1} − n) z(1 − z),  d_r = d_n hn r(1 − r)
+//   dG[t, b, j] = (d_r, d_z, d_n, d_n r),  d̄ ← g z
+// The first three slots are the input side's gradients, slots 0, 1 and 3 the recurrent
+// side's, which meet Wb[j', j] = (W_hr[j', j], W_hz[j', j], 0, W_hn[j', j]).
+// A final dispatch with t = T writes dh0 = dG[0] · Wb + d̄.
+// Template: expanded per row count as described in lstm_step.wgsl.
+
+// sigmoid and tanh_stable come from activations.wgsl, prepended by the crate.
+
+struct Dims {
+    batch: u32,
+    hidden: u32,
+    steps: u32,
+    _pad: u32,
+}
+
+struct Step {
+    t: u32,
+}
+
+const BT: u32 = #BTu;
+
+@group(0) @binding(0) var<uniform> dims: Dims;
+@group(0) @binding(1) var<uniform> step: Step;
+@group(0) @binding(2) var<storage, read> gates: array<vec4<f32>>; // [T, B, H] (r, z, n, hn)
+@group(0) @binding(3) var<storage, read> hs: array<f32>;          // [T + 1, B, H], slot 0 = h0
+@group(0) @binding(4) var<storage, read> dh: array<f32>;          // [T, B, H]
+@group(0) @binding(5) var<storage, read> w: array<vec4<f32>>;     // Wb [H, H]
+@group(0) @binding(6) var<storage, read_write> dg: array<vec4<f32>>; // [T, B, H]
+@group(0) @binding(7) var<storage, read_write> dd: array<f32>;    // d̄ [B, H]
+@group(0) @binding(8) var<storage, read_write> dh0: array<f32>;   // [B, H]
+
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let j = gid.x;
+    let nh = dims.hidden;
+    let nb = dims.batch;
+    if (j >= nh) {
+        return;
+    }
+    let t = step.t;
+    let b0 = wid.y * BT;
+    let rows = min(BT, nb - b0);
+    let bh = nb * nh;
+
+    // The recurrent carry from dG_{t+1} (from dG_0 for the final dispatch t = T).
+    let src = select(t + 1u, 0u, t == dims.steps);
+    let base#ROW = src * bh + min(b0 + #ROWu, nb - 1u) * nh;
+    var carry#ROW = 0.0;
+    if (src < dims.steps) {
+        for (var k = 0u; k < nh; k++) {
+            let wk = w[k * nh + j];
+            carry#ROW += dot(dg[base#ROW + k], wk);
+        }
+    }
+    var carry = array<f32, BT>(#ROWS(carry#ROW));
+    if (t == dims.steps) {
+        for (var r = 0u; r < rows; r++) {
+            let bj = (b0 + r) * nh + j;
+            dh0[bj] = carry[r] + dd[bj];
+        }
+        return;
+    }
+    for (var r = 0u; r < rows; r++) {
+        let bj = (b0 + r) * nh + j;
+        let q = gates[t * bh + bj];
+        let h_prev = hs[t * bh + bj];
+        let g = dh[t * bh + bj] + carry[r] + dd[bj];
+        let d_n = g * (1.0 - q.y) * (1.0 - q.z * q.z);
+        let d_z = g * (h_prev - q.z) * q.y * (1.0 - q.y);
+        let d_r = d_n * q.w * q.x * (1.0 - q.x);
+        dg[t * bh + bj] = vec4<f32>(d_r, d_z, d_n, d_n * q.x);
+        dd[bj] = g * q.y;
+    }
+}
