@@ -16,7 +16,7 @@ pub enum Cell {
     Lstm,
     /// GRU with PyTorch's `nn.GRU` equations and gate order r, z, n (the reset gate
     /// applied after the recurrent product: `n = tanh(W_in x + b_in + r ⊙ (W_hn h +
-    /// b_hn))`, `h' = (1 − z) ⊙ n + z ⊙ h`). CPU path only so far.
+    /// b_hn))`, `h' = (1 − z) ⊙ n + z ⊙ h`).
     Gru,
 }
 

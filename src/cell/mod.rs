@@ -3,8 +3,11 @@
 //! meets the input projection, what a training forward keeps, and its elementwise
 //! forward and backward for one batch row — and the engines are generic over it.
 //!
-//! Adding a cell: a file here implementing [`CellDef`], a variant of [`crate::Cell`],
-//! and one line in [`with_cell!`].
+//! Adding a cell: a file here implementing [`CellDef`] (its CPU rows, its device slots
+//! and its step kernels' bindings by [`Role`]), its forward and backward step shaders
+//! (`shaders/`, listed in `crate::shaders` and the GPU's kernel list), a variant of
+//! [`crate::Cell`], and one line in [`with_cell!`]. The engines (`cpu`, `gpu::Layer`)
+//! never name a cell.
 
 pub(crate) mod gru;
 pub(crate) mod lstm;
