@@ -9,23 +9,10 @@
 // A final dispatch with t = T writes dh0 = dG[0] · Wb + d̄.
 // Template: expanded per row count as described in lstm_step.wgsl.
 
-// sigmoid and tanh_stable come from activations.wgsl, prepended by the crate.
+// sigmoid and tanh_stable come from common/activations.wgsl, prepended by the crate.
 
-struct Dims {
-    batch: u32,
-    hidden: u32,
-    steps: u32,
-    _pad: u32,
-}
+// Dims, Step, BT and bindings 0-1 come from common/step.wgsl.
 
-struct Step {
-    t: u32,
-}
-
-const BT: u32 = #BTu;
-
-@group(0) @binding(0) var<uniform> dims: Dims;
-@group(0) @binding(1) var<uniform> step: Step;
 @group(0) @binding(2) var<storage, read> gates: array<vec4<f32>>; // [T, B, H] (r, z, n, hn)
 @group(0) @binding(3) var<storage, read> hs: array<f32>;          // [T + 1, B, H], slot 0 = h0
 @group(0) @binding(4) var<storage, read> dh: array<f32>;          // [T, B, H]
@@ -36,29 +23,30 @@ const BT: u32 = #BTu;
 
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
-    let j = gid.x;
-    let nh = dims.hidden;
-    let nb = dims.batch;
-    if (j >= nh) {
+    let v = invocation(gid, wid);
+    if (!v.live) {
         return;
     }
-    let t = step.t;
-    let b0 = wid.y * BT;
-    let rows = min(BT, nb - b0);
-    let bh = nb * nh;
+    let j = v.j;
+    let nh = v.nh;
+    let nb = v.nb;
+    let t = v.t;
+    let b0 = v.b0;
+    let rows = v.rows;
+    let bh = v.bh;
 
     // The recurrent carry from dG_{t+1} (from dG_0 for the final dispatch t = T).
-    let src = select(t + 1u, 0u, t == dims.steps);
+    let src = select(t + 1u, 0u, t == dims.slots);
     let base#ROW = src * bh + min(b0 + #ROWu, nb - 1u) * nh;
     var carry#ROW = 0.0;
-    if (src < dims.steps) {
+    if (src < dims.slots) {
         for (var k = 0u; k < nh; k++) {
             let wk = w[k * nh + j];
             carry#ROW += dot(dg[base#ROW + k], wk);
         }
     }
     var carry = array<f32, BT>(#ROWS(carry#ROW));
-    if (t == dims.steps) {
+    if (t == dims.slots) {
         for (var r = 0u; r < rows; r++) {
             let bj = (b0 + r) * nh + j;
             dh0[bj] = carry[r] + dd[bj];

@@ -15,23 +15,10 @@
 // the list marker becomes a comma-separated list over the rows. Rows past the batch
 // re-read the last row and are not written.
 
-// sigmoid and tanh_stable come from activations.wgsl, prepended by the crate.
+// sigmoid and tanh_stable come from common/activations.wgsl, prepended by the crate.
 
-struct Dims {
-    batch: u32,
-    hidden: u32,
-    c_slots: u32,
-    train: u32,
-}
+// Dims, Step, BT and bindings 0-1 come from common/step.wgsl.
 
-struct Step {
-    t: u32,
-}
-
-const BT: u32 = #BTu;
-
-@group(0) @binding(0) var<uniform> dims: Dims;
-@group(0) @binding(1) var<uniform> step: Step;
 @group(0) @binding(2) var<storage, read_write> xw: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read> w: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read_write> hs: array<f32>;
@@ -39,16 +26,17 @@ const BT: u32 = #BTu;
 
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
-    let j = gid.x;
-    let nh = dims.hidden;
-    let nb = dims.batch;
-    if (j >= nh) {
+    let v = invocation(gid, wid);
+    if (!v.live) {
         return;
     }
-    let t = step.t;
-    let b0 = wid.y * BT;
-    let rows = min(BT, nb - b0);
-    let bh = nb * nh;
+    let j = v.j;
+    let nh = v.nh;
+    let nb = v.nb;
+    let t = v.t;
+    let b0 = v.b0;
+    let rows = v.rows;
+    let bh = v.bh;
     let prev = t * bh; // h_{t-1} in hs
 
     let row#ROW = min(b0 + #ROWu, nb - 1u) * nh;
@@ -60,8 +48,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
     }
     var acc = array<vec4<f32>, BT>(#ROWS(acc#ROW));
 
-    let c_prev_base = (t % dims.c_slots) * bh;
-    let c_next_base = ((t + 1u) % dims.c_slots) * bh;
+    let c_prev_base = (t % dims.slots) * bh;
+    let c_next_base = ((t + 1u) % dims.slots) * bh;
     for (var r = 0u; r < rows; r++) {
         let bj = (b0 + r) * nh + j;
         let z = acc[r];

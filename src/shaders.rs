@@ -2,31 +2,40 @@
 
 /// Tiled GEMM `C (+)= op(A)·op(B) (+ bias)`.
 pub const GEMM: &str = include_str!("../shaders/gemm.wgsl");
-/// Fused tanh RNN forward step (with the shared activations prepended).
+/// Fused tanh RNN forward step (with the shared prelude prepended).
 pub const RNN_STEP: &str = concat!(
-    include_str!("../shaders/activations.wgsl"),
+    include_str!("../shaders/common/activations.wgsl"),
+    include_str!("../shaders/common/step.wgsl"),
     include_str!("../shaders/rnn_step.wgsl")
 );
-/// Fused LSTM forward step (with the shared activations prepended).
+/// Fused LSTM forward step (with the shared prelude prepended).
 pub const LSTM_STEP: &str = concat!(
-    include_str!("../shaders/activations.wgsl"),
+    include_str!("../shaders/common/activations.wgsl"),
+    include_str!("../shaders/common/step.wgsl"),
     include_str!("../shaders/lstm_step.wgsl")
 );
-/// Fused tanh RNN backward step.
-pub const RNN_STEP_BACK: &str = include_str!("../shaders/rnn_step_back.wgsl");
-/// Fused LSTM backward step (with the shared activations prepended).
+/// Fused tanh RNN backward step (with the shared prelude prepended).
+pub const RNN_STEP_BACK: &str = concat!(
+    include_str!("../shaders/common/activations.wgsl"),
+    include_str!("../shaders/common/step.wgsl"),
+    include_str!("../shaders/rnn_step_back.wgsl")
+);
+/// Fused LSTM backward step (with the shared prelude prepended).
 pub const LSTM_STEP_BACK: &str = concat!(
-    include_str!("../shaders/activations.wgsl"),
+    include_str!("../shaders/common/activations.wgsl"),
+    include_str!("../shaders/common/step.wgsl"),
     include_str!("../shaders/lstm_step_back.wgsl")
 );
-/// Fused GRU forward step (with the shared activations prepended).
+/// Fused GRU forward step (with the shared prelude prepended).
 pub const GRU_STEP: &str = concat!(
-    include_str!("../shaders/activations.wgsl"),
+    include_str!("../shaders/common/activations.wgsl"),
+    include_str!("../shaders/common/step.wgsl"),
     include_str!("../shaders/gru_step.wgsl")
 );
-/// Fused GRU backward step (with the shared activations prepended).
+/// Fused GRU backward step (with the shared prelude prepended).
 pub const GRU_STEP_BACK: &str = concat!(
-    include_str!("../shaders/activations.wgsl"),
+    include_str!("../shaders/common/activations.wgsl"),
+    include_str!("../shaders/common/step.wgsl"),
     include_str!("../shaders/gru_step_back.wgsl")
 );
 /// Softmax of the output head.

@@ -316,3 +316,88 @@ pub(crate) fn submit_pass(
     }
     ctx.submit(Some(enc))
 }
+
+#[cfg(test)]
+mod tests {
+    //! Every uniform layout is written twice, in Rust (here) and in WGSL: naga's
+    //! reflection of each shader checks the two against each other, member by member.
+    use std::mem::{offset_of, size_of};
+
+    use super::{GemmParams, RowParams, StepDims};
+    use crate::gpu::Kernel;
+
+    /// `(member, byte offset)` and the size of the WGSL struct `name` in `src`.
+    fn wgsl_layout(src: &str, name: &str) -> (Vec<(String, u32)>, u32) {
+        let module = naga::front::wgsl::parse_str(src).expect("the shader parses");
+        for (_, ty) in module.types.iter() {
+            if ty.name.as_deref() == Some(name) {
+                if let naga::TypeInner::Struct { members, span } = &ty.inner {
+                    let m = members
+                        .iter()
+                        .map(|m| (m.name.clone().unwrap_or_default(), m.offset))
+                        .collect();
+                    return (m, *span);
+                }
+            }
+        }
+        panic!("no struct {name} in the shader")
+    }
+
+    fn rust(members: &[(&str, usize)], size: usize) -> (Vec<(String, u32)>, u32) {
+        let m = members
+            .iter()
+            .map(|(n, o)| (n.to_string(), *o as u32))
+            .collect();
+        (m, size as u32)
+    }
+
+    #[test]
+    fn uniform_layouts_match_the_shaders() {
+        let step = rust(
+            &[
+                ("batch", offset_of!(StepDims, batch)),
+                ("hidden", offset_of!(StepDims, hidden)),
+                ("slots", offset_of!(StepDims, slots)),
+                ("train", offset_of!(StepDims, train)),
+            ],
+            size_of::<StepDims>(),
+        );
+        for k in Kernel::ALL.into_iter().filter(|k| k.is_step()) {
+            let src = crate::shaders::expand(k.source(), 1).unwrap();
+            assert_eq!(wgsl_layout(&src, "Dims"), step, "{k:?}: Dims vs StepDims");
+        }
+        let gemm = rust(
+            &[
+                ("m", offset_of!(GemmParams, m)),
+                ("n", offset_of!(GemmParams, n)),
+                ("k", offset_of!(GemmParams, k)),
+                ("a_off", offset_of!(GemmParams, a_off)),
+                ("b_off", offset_of!(GemmParams, b_off)),
+                ("c_off", offset_of!(GemmParams, c_off)),
+                ("bias_off", offset_of!(GemmParams, bias_off)),
+                ("flags", offset_of!(GemmParams, flags)),
+            ],
+            size_of::<GemmParams>(),
+        );
+        assert_eq!(wgsl_layout(crate::shaders::GEMM, "Params"), gemm, "gemm");
+        // RowParams serves two shaders that name its third field after its use.
+        for (src, third) in [
+            (crate::shaders::HEAD, "off"),
+            (crate::shaders::REDUCE, "accumulate"),
+        ] {
+            let want = rust(
+                &[
+                    ("rows", offset_of!(RowParams, rows)),
+                    (
+                        if third == "off" { "classes" } else { "cols" },
+                        offset_of!(RowParams, cols),
+                    ),
+                    (third, offset_of!(RowParams, extra)),
+                    ("_pad", offset_of!(RowParams, _pad)),
+                ],
+                size_of::<RowParams>(),
+            );
+            assert_eq!(wgsl_layout(src, "Params"), want, "{third}");
+        }
+    }
+}
