@@ -428,11 +428,30 @@ pub fn lstm_cell_forward<A: Real>(
     Ok((a_next, c_next, yt, cache))
 }
 
-/// The LSTM over `x (n_x, m, T)` from `a0 (n_a, m)` and `c0 = 0`. Returns
-/// `(a, y, c, caches)` with `a, c (n_a, m, T)` and `y (n_y, m, T)`.
+/// The LSTM over `x (n_x, m, T)` from `a0 (n_a, m)` and `c0 = 0`, as the notebook has
+/// it. Returns `(a, y, c, caches)` with `a, c (n_a, m, T)` and `y (n_y, m, T)`.
 pub fn lstm_forward<A: Real>(
     x: ArrayView3<A>,
     a0: ArrayView2<A>,
+    parameters: &LstmParameters<A>,
+) -> Result<LstmForward<A>> {
+    lstm_forward_from(x, a0, None, parameters)
+}
+
+/// [`lstm_forward`] from a given initial cell state `c0 (n_a, m)` too.
+pub fn lstm_forward_c0<A: Real>(
+    x: ArrayView3<A>,
+    a0: ArrayView2<A>,
+    c0: ArrayView2<A>,
+    parameters: &LstmParameters<A>,
+) -> Result<LstmForward<A>> {
+    lstm_forward_from(x, a0, Some(c0), parameters)
+}
+
+fn lstm_forward_from<A: Real>(
+    x: ArrayView3<A>,
+    a0: ArrayView2<A>,
+    c0: Option<ArrayView2<A>>,
     parameters: &LstmParameters<A>,
 ) -> Result<LstmForward<A>> {
     let p = parameters.cell()?;
@@ -446,8 +465,20 @@ pub fn lstm_forward<A: Real>(
         x.shape(),
     )?;
     check_nb("a0", "(n_a, m)", &[hs, m], a0.shape())?;
-    let tr = cpu::forward(&p, t3("x", x)?.view(), Some(t2("a0", a0)?.view()), None)
-        .map_err(|e| e.renamed(&[("h0", "a0")]))?;
+    if let Some(c0) = &c0 {
+        check_nb("c0", "(n_a, m)", &[hs, m], c0.shape())?;
+    }
+    let c0 = match c0 {
+        Some(c0) => t2("c0", c0)?,
+        None => host::zeros("a0", (m, hs))?,
+    };
+    let tr = cpu::forward(
+        &p,
+        t3("x", x)?.view(),
+        Some(t2("a0", a0)?.view()),
+        Some(c0.view()),
+    )
+    .map_err(|e| e.renamed(&[("h0", "a0")]))?;
     let y = cpu::head_forward(&head, tr.h.view())?;
     let a = t3("x", tr.h.view())?;
     let (Some(c), Some(gates)) = (&tr.c, &tr.gates) else {
@@ -469,7 +500,7 @@ pub fn lstm_forward<A: Real>(
                 a_next: host::copy("x", &a.slice(s![.., .., s]))?,
                 c_next: host::copy("x", &c.slice(s![.., .., s]))?,
                 a_prev: prev(&a, host::copy("a0", &a0))?,
-                c_prev: prev(&c, host::zeros("a0", (hs, m)))?,
+                c_prev: prev(&c, host::copy("c0", &c0.t()))?,
                 ft: gate(1)?,
                 it: gate(0)?,
                 cct: gate(2)?,
@@ -672,6 +703,24 @@ pub fn lstm_backward<A: Real>(
     da: ArrayView3<A>,
     caches: &LstmCaches<A>,
 ) -> Result<LstmGradients<A>> {
+    lstm_backward_from(da, None, caches)
+}
+
+/// [`lstm_backward`] with a gradient `dc (n_a, m)` on the cell state of the last step
+/// `da` covers too.
+pub fn lstm_backward_dc<A: Real>(
+    da: ArrayView3<A>,
+    dc: ArrayView2<A>,
+    caches: &LstmCaches<A>,
+) -> Result<LstmGradients<A>> {
+    lstm_backward_from(da, Some(dc), caches)
+}
+
+fn lstm_backward_from<A: Real>(
+    da: ArrayView3<A>,
+    dc: Option<ArrayView2<A>>,
+    caches: &LstmCaches<A>,
+) -> Result<LstmGradients<A>> {
     let first = caches.caches.first().ok_or(Error::Invalid {
         arg: "caches",
         msg: "no cached steps".into(),
@@ -700,8 +749,17 @@ pub fn lstm_backward<A: Real>(
             })?,
         ),
     };
-    let g = cpu::backward(&p, &trace, t3("da", da)?.view(), None)
-        .map_err(|e| cache_error(e, "caches"))?;
+    if let Some(dc) = &dc {
+        check_nb("dc", "(n_a, m)", &[n_a, m], dc.shape())?;
+    }
+    let dc = dc.map(|d| t2("dc", d)).transpose()?;
+    let g = cpu::backward(
+        &p,
+        &trace,
+        t3("da", da)?.view(),
+        dc.as_ref().map(|d| d.view()),
+    )
+    .map_err(|e| cache_error(e, "caches"))?;
     Ok(LstmGradients {
         dx: t3("da", g.dx.view())?,
         da0: t2("da", g.dh0.view())?,

@@ -675,3 +675,34 @@ fn notebook_functions_reject_bad_shapes() {
     edited.x = Array3::zeros((4, 10, 7));
     expect_shape_err(lstm_backward(da.view(), &edited), "caches");
 }
+
+/// The notebook's LSTM from a nonzero `c0`, and backward with a gradient on the last cell
+/// state, against the library's CPU path on the packed parameters.
+#[test]
+fn notebook_lstm_with_c0_and_final_cell_gradient() {
+    use wgpu_rnn::notebook::{lstm_backward_dc, lstm_forward_c0};
+    let mut rng = NumpyRng::new(4);
+    let params = common::lstm_params(&mut rng, true);
+    let packed = common::lstm_packed(&params);
+    let (n_x, m, t, n_a) = (3, 10, 7, 5);
+    let x = rng.randn((n_x, m, t));
+    let a0 = rng.randn((n_a, m));
+    let c0 = rng.randn((n_a, m));
+    let da = rng.randn((n_a, m, t));
+    let dc = rng.randn((n_a, m));
+    let (a, _, c, caches) = lstm_forward_c0(x.view(), a0.view(), c0.view(), &params).unwrap();
+    let g = lstm_backward_dc(da.view(), dc.view(), &caches).unwrap();
+    let tm = |v: &ndarray::Array3<f64>| v.view().permuted_axes([2, 1, 0]).to_owned();
+    let tr = cpu::forward(&packed, tm(&x).view(), Some(a0.t()), Some(c0.t())).unwrap();
+    let want = cpu::backward(&packed, &tr, tm(&da).view(), Some(dc.t())).unwrap();
+    assert_close("a", &tm(&a), &tr.h, 1e-12);
+    assert_close("c", &tm(&c), tr.c.as_ref().unwrap(), 1e-12);
+    assert_close("dx", &tm(&g.dx), &want.dx, 1e-12);
+    assert_close("da0", &g.da0.t(), &want.dh0, 1e-12);
+    assert_close("dc0", &g.dc0.t(), want.dc0.as_ref().unwrap(), 1e-12);
+    // The cached c_prev of step 0 is c0, not zeros.
+    assert_close("cache c_prev", &caches.caches[0].c_prev, &c0, 0.0);
+    // Without c0 and dc, the published numbers' path: c0 = 0, dc = 0.
+    let (_, _, _, zc) = wgpu_rnn::notebook::lstm_forward(x.view(), a0.view(), &params).unwrap();
+    assert!(zc.caches[0].c_prev.iter().all(|&v| v == 0.0));
+}

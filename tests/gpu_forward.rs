@@ -395,3 +395,39 @@ fn bad_input_is_rejected_before_dispatch() {
         "b_y",
     );
 }
+
+/// The whole cell-state sequence, on request in inference and always in training.
+#[test]
+fn cell_state_sequence_on_request() {
+    let Some(ctx) = ctx() else { return };
+    let c = case(Cell::Lstm, 5, 9, 3, 4, 31);
+    let p32 = c.p.cast::<f32>();
+    let layer = Layer::new(ctx, &p32).unwrap();
+    let x = Tensor::from_array(ctx, "x", &f32a(&c.x)).unwrap();
+    let want = cpu::forward(&c.p, c.x.view(), None, None).unwrap();
+    for mode in [Mode::States, Mode::Training] {
+        let out = layer.forward(&x, None, None, mode).unwrap();
+        let got = out
+            .c
+            .as_ref()
+            .expect("every cell state")
+            .to_array()
+            .unwrap();
+        assert_close(
+            &format!("{mode:?} c"),
+            &got,
+            &want.c.as_ref().unwrap().mapv(|v| v as f32).into_dyn(),
+            TOL,
+        );
+        assert_eq!(out.trace.is_some(), mode == Mode::Training);
+    }
+    let out = layer.forward(&x, None, None, Mode::Inference).unwrap();
+    assert!(out.c.is_none(), "plain inference keeps two slots only");
+    // A cell without a cell state has none to return.
+    let rnn = Layer::new(ctx, &Params::<f32>::init(Cell::Rnn, 5, 9, 1).unwrap()).unwrap();
+    assert!(rnn
+        .forward(&x, None, None, Mode::States)
+        .unwrap()
+        .c
+        .is_none());
+}

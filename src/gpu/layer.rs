@@ -20,7 +20,10 @@ use crate::params::{Cell, Params};
 pub enum Mode {
     /// Keep only the hidden states (the output) and the last cell state.
     Inference,
-    /// Also keep the activated gates and every cell state (LSTM), for [`Layer::backward`].
+    /// Inference that also keeps every cell state ([`Forward::c`], LSTM).
+    States,
+    /// Also keep what backward needs (the activated gates, every cell state), for
+    /// [`Layer::backward`].
     Training,
 }
 
@@ -76,6 +79,9 @@ pub struct Forward {
     pub h_last: Tensor,
     /// The last cell state `[B, H]` (LSTM only).
     pub c_last: Option<Tensor>,
+    /// Every cell state `[T, B, H]` ([`Mode::States`] and [`Mode::Training`], cells with
+    /// a cell state).
+    pub c: Option<Tensor>,
     /// What backward needs ([`Mode::Training`] only).
     pub trace: Option<Trace>,
 }
@@ -462,7 +468,8 @@ impl Layer {
         }
         let (rows_per, groups) = self.step_groups(b)?;
         let train = mode == Mode::Training;
-        let slots = if train { t + 1 } else { 2 };
+        // Every cell state is kept unless plain inference: then two ping-pong slots.
+        let slots = if mode == Mode::Inference { 2 } else { t + 1 };
         ctx.check_elems("x", &[t, b, gh])?;
         ctx.check_elems("x", &[t + 1, b, h])?;
         let version = self.version.read().unwrap_or_else(|p| p.into_inner());
@@ -540,6 +547,10 @@ impl Layer {
                 c_last: cs
                     .as_ref()
                     .map(|cs| Tensor::view_of(ctx, cs, ((t % slots) * bh) as u64, &[b, h])),
+                c: cs
+                    .as_ref()
+                    .filter(|_| slots == t + 1)
+                    .map(|cs| Tensor::view_of(ctx, cs, bh as u64, &[t, b, h])),
                 trace: train.then(|| Trace {
                     layer: self.id,
                     version: *version,
