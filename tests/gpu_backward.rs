@@ -64,42 +64,17 @@ fn check_backward(ctx: &Context, c: &Case, label: &str, tol: f64) {
         .to_cpu()
         .unwrap();
     let f = |a: &ndarray::ArrayD<f64>| a.mapv(|v| v as f32);
-    assert_close(
-        &format!("{label} dx"),
-        &g.dx.into_dyn(),
-        &f(&want.dx.into_dyn()),
-        tol,
-    );
-    assert_close(
-        &format!("{label} dh0"),
-        &g.dh0.into_dyn(),
-        &f(&want.dh0.into_dyn()),
-        tol,
-    );
-    assert_close(
-        &format!("{label} dw_ih"),
-        &g.dw_ih.into_dyn(),
-        &f(&want.dw_ih.into_dyn()),
-        tol,
-    );
-    assert_close(
-        &format!("{label} dw_hh"),
-        &g.dw_hh.into_dyn(),
-        &f(&want.dw_hh.into_dyn()),
-        tol,
-    );
-    assert_close(
-        &format!("{label} db_ih"),
-        &g.db_ih.into_dyn(),
-        &f(&want.db_ih.into_dyn()),
-        tol,
-    );
-    assert_close(
-        &format!("{label} db_hh"),
-        &g.db_hh.into_dyn(),
-        &f(&want.db_hh.into_dyn()),
-        tol,
-    );
+    let pairs = [
+        ("dx", g.dx.into_dyn(), want.dx.into_dyn()),
+        ("dh0", g.dh0.into_dyn(), want.dh0.into_dyn()),
+        ("dw_ih", g.dw_ih.into_dyn(), want.dw_ih.into_dyn()),
+        ("dw_hh", g.dw_hh.into_dyn(), want.dw_hh.into_dyn()),
+        ("db_ih", g.db_ih.into_dyn(), want.db_ih.into_dyn()),
+        ("db_hh", g.db_hh.into_dyn(), want.db_hh.into_dyn()),
+    ];
+    for (name, got, want) in &pairs {
+        assert_close(&format!("{label} {name}"), got, &f(want), tol);
+    }
     if let Some(dc0) = want.dc0 {
         assert_close(
             &format!("{label} dc0"),
