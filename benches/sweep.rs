@@ -29,7 +29,7 @@ struct Opts {
     out: String,
 }
 
-const HELP: &str = "sweep: GPU and CPU RNN/LSTM benchmark
+const HELP: &str = "sweep: GPU and CPU RNN/LSTM/GRU benchmark
 flags (comma-separated lists):
   --cell rnn,lstm,gru      cells (default lstm,rnn)
   --batch 1,8,32,64,256    batch sizes

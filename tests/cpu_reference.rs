@@ -208,6 +208,7 @@ fn step_functions_agree_with_sequence() {
         assert_close("dw_ih", &g.dw_ih, &full.dw_ih, 1e-12);
         assert_close("dw_hh", &g.dw_hh, &full.dw_hh, 1e-12);
         assert_close("db", &g.db, &full.db_ih, 1e-12);
+        assert_close("db_hh", &g.db_hh, &full.db_hh, 1e-12);
     }
 }
 
@@ -254,6 +255,7 @@ fn f32_matches_f64() {
             assert_close("dw_ih", &g32.dw_ih, &g64.dw_ih, tol);
             assert_close("dw_hh", &g32.dw_hh, &g64.dw_hh, tol);
             assert_close("db", &g32.db_ih, &g64.db_ih, tol);
+            assert_close("db_hh", &g32.db_hh, &g64.db_hh, tol);
             if cell.has_cell_state() {
                 assert_close(
                     "dc0",
@@ -281,7 +283,10 @@ fn saturating_inputs_stay_finite_and_correct() {
         )
         .unwrap();
         // |h| ≤ 1 for the RNN and LSTM; the GRU's h mixes h_{t-1} and n ∈ [-1, 1].
-        let bound = pr.h0.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+        let bound = match cell {
+            Cell::Gru => pr.h0.iter().fold(1.0f64, |m, v| m.max(v.abs())),
+            _ => 1.0,
+        };
         assert!(tr.h.iter().all(|v| v.is_finite() && v.abs() <= bound));
         let g = pr.grads();
         assert!(g
@@ -705,4 +710,21 @@ fn notebook_lstm_with_c0_and_final_cell_gradient() {
     // Without c0 and dc, the published numbers' path: c0 = 0, dc = 0.
     let (_, _, _, zc) = wgpu_rnn::notebook::lstm_forward(x.view(), a0.view(), &params).unwrap();
     assert!(zc.caches[0].c_prev.iter().all(|&v| v == 0.0));
+}
+
+/// A trace with cell states for a cell that has none is refused, not sliced (it used to
+/// panic on a short `c`).
+#[test]
+fn cell_states_in_a_trace_of_a_cell_without_them_are_errors() {
+    for cell in [Cell::Rnn, Cell::Gru] {
+        let pr = Problem::random(cell, 2, 3, 2, 2, 5);
+        let mut tr = cpu::forward(&pr.p, pr.x.view(), None, None).unwrap();
+        tr.c = Some(Array3::zeros((1, 1, 1)));
+        tr.c0 = Some(Array2::zeros((1, 1)));
+        let r = cpu::backward(&pr.p, &tr, pr.dh.view(), None);
+        assert!(
+            matches!(r, Err(Error::Invalid { arg: "trace", .. })),
+            "{cell:?}: {r:?}"
+        );
+    }
 }

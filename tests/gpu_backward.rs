@@ -153,6 +153,7 @@ fn accumulation_adds_up() {
             Array2::<f64>::zeros(a.p.w_ih.dim()),
             Array2::<f64>::zeros(a.p.w_hh.dim()),
             ndarray::Array1::<f64>::zeros(a.p.b_ih.dim()),
+            ndarray::Array1::<f64>::zeros(a.p.b_hh.dim()),
         );
         for c in [&a, &b] {
             gpu_backward_into(ctx, &layer, c, &mut grads, true);
@@ -160,11 +161,13 @@ fn accumulation_adds_up() {
             want.0 += &g.dw_ih;
             want.1 += &g.dw_hh;
             want.2 += &g.db_ih;
+            want.3 += &g.db_hh;
         }
-        let (dw_ih, dw_hh, db, _) = grads.to_host().unwrap();
+        let (dw_ih, dw_hh, db, db_hh) = grads.to_host().unwrap();
         assert_close("sum dw_ih", &dw_ih, &f32a(&want.0), 2e-4);
         assert_close("sum dw_hh", &dw_hh, &f32a(&want.1), 2e-4);
         assert_close("sum db", &db, &f32a(&want.2), 2e-4);
+        assert_close("sum db_hh", &db_hh, &f32a(&want.3), 2e-4);
         // Without accumulate the buffers are overwritten.
         gpu_backward_into(ctx, &layer, &a, &mut grads, false);
         let (_, g) = a.cpu_grads();

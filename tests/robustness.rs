@@ -136,7 +136,14 @@ fn cpu_any_layout(s: &Shapes) -> Result<(), TestCaseError> {
         let dcs = dc.standard();
         let run_bwd = |p: &Params<f64>, dh, dc| -> Outs {
             let g = cpu::backward(p, &tr, dh, dc)?;
-            let mut v = vec![d(g.dx), d(g.dh0), d(g.dw_ih), d(g.dw_hh), d(g.db_ih)];
+            let mut v = vec![
+                d(g.dx),
+                d(g.dh0),
+                d(g.dw_ih),
+                d(g.dw_hh),
+                d(g.db_ih),
+                d(g.db_hh),
+            ];
             v.extend(g.dc0.map(d));
             Ok(v)
         };
@@ -161,7 +168,14 @@ fn cpu_any_layout(s: &Shapes) -> Result<(), TestCaseError> {
         };
         let got = guard("cpu::backward (laid-out trace)", || {
             let g = cpu::backward(&p, &laid_tr, dh.view(), dcv)?;
-            let mut v = vec![d(g.dx), d(g.dh0), d(g.dw_ih), d(g.dw_hh), d(g.db_ih)];
+            let mut v = vec![
+                d(g.dx),
+                d(g.dh0),
+                d(g.dw_ih),
+                d(g.dw_hh),
+                d(g.db_ih),
+                d(g.db_hh),
+            ];
             v.extend(g.dc0.map(d));
             Ok(v)
         })?;
@@ -461,7 +475,11 @@ fn gpu_any_layout(s: &Shapes) -> Result<(), TestCaseError> {
             let w =
                 cpu::backward(&p64, &tr, dh.standard().mapv(|v| v as f64).view(), None).unwrap();
             prop_assert!(common::rel_err(&gr.dx, &w.dx) <= 2e-4, "dx");
+            prop_assert!(common::rel_err(&gr.dh0, &w.dh0) <= 2e-4, "dh0");
+            prop_assert!(common::rel_err(&gr.dw_ih, &w.dw_ih) <= 2e-4, "dw_ih");
             prop_assert!(common::rel_err(&gr.dw_hh, &w.dw_hh) <= 2e-4, "dw_hh");
+            prop_assert!(common::rel_err(&gr.db_ih, &w.db_ih) <= 2e-4, "db_ih");
+            prop_assert!(common::rel_err(&gr.db_hh, &w.db_hh) <= 2e-4, "db_hh");
         }
         (g, w) => {
             return Err(TestCaseError::fail(format!(

@@ -4,10 +4,35 @@
 //! forward and backward for one batch row — and the engines are generic over it.
 //!
 //! Adding a cell: a file here implementing [`CellDef`] (its CPU rows, its device slots
-//! and its step kernels' bindings by [`Role`]), its forward and backward step shaders
-//! (`shaders/`, listed in `crate::shaders` and the GPU's kernel list), a variant of
-//! [`crate::Cell`], and one line in [`with_cell!`]. The engines (`cpu`, `gpu::Layer`)
-//! never name a cell.
+//! and its step kernels' bindings by [`Role`]); its forward and backward step shaders in
+//! `shaders/` with their two constants in `crate::shaders` and two entries in the GPU's
+//! kernel list (`gpu::context::Kernel`: source and binding kinds, which must agree with
+//! the roles); a variant of [`crate::Cell`] and of `Cell::ALL`; and one line in
+//! [`with_cell!`]. The engines (`cpu`, `gpu::Layer`) never name a cell.
+
+#[cfg(test)]
+mod tests {
+    use super::{with_cell, CellDef};
+    use crate::Cell;
+
+    /// Every gate of every cell has a device slot on each side, and what forward keeps
+    /// fits the rows the engines give it (all of the slots, or nothing).
+    #[test]
+    fn every_gate_has_its_slots() {
+        for cell in Cell::ALL {
+            with_cell!(cell, C => {
+                assert_eq!(C::IH.len(), C::SLOTS, "{cell:?} IH");
+                assert_eq!(C::HH.len(), C::SLOTS, "{cell:?} HH");
+                for g in 0..C::GATES {
+                    assert!(C::IH.contains(&Some(g)), "{cell:?}: input gate {g} has no slot");
+                    assert!(C::HH.contains(&Some(g)), "{cell:?}: recurrent gate {g} has no slot");
+                }
+                let k = C::kept(5);
+                assert!(k == 0 || k == C::SLOTS * 5, "{cell:?}: kept {k}");
+            });
+        }
+    }
+}
 
 pub(crate) mod gru;
 pub(crate) mod lstm;
@@ -49,7 +74,7 @@ pub(crate) struct RowBwd<'a, A> {
     /// fold (the same as `dg` otherwise, and empty).
     pub dgh: &'a mut [A],
     /// The part of `∂L/∂h_{t-1}` that does not pass through `W_hh` (cells that do not
-    /// fold; empty otherwise).
+    /// fold; empty otherwise). Zero on entry.
     pub direct: &'a mut [A],
 }
 

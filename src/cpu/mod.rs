@@ -30,14 +30,15 @@ pub struct Trace<A> {
     pub x: Array3<A>,
     /// The initial hidden state `[B, H]`.
     pub h0: Array2<A>,
-    /// The initial cell state `[B, H]` (LSTM only).
+    /// The initial cell state `[B, H]` (cells with a cell state: the LSTM).
     pub c0: Option<Array2<A>>,
     /// Every hidden state `[T, B, H]`; `h[t]` is the state after consuming `x[t]`.
     pub h: Array3<A>,
-    /// Every cell state `[T, B, H]` (LSTM only).
+    /// Every cell state `[T, B, H]` (cells with a cell state).
     pub c: Option<Array3<A>>,
-    /// The activated gates `[T, B, 4·H]` in the order i, f, g, o (LSTM only; the tanh
-    /// RNN's backward needs only `h`).
+    /// What the forward keeps for backward, `[T, B, kept]`: the LSTM's activated gates
+    /// i, f, g, o (`4·H`), the GRU's r, z, n and `W_hn h + b_hn` (`4·H`); `None` for the
+    /// tanh RNN, whose backward needs only `h`.
     pub gates: Option<Array3<A>>,
 }
 
@@ -69,7 +70,7 @@ pub struct Grads<A> {
     pub dx: Array3<A>,
     /// Gradient of the initial hidden state `[B, H]`.
     pub dh0: Array2<A>,
-    /// Gradient of the initial cell state `[B, H]` (LSTM only).
+    /// Gradient of the initial cell state `[B, H]` (cells with a cell state).
     pub dc0: Option<Array2<A>>,
     /// `[G·H, I]`.
     pub dw_ih: Array2<A>,
@@ -77,7 +78,8 @@ pub struct Grads<A> {
     pub dw_hh: Array2<A>,
     /// `[G·H]`.
     pub db_ih: Array1<A>,
-    /// `[G·H]` (equal to `db_ih`: both biases enter the same sum).
+    /// `[G·H]` (equal to `db_ih` for the RNN and LSTM, whose biases enter the same sum;
+    /// the GRU's `b_hn` block differs).
     pub db_hh: Array1<A>,
 }
 
@@ -86,9 +88,9 @@ pub struct Grads<A> {
 pub struct StepOut<A> {
     /// The new hidden state `[B, H]`.
     pub h: Array2<A>,
-    /// The new cell state `[B, H]` (LSTM only).
+    /// The new cell state `[B, H]` (cells with a cell state).
     pub c: Option<Array2<A>>,
-    /// The activated gates `[B, 4·H]`, order i, f, g, o (LSTM only).
+    /// What the step keeps for backward `[B, kept]` (see [`Trace::gates`]).
     pub gates: Option<Array2<A>>,
 }
 
@@ -99,14 +101,17 @@ pub struct StepGrads<A> {
     pub dx: Array2<A>,
     /// Gradient of the previous hidden state `[B, H]`.
     pub dh_prev: Array2<A>,
-    /// Gradient of the previous cell state `[B, H]` (LSTM only).
+    /// Gradient of the previous cell state `[B, H]` (cells with a cell state).
     pub dc_prev: Option<Array2<A>>,
     /// `[G·H, I]`.
     pub dw_ih: Array2<A>,
     /// `[G·H, H]`.
     pub dw_hh: Array2<A>,
-    /// `[G·H]`.
+    /// `[G·H]`: the gradient of `b_ih`.
     pub db: Array1<A>,
+    /// `[G·H]`: the gradient of `b_hh` (equal to `db` for the RNN and LSTM, whose biases
+    /// fold; the GRU's `b_hn` block differs).
+    pub db_hh: Array1<A>,
 }
 
 /// Checks the optional initial state of a cell of kind `C`, returning owned zeros when
@@ -315,13 +320,18 @@ fn forward_with<C: CellDef, A: Real>(
             });
         }
     }
-    let gates = if C::kept(hs) > 0 {
-        Some(
+    let kept = C::kept(hs);
+    let gates = match kept {
+        0 => None,
+        k if k == width => Some(
             pre.into_shape_with_order((t, b, width))
                 .expect("standard layout"),
-        )
-    } else {
-        None
+        ),
+        k => Some(
+            host::copy("x", &pre.slice(s![.., ..k]))?
+                .into_shape_with_order((t, b, k))
+                .expect("standard layout"),
+        ),
     };
     Ok(Trace {
         cell: p.cell,
@@ -337,7 +347,7 @@ fn forward_with<C: CellDef, A: Real>(
 /// Sequence backward by true backpropagation through time.
 ///
 /// `dh [T, B, H]` is the upstream gradient of every hidden state; `dc_last [B, H]` an
-/// optional gradient on the final cell state (LSTM only). Returns the gradients of the
+/// optional gradient on the final cell state (cells with a cell state). Returns the gradients of the
 /// inputs, the initial state and every parameter.
 pub fn backward<A: Real>(
     p: &Params<A>,
@@ -426,6 +436,8 @@ fn backward_with<C: CellDef, A: Real>(
         let direct: &mut [A] = if C::FOLD {
             &mut []
         } else {
+            // Zeroed for the cell, which adds its direct part to ∂L/∂h_{t-1} here.
+            next.fill(A::zero());
             next.as_slice_mut().expect(std)
         };
         let up = upstream.as_slice().expect(std);
@@ -553,6 +565,12 @@ fn check_trace<C: CellDef, A: Real>(p: &Params<A>, tr: &Trace<A>) -> Result<()> 
             if C::HAS_C { "c0, c and gates" } else { "gates" }
         ),
     };
+    if !C::HAS_C && (tr.c0.is_some() || tr.c.is_some()) {
+        return Err(Error::Invalid {
+            arg: "trace",
+            msg: format!("a {} has no cell state: c0 and c must be None", C::NAME),
+        });
+    }
     if C::HAS_C {
         let (Some(c0), Some(c)) = (&tr.c0, &tr.c) else {
             return Err(missing());
@@ -634,5 +652,6 @@ pub fn step_backward<A: Real>(
         dw_ih: g.dw_ih,
         dw_hh: g.dw_hh,
         db: g.db_ih,
+        db_hh: g.db_hh,
     })
 }

@@ -43,11 +43,14 @@ const STEP_UNITS: usize = 64;
 /// [`Error::Invalid`] naming `trace` (its gradients would belong to weights that are
 /// gone); run the forward again.
 ///
-/// Device layouts (made once, at upload): the input weights and bias with the LSTM's gate
-/// rows interleaved per hidden unit (`[H, 4, I]`, so a step kernel reads the four gates
-/// of a unit as one vec4); the recurrent weights twice, once laid out for the forward
-/// step (`W_f[k, j, g] = W_hh[g·H + j, k]`) and once for the backward step
-/// (`W_b[j', j, g] = W_hh[g·H + j', j]`), both coalesced along `j`.
+/// Device layouts (made once, at upload): `S` slots per hidden unit (the cell's
+/// `CellDef::SLOTS`: 1 for the RNN, 4 for the LSTM and the GRU), slot `s` holding gate
+/// `IH[s]` of the input side and `HH[s]` of the recurrent side (zeros where a gate sits
+/// on one side only: the GRU's `n`), so a step kernel reads a unit's gates as one vec4.
+/// The input weights and bias `[H, S, I]`; the recurrent weights twice, once laid out for
+/// the forward step (`W_f[k, j, s] = W_hh[HH[s]·H + j, k]`) and once for the backward
+/// step (`W_b[j', j, s] = W_hh[HH[s]·H + j', j]`), both coalesced along `j`; the recurrent
+/// bias of slots where it does not fold (the GRU's `b_hn`) apart.
 #[derive(Debug)]
 pub struct Layer {
     ctx: Context,
@@ -89,8 +92,9 @@ pub struct Forward {
 /// What a training-mode forward keeps for backward.
 ///
 /// Bytes kept per time step beyond the hidden states themselves: the LSTM keeps its four
-/// activated gates and its cell state, `20·B·H` bytes; the tanh RNN nothing (its backward
-/// needs only `h`). Both keep a reference to the input `x` (no copy).
+/// activated gates and its cell state, `20·B·H` bytes; the GRU r, z, n and
+/// `W_hn h + b_hn`, `16·B·H` bytes; the tanh RNN nothing (its backward needs only `h`).
+/// All keep a reference to the input `x` (no copy).
 #[derive(Debug, Clone)]
 pub struct Trace {
     layer: u64,
@@ -103,9 +107,9 @@ pub struct Trace {
     x: Tensor,
     /// `[T + 1, B, H]`, slot 0 = h0.
     hs: Arc<Buf>,
-    /// `[T + 1, B, H]`, slot 0 = c0 (LSTM).
+    /// `[T + 1, B, H]`, slot 0 = c0 (cells with a cell state).
     cs: Option<Arc<Buf>>,
-    /// `[T, B, H, 4]` activated gates (LSTM).
+    /// `[T, B, H, S]` what the cell keeps (LSTM: activated gates; GRU: r, z, n, hn).
     gates: Option<Arc<Buf>>,
 }
 
