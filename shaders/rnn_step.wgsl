@@ -9,7 +9,7 @@
 
 // Dims, Step, BT and bindings 0-1 come from common/step.wgsl.
 
-@group(0) @binding(2) var<storage, read> xw: array<f32>;
+@group(0) @binding(2) var<storage, read_write> xw: array<f32>; // read only here (bound as every cell's Xw)
 @group(0) @binding(3) var<storage, read> w: array<f32>;
 @group(0) @binding(4) var<storage, read_write> hs: array<f32>;
 

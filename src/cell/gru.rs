@@ -6,7 +6,6 @@
 
 use super::Role::*;
 use super::{CellDef, Role, RowBwd, RowFwd};
-use crate::gpu::Kernel;
 use crate::real::Real;
 
 /// The GRU (PyTorch's, reset after the product).
@@ -74,8 +73,8 @@ impl CellDef for Gru {
     const SLOTS: usize = 4;
     const IH: &'static [Option<usize>] = &[Some(0), Some(1), Some(2), None];
     const HH: &'static [Option<usize>] = &[Some(0), Some(1), None, Some(2)];
-    const STEP: Kernel = Kernel::GruStep;
+    const STEP_SRC: &'static str = crate::shaders::GRU_STEP;
     const STEP_BINDS: &'static [Role] = &[Dims, Steps, Xw, WFwd, Hs, BiasHh];
-    const STEP_BACK: Kernel = Kernel::GruStepBack;
+    const STEP_BACK_SRC: &'static str = crate::shaders::GRU_STEP_BACK;
     const STEP_BACK_BINDS: &'static [Role] = &[Dims, Steps, Kept, Hs, Dh, WBack, Dg, Carry, Dh0];
 }

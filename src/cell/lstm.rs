@@ -3,7 +3,6 @@
 
 use super::Role::*;
 use super::{CellDef, Role, RowBwd, RowFwd};
-use crate::gpu::Kernel;
 use crate::real::Real;
 
 /// The LSTM.
@@ -66,8 +65,8 @@ impl CellDef for Lstm {
     const SLOTS: usize = 4;
     const IH: &'static [Option<usize>] = &[Some(0), Some(1), Some(2), Some(3)];
     const HH: &'static [Option<usize>] = &[Some(0), Some(1), Some(2), Some(3)];
-    const STEP: Kernel = Kernel::LstmStep;
+    const STEP_SRC: &'static str = crate::shaders::LSTM_STEP;
     const STEP_BINDS: &'static [Role] = &[Dims, Steps, Xw, WFwd, Hs, Cs];
-    const STEP_BACK: Kernel = Kernel::LstmStepBack;
+    const STEP_BACK_SRC: &'static str = crate::shaders::LSTM_STEP_BACK;
     const STEP_BACK_BINDS: &'static [Role] = &[Dims, Steps, Kept, Cs, Dh, WBack, Dg, Carry, Dh0];
 }

@@ -5,10 +5,10 @@
 //!
 //! Adding a cell: a file here implementing [`CellDef`] (its CPU rows, its device slots
 //! and its step kernels' bindings by [`Role`]); its forward and backward step shaders in
-//! `shaders/` with their two constants in `crate::shaders` and two entries in the GPU's
-//! kernel list (`gpu::context::Kernel`: source and binding kinds, which must agree with
-//! the roles); a variant of [`crate::Cell`] and of `Cell::ALL`; and one line in
-//! [`with_cell!`]. The engines (`cpu`, `gpu::Layer`) never name a cell.
+//! `shaders/` with their two constants in `crate::shaders` (the GPU's kernel list takes
+//! their sources and binding kinds from the cell); a variant of [`crate::Cell`] and of
+//! `Cell::ALL`; and one line in [`with_cell!`]. The engines (`cpu`, `gpu::Layer`) and
+//! the kernel list never name a cell.
 
 #[cfg(test)]
 mod tests {
@@ -38,7 +38,6 @@ pub(crate) mod gru;
 pub(crate) mod lstm;
 pub(crate) mod rnn;
 
-use crate::gpu::Kernel;
 use crate::real::Real;
 
 /// One batch row of a forward step. Slices are `H` long unless said otherwise; cells
@@ -141,13 +140,13 @@ pub(crate) trait CellDef {
     /// slot holds the same block on both sides `b_hh` folds into the projection's bias;
     /// elsewhere it reaches the step kernel apart ([`Role::BiasHh`]).
     const HH: &'static [Option<usize>];
-    /// The forward step kernel and its bindings.
-    const STEP: Kernel;
-    /// The forward step kernel's bindings.
+    /// The forward step kernel's WGSL (a template, see `crate::shaders::expand`).
+    const STEP_SRC: &'static str;
+    /// The forward step kernel's bindings, in binding order.
     const STEP_BINDS: &'static [Role];
-    /// The backward step kernel.
-    const STEP_BACK: Kernel;
-    /// The backward step kernel's bindings.
+    /// The backward step kernel's WGSL.
+    const STEP_BACK_SRC: &'static str;
+    /// The backward step kernel's bindings, in binding order.
     const STEP_BACK_BINDS: &'static [Role];
 }
 

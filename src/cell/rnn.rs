@@ -2,7 +2,6 @@
 
 use super::Role::*;
 use super::{CellDef, Role, RowBwd, RowFwd};
-use crate::gpu::Kernel;
 use crate::real::Real;
 
 /// The tanh (Elman) RNN.
@@ -35,8 +34,8 @@ impl CellDef for Rnn {
     const SLOTS: usize = 1;
     const IH: &'static [Option<usize>] = &[Some(0)];
     const HH: &'static [Option<usize>] = &[Some(0)];
-    const STEP: Kernel = Kernel::RnnStep;
+    const STEP_SRC: &'static str = crate::shaders::RNN_STEP;
     const STEP_BINDS: &'static [Role] = &[Dims, Steps, Xw, WFwd, Hs];
-    const STEP_BACK: Kernel = Kernel::RnnStepBack;
+    const STEP_BACK_SRC: &'static str = crate::shaders::RNN_STEP_BACK;
     const STEP_BACK_BINDS: &'static [Role] = &[Dims, Steps, Hs, Dh, WBack, Dg, Dh0];
 }

@@ -4,7 +4,9 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{self, ThreadId};
 
+use crate::cell::{with_cell, CellDef, Role};
 use crate::error::{Error, Result};
+use crate::params::Cell;
 
 /// How to choose the adapter. `None` fields fall back to the environment
 /// (`WGPU_BACKEND`, `WGPU_ADAPTER_NAME`, `WGPU_POWER_PREF`), then to wgpu's default.
@@ -19,16 +21,16 @@ pub struct ContextOptions {
     pub poison_outputs: bool,
 }
 
-/// The kernels of the crate; each is compiled once per context, on first use.
+/// The kernels of the crate; each is compiled once per context, on first use. The step
+/// kernels are the cells': their sources and bindings come from each cell's `CellDef`,
+/// so this list names no cell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum Kernel {
     Gemm,
-    RnnStep,
-    LstmStep,
-    GruStep,
-    RnnStepBack,
-    LstmStepBack,
-    GruStepBack,
+    /// A cell's fused forward step.
+    Step(Cell),
+    /// A cell's fused backward step.
+    StepBack(Cell),
     Softmax,
     ColSum,
 }
@@ -46,29 +48,37 @@ pub(crate) enum Bind {
     ReadWrite,
 }
 
+impl Bind {
+    /// How a step kernel binds a buffer of `role` (forward or backward).
+    fn of(role: Role, forward: bool) -> Bind {
+        use Role::*;
+        match role {
+            Dims => Bind::Uniform,
+            Steps => Bind::UniformDyn,
+            WFwd | WBack | BiasHh | Kept | Dh => Bind::Read,
+            Xw | Dg | Carry | Dh0 => Bind::ReadWrite,
+            // The states: written by the forward, read by the backward.
+            Hs | Cs if forward => Bind::ReadWrite,
+            Hs | Cs => Bind::Read,
+        }
+    }
+}
+
 impl Kernel {
     /// Every kernel, for validation tests and warm-up.
-    pub(crate) const ALL: [Kernel; 9] = [
-        Kernel::Gemm,
-        Kernel::RnnStep,
-        Kernel::LstmStep,
-        Kernel::GruStep,
-        Kernel::RnnStepBack,
-        Kernel::LstmStepBack,
-        Kernel::GruStepBack,
-        Kernel::Softmax,
-        Kernel::ColSum,
-    ];
+    pub(crate) fn all() -> Vec<Kernel> {
+        let mut k = vec![Kernel::Gemm, Kernel::Softmax, Kernel::ColSum];
+        for cell in Cell::ALL {
+            k.extend([Kernel::Step(cell), Kernel::StepBack(cell)]);
+        }
+        k
+    }
 
     pub(crate) fn source(self) -> &'static str {
         match self {
             Kernel::Gemm => crate::shaders::GEMM,
-            Kernel::RnnStep => crate::shaders::RNN_STEP,
-            Kernel::LstmStep => crate::shaders::LSTM_STEP,
-            Kernel::GruStep => crate::shaders::GRU_STEP,
-            Kernel::RnnStepBack => crate::shaders::RNN_STEP_BACK,
-            Kernel::LstmStepBack => crate::shaders::LSTM_STEP_BACK,
-            Kernel::GruStepBack => crate::shaders::GRU_STEP_BACK,
+            Kernel::Step(cell) => with_cell!(cell, C => C::STEP_SRC),
+            Kernel::StepBack(cell) => with_cell!(cell, C => C::STEP_BACK_SRC),
             Kernel::Softmax => crate::shaders::HEAD,
             Kernel::ColSum => crate::shaders::REDUCE,
         }
@@ -76,15 +86,7 @@ impl Kernel {
 
     /// Whether the kernel is a step-kernel template (built per row count).
     pub(crate) fn is_step(self) -> bool {
-        matches!(
-            self,
-            Kernel::RnnStep
-                | Kernel::LstmStep
-                | Kernel::GruStep
-                | Kernel::RnnStepBack
-                | Kernel::LstmStepBack
-                | Kernel::GruStepBack
-        )
+        matches!(self, Kernel::Step(_) | Kernel::StepBack(_))
     }
 
     pub(crate) fn entry(self) -> &'static str {
@@ -95,19 +97,25 @@ impl Kernel {
         }
     }
 
-    pub(crate) fn bindings(self) -> &'static [Bind] {
+    /// The buffers a step kernel binds, by role, in binding order (empty for the others).
+    pub(crate) fn roles(self) -> &'static [Role] {
+        match self {
+            Kernel::Step(cell) => with_cell!(cell, C => C::STEP_BINDS),
+            Kernel::StepBack(cell) => with_cell!(cell, C => C::STEP_BACK_BINDS),
+            _ => &[],
+        }
+    }
+
+    pub(crate) fn bindings(self) -> Vec<Bind> {
         use Bind::*;
         match self {
-            Kernel::Gemm => &[Uniform, Read, Read, Read, ReadWrite],
-            Kernel::RnnStep => &[Uniform, UniformDyn, Read, Read, ReadWrite],
-            Kernel::LstmStep => &[Uniform, UniformDyn, ReadWrite, Read, ReadWrite, ReadWrite],
-            Kernel::GruStep => &[Uniform, UniformDyn, ReadWrite, Read, ReadWrite, Read],
-            Kernel::RnnStepBack => &[Uniform, UniformDyn, Read, Read, Read, ReadWrite, ReadWrite],
-            Kernel::LstmStepBack | Kernel::GruStepBack => &[
-                Uniform, UniformDyn, Read, Read, Read, Read, ReadWrite, ReadWrite, ReadWrite,
-            ],
-            Kernel::Softmax => &[Uniform, ReadWrite],
-            Kernel::ColSum => &[Uniform, Read, ReadWrite],
+            Kernel::Gemm => vec![Uniform, Read, Read, Read, ReadWrite],
+            Kernel::Step(_) | Kernel::StepBack(_) => {
+                let forward = matches!(self, Kernel::Step(_));
+                self.roles().iter().map(|&r| Bind::of(r, forward)).collect()
+            }
+            Kernel::Softmax => vec![Uniform, ReadWrite],
+            Kernel::ColSum => vec![Uniform, Read, ReadWrite],
         }
     }
 }
@@ -544,7 +552,7 @@ impl Context {
     /// than on first use.
     pub fn warm_up(&self) -> Result<()> {
         self.run("compiling the kernels", || {
-            for k in Kernel::ALL {
+            for k in Kernel::all() {
                 if k.is_step() {
                     for rows in crate::shaders::STEP_ROWS {
                         self.pipeline(k, rows)?;

@@ -351,6 +351,52 @@ mod tests {
         (m, size as u32)
     }
 
+    /// Every kernel's binding kinds (for the step kernels: derived from the cell's roles)
+    /// against the shader's declarations, binding by binding.
+    #[test]
+    fn binding_kinds_match_the_shaders() {
+        use crate::gpu::context::Bind;
+        for k in Kernel::all() {
+            let src = crate::shaders::expand(k.source(), 1).unwrap();
+            let module = naga::front::wgsl::parse_str(&src).expect("the shader parses");
+            let mut declared: Vec<(u32, Bind)> = module
+                .global_variables
+                .iter()
+                .filter_map(|(_, g)| {
+                    let b = g.binding.as_ref()?;
+                    let kind = match g.space {
+                        naga::AddressSpace::Uniform => Bind::Uniform,
+                        naga::AddressSpace::Storage { access } => {
+                            if access.contains(naga::StorageAccess::STORE) {
+                                Bind::ReadWrite
+                            } else {
+                                Bind::Read
+                            }
+                        }
+                        _ => return None,
+                    };
+                    Some((b.binding, kind))
+                })
+                .collect();
+            declared.sort_by_key(|d| d.0);
+            let want: Vec<(u32, Bind)> = k
+                .bindings()
+                .into_iter()
+                .enumerate()
+                .map(|(i, b)| {
+                    // A dynamic-offset uniform is a uniform to the shader.
+                    let b = if b == Bind::UniformDyn {
+                        Bind::Uniform
+                    } else {
+                        b
+                    };
+                    (i as u32, b)
+                })
+                .collect();
+            assert_eq!(declared, want, "{k:?}");
+        }
+    }
+
     #[test]
     fn uniform_layouts_match_the_shaders() {
         let step = rust(
@@ -362,7 +408,7 @@ mod tests {
             ],
             size_of::<StepDims>(),
         );
-        for k in Kernel::ALL.into_iter().filter(|k| k.is_step()) {
+        for k in Kernel::all().into_iter().filter(|k| k.is_step()) {
             let src = crate::shaders::expand(k.source(), 1).unwrap();
             assert_eq!(wgsl_layout(&src, "Dims"), step, "{k:?}: Dims vs StepDims");
         }

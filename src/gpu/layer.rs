@@ -510,7 +510,8 @@ impl Layer {
                 },
             );
             let steps = ctx.steps("x", t as u32 + 1)?;
-            let (kernel, binds) = with_cell!(self.cell, C => (C::STEP, C::STEP_BINDS));
+            let kernel = Kernel::Step(self.cell);
+            let binds = kernel.roles();
             let buffers = binds
                 .iter()
                 .map(|role| {
@@ -762,7 +763,8 @@ impl Layer {
                 },
             );
             let steps = ctx.steps("dh", t as u32 + 1)?;
-            let (kernel, binds) = with_cell!(self.cell, C => (C::STEP_BACK, C::STEP_BACK_BINDS));
+            let kernel = Kernel::StepBack(self.cell);
+            let binds = kernel.roles();
             let buffers = binds
                 .iter()
                 .map(|role| {
