@@ -22,17 +22,7 @@
 
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
-    let v = invocation(gid, wid);
-    if (!v.live) {
-        return;
-    }
-    let j = v.j;
-    let nh = v.nh;
-    let nb = v.nb;
-    let t = v.t;
-    let b0 = v.b0;
-    let rows = v.rows;
-    let bh = v.bh;
+    #include invocation
     let prev = t * bh; // h_{t-1} in hs
 
     let row#ROW = min(b0 + #ROWu, nb - 1u) * nh;

@@ -24,29 +24,9 @@
 
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
-    let v = invocation(gid, wid);
-    if (!v.live) {
-        return;
-    }
-    let j = v.j;
-    let nh = v.nh;
-    let nb = v.nb;
-    let t = v.t;
-    let b0 = v.b0;
-    let rows = v.rows;
-    let bh = v.bh;
+    #include invocation
 
-    // The recurrent carry from dG_{t+1} (from dG_0 for the final dispatch t = T).
-    let src = select(t + 1u, 0u, t == dims.slots);
-    let base#ROW = src * bh + min(b0 + #ROWu, nb - 1u) * nh;
-    var carry#ROW = 0.0;
-    if (src < dims.slots) {
-        for (var k = 0u; k < nh; k++) {
-            let wk = w[k * nh + j];
-            carry#ROW += dot(dg[base#ROW + k], wk);
-        }
-    }
-    var carry = array<f32, BT>(#ROWS(carry#ROW));
+    #include carry_vec4
     if (t == dims.slots) {
         for (var r = 0u; r < rows; r++) {
             dh0[(b0 + r) * nh + j] = carry[r];

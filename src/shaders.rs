@@ -56,13 +56,27 @@ pub const ALL: [(&str, &str); 9] = [
     ("reduce.wgsl", REDUCE),
 ];
 
+/// Snippets a kernel pulls into its body with a line `#include NAME` (expanded by
+/// [`expand`] before the row markers, so snippets may hold them too).
+pub const SNIPPETS: [(&str, &str); 2] = [
+    (
+        "invocation",
+        include_str!("../shaders/common/invocation.wgsl"),
+    ),
+    (
+        "carry_vec4",
+        include_str!("../shaders/common/carry_vec4.wgsl"),
+    ),
+];
+
 /// The most rows per invocation [`expand`] unrolls.
 pub const MAX_EXPAND_ROWS: u32 = 64;
 
 /// The batch rows per invocation a step kernel can be built for.
 pub const STEP_ROWS: [u32; 4] = [1, 2, 4, 8];
 
-/// Expands a step-kernel template for `rows` batch rows per invocation: `#BT` becomes
+/// Expands a step-kernel template for `rows` batch rows per invocation: each line
+/// `#include NAME` becomes the snippet `NAME` of [`SNIPPETS`], then `#BT` becomes
 /// `rows`, every line holding `#ROW` is repeated once per row with `#ROW` replaced by the
 /// row's index, and `#ROWS(e)` becomes `e` for each row, comma-separated. Sources
 /// without markers come back unchanged. More than [`MAX_EXPAND_ROWS`] rows is an
@@ -74,8 +88,27 @@ pub fn expand(src: &str, rows: u32) -> crate::Result<String> {
             msg: format!("{rows} rows per invocation; at most {MAX_EXPAND_ROWS}"),
         });
     }
-    let mut out = String::with_capacity(src.len() * 2);
+    let mut included = String::with_capacity(src.len() * 2);
     for line in src.lines() {
+        match line.trim().strip_prefix("#include ") {
+            Some(name) => {
+                let snippet = SNIPPETS
+                    .iter()
+                    .find(|(n, _)| *n == name.trim())
+                    .ok_or_else(|| crate::Error::Invalid {
+                        arg: "src",
+                        msg: format!("#include of an unknown snippet {name:?}"),
+                    })?;
+                included.push_str(snippet.1);
+            }
+            None => {
+                included.push_str(line);
+                included.push('\n');
+            }
+        }
+    }
+    let mut out = String::with_capacity(included.len() * 2);
+    for line in included.lines() {
         let mut line = line.replace("#BT", &rows.to_string());
         while let Some(start) = line.find("#ROWS(") {
             let open = start + "#ROWS(".len();

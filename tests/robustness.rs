@@ -77,6 +77,20 @@ fn shapes(cells: &[Cell]) -> impl Strategy<Value = Shapes> {
         })
 }
 
+/// Every gradient of a CPU backward, as arrays to compare.
+fn grad_arrays(g: cpu::Grads<f64>) -> Vec<ArrayD<f64>> {
+    let mut v = vec![
+        d(g.dx),
+        d(g.dh0),
+        d(g.dw_ih),
+        d(g.dw_hh),
+        d(g.db_ih),
+        d(g.db_hh),
+    ];
+    v.extend(g.dc0.map(d));
+    v
+}
+
 /// Every public CPU function on laid-out arguments against standard-layout copies.
 fn cpu_any_layout(s: &Shapes) -> Result<(), TestCaseError> {
     let mut rng = NumpyRng::new(s.seed);
@@ -134,19 +148,8 @@ fn cpu_any_layout(s: &Shapes) -> Result<(), TestCaseError> {
     if let Ok(tr) = cpu::forward(&p_std, xs.view(), Some(h0s.view()), c0sv) {
         let dcv = lstm.then(|| dc.view());
         let dcs = dc.standard();
-        let run_bwd = |p: &Params<f64>, dh, dc| -> Outs {
-            let g = cpu::backward(p, &tr, dh, dc)?;
-            let mut v = vec![
-                d(g.dx),
-                d(g.dh0),
-                d(g.dw_ih),
-                d(g.dw_hh),
-                d(g.db_ih),
-                d(g.db_hh),
-            ];
-            v.extend(g.dc0.map(d));
-            Ok(v)
-        };
+        let run_bwd =
+            |p: &Params<f64>, dh, dc| -> Outs { Ok(grad_arrays(cpu::backward(p, &tr, dh, dc)?)) };
         let got = guard("cpu::backward", || run_bwd(&p, dh.view(), dcv))?;
         let dhs = dh.standard();
         let want = run_bwd(&p_std, dhs.view(), lstm.then(|| dcs.view()));
@@ -167,17 +170,7 @@ fn cpu_any_layout(s: &Shapes) -> Result<(), TestCaseError> {
             gates: tr.gates.as_ref().map(|a| Laid::new(a, own(6)).owned()),
         };
         let got = guard("cpu::backward (laid-out trace)", || {
-            let g = cpu::backward(&p, &laid_tr, dh.view(), dcv)?;
-            let mut v = vec![
-                d(g.dx),
-                d(g.dh0),
-                d(g.dw_ih),
-                d(g.dw_hh),
-                d(g.db_ih),
-                d(g.db_hh),
-            ];
-            v.extend(g.dc0.map(d));
-            Ok(v)
+            Ok(grad_arrays(cpu::backward(&p, &laid_tr, dh.view(), dcv)?))
         })?;
         same("cpu::backward (laid-out trace)", got, want, 1e-12)?;
     }

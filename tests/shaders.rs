@@ -18,7 +18,8 @@ fn validate(name: &str, src: &str) {
 #[test]
 fn every_shader_parses_and_validates() {
     for (name, src) in ALL {
-        if src.contains("#ROW") {
+        // Step-kernel templates: the prelude's `#BT`, their own `#ROW` and `#include`s.
+        if src.contains("#BT") {
             for rows in STEP_ROWS {
                 validate(
                     &format!("{name} (rows = {rows})"),
@@ -42,5 +43,12 @@ fn template_expansion() {
     assert!(
         expand("#ROW\n", u32::MAX).is_err(),
         "a huge unroll is refused"
+    );
+    // Snippets come in before the row markers are expanded.
+    let inc = expand("fn f() {\n    #include invocation\n}\n", 2).unwrap();
+    assert!(inc.contains("let v = invocation(gid, wid);") && !inc.contains("#include"));
+    assert!(
+        expand("#include nothing\n", 1).is_err(),
+        "an unknown snippet is refused"
     );
 }

@@ -1,0 +1,12 @@
+    // Where this invocation sits (common/step.wgsl), or nothing to do past the last unit.
+    let v = invocation(gid, wid);
+    if (!v.live) {
+        return;
+    }
+    let j = v.j;
+    let nh = v.nh;
+    let nb = v.nb;
+    let t = v.t;
+    let b0 = v.b0;
+    let rows = v.rows;
+    let bh = v.bh;
