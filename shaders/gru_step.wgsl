@@ -7,8 +7,9 @@
 //   a  = bhh[j] + Σ_k h_{t-1}[b, k] · W[k, j]
 //   r = σ(xw.x + a.x), z = σ(xw.y + a.y), n = tanh(xw.z + r · a.w),
 //   h_t = (1 − z) n + z h_{t-1}.
-// `hs` holds [T + 1, B, H] with slot 0 = h0. In training mode (r, z, n, a.w) overwrite
-// xw[t] (the same invocation reads, then writes, the same element) for backward.
+// The schedule's entry names step t's block of `xw` and the slots of h_{t-1}, h_t in
+// `hs`. In training mode (r, z, n, a.w) overwrite xw[t] (the same invocation reads, then
+// writes, the same element) for backward.
 // Template: expanded per row count as described in lstm_step.wgsl.
 
 // sigmoid and tanh_stable come from common/activations.wgsl, prepended by the crate.
@@ -23,7 +24,6 @@
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     #include invocation
-    let prev = t * bh; // h_{t-1} in hs
 
     let row#ROW = min(b0 + #ROWu, nb - 1u) * nh;
     let base#ROW = prev + row#ROW;
@@ -37,13 +37,13 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
     for (var r = 0u; r < rows; r++) {
         let bj = (b0 + r) * nh + j;
         let a = acc[r];
-        let x = xw[t * bh + bj];
+        let x = xw[at + bj];
         let gr = sigmoid(x.x + a.x);
         let gz = sigmoid(x.y + a.y);
         let gn = tanh_stable(x.z + gr * a.w);
-        hs[prev + bh + bj] = (1.0 - gz) * gn + gz * hs[prev + bj];
+        hs[next + bj] = (1.0 - gz) * gn + gz * hs[prev + bj];
         if (dims.train != 0u) {
-            xw[t * bh + bj] = vec4<f32>(gr, gz, gn, a.w);
+            xw[at + bj] = vec4<f32>(gr, gz, gn, a.w);
         }
     }
 }

@@ -1,4 +1,4 @@
-// One GRU backward step t (dispatched for t = T-1 … 0), fused: the recurrent carry
+// One GRU backward step t (a layer dispatches t = T-1 … 0), fused: the recurrent carry
 // dG_{t+1} · W_hh plus the direct part z_{t+1} g_{t+1}, added to the upstream dH_t, then
 // the gate gradients. With (r, z, n, hn) saved by the forward (hn = W_hn h + b_hn):
 //   g   = dH[t, b, j] + Σ_j' dot(dG[t+1, b, j'], Wb[j', j]) + d̄[b, j]
@@ -6,7 +6,8 @@
 //   dG[t, b, j] = (d_r, d_z, d_n, d_n r),  d̄ ← g z
 // The first three slots are the input side's gradients, slots 0, 1 and 3 the recurrent
 // side's, which meet Wb[j', j] = (W_hr[j', j], W_hz[j', j], 0, W_hn[j', j]).
-// A final dispatch with t = T writes dh0 = dG[0] · Wb + d̄.
+// The schedule's entry names the blocks (t; t + 1 for the carry; the slot of h_{t-1});
+// its final entry writes dh0 = dG[0] · Wb + d̄.
 // Template: expanded per row count as described in lstm_step.wgsl.
 
 // sigmoid and tanh_stable come from common/activations.wgsl, prepended by the crate.
@@ -21,12 +22,16 @@
 @group(0) @binding(7) var<storage, read_write> dd: array<f32>;    // d̄ [B, H]
 @group(0) @binding(8) var<storage, read_write> dh0: array<f32>;   // [B, H]
 
+fn gate_dot(a: vec4<f32>, b: vec4<f32>) -> f32 {
+    return dot(a, b);
+}
+
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     #include invocation
 
-    #include carry_vec4
-    if (t == dims.slots) {
+    #include carry
+    if (step.last != 0u) {
         for (var r = 0u; r < rows; r++) {
             let bj = (b0 + r) * nh + j;
             dh0[bj] = carry[r] + dd[bj];
@@ -35,13 +40,13 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
     }
     for (var r = 0u; r < rows; r++) {
         let bj = (b0 + r) * nh + j;
-        let q = gates[t * bh + bj];
-        let h_prev = hs[t * bh + bj];
-        let g = dh[t * bh + bj] + carry[r] + dd[bj];
+        let q = gates[at + bj];
+        let h_prev = hs[prev + bj];
+        let g = dh[at + bj] + carry[r] + dd[bj];
         let d_n = g * (1.0 - q.y) * (1.0 - q.z * q.z);
         let d_z = g * (h_prev - q.z) * q.y * (1.0 - q.y);
         let d_r = d_n * q.w * q.x * (1.0 - q.x);
-        dg[t * bh + bj] = vec4<f32>(d_r, d_z, d_n, d_n * q.x);
+        dg[at + bj] = vec4<f32>(d_r, d_z, d_n, d_n * q.x);
         dd[bj] = g * q.y;
     }
 }

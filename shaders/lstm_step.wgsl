@@ -4,8 +4,9 @@
 // four gates of unit j for BT batch rows:
 //   pre = XW[t, b, j] + Σ_k h_{t-1}[b, k] · W[k, j]       (vec4 over the gates)
 //   i, f, o = σ(pre.ifo), g = tanh(pre.g), c_t = f c_{t-1} + i g, h_t = o tanh(c_t).
-// `hs` holds [T + 1, B, H] with slot 0 = h0 and slot t + 1 = h_t; `cs` likewise in
-// training mode (c_slots = T + 1), or two ping-pong slots in inference (c_slots = 2).
+// The schedule's entry names step t's block of `xw` and the slots of h_{t-1}, h_t in
+// `hs` (a layer forward: slot 0 = h0, slot t + 1 = h_t) and of c_{t-1}, c_t in `cs`
+// (the same in training mode; two ping-pong slots in inference).
 // In training mode the activated gates overwrite their pre-activations in `xw[t]` (the
 // same invocation reads, then writes, the same element), which backward reads.
 //
@@ -27,19 +28,18 @@
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     #include invocation
-    let prev = t * bh; // h_{t-1} in hs
 
     let row#ROW = min(b0 + #ROWu, nb - 1u) * nh;
     let base#ROW = prev + row#ROW;
-    var acc#ROW = xw[t * bh + row#ROW + j];
+    var acc#ROW = xw[at + row#ROW + j];
     for (var k = 0u; k < nh; k++) {
         let wk = w[k * nh + j];
         acc#ROW += hs[base#ROW + k] * wk;
     }
     var acc = array<vec4<f32>, BT>(#ROWS(acc#ROW));
 
-    let c_prev_base = (t % dims.slots) * bh;
-    let c_next_base = ((t + 1u) % dims.slots) * bh;
+    let c_prev_base = step.c_prev * bh;
+    let c_next_base = step.c_next * bh;
     for (var r = 0u; r < rows; r++) {
         let bj = (b0 + r) * nh + j;
         let z = acc[r];
@@ -49,9 +49,9 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
         let go = sigmoid(z.w);
         let c = gf * cs[c_prev_base + bj] + gi * gg;
         cs[c_next_base + bj] = c;
-        hs[prev + bh + bj] = go * tanh_stable(c);
+        hs[next + bj] = go * tanh_stable(c);
         if (dims.train != 0u) {
-            xw[t * bh + bj] = vec4<f32>(gi, gf, gg, go);
+            xw[at + bj] = vec4<f32>(gi, gf, gg, go);
         }
     }
 }

@@ -1,4 +1,4 @@
-// One LSTM backward step t (dispatched for t = T-1 … 0), fused: the recurrent carry
+// One LSTM backward step t (a layer dispatches t = T-1 … 0), fused: the recurrent carry
 // dG_{t+1} · W_hh added to the upstream dH_t, then the gate gradients.
 //
 //   g  = dH[t, b, j] + Σ_j' dot(dG[t+1, b, j'], Wb[j', j])   (0 at t = T-1)
@@ -8,7 +8,8 @@
 // Template: expanded per row count as described in lstm_step.wgsl.
 // Wb[j', j] = (W_hh[i j', j], W_hh[f j', j], W_hh[g j', j], W_hh[o j', j]): the gates of
 // the source unit j' as a vec4, so dG's interleaved vec4 dots straight into it.
-// A final dispatch with t = T writes dh0 = dG[0] · W_hh (c̄ then holds dc0).
+// The schedule's entry names the blocks (t; t + 1 for the carry; the slots of c_{t-1}
+// and c_t); its final entry writes dh0 = dG[0] · W_hh (c̄ then holds dc0).
 
 // sigmoid and tanh_stable come from common/activations.wgsl, prepended by the crate.
 
@@ -22,12 +23,16 @@
 @group(0) @binding(7) var<storage, read_write> dc: array<f32>;    // c̄ [B, H]
 @group(0) @binding(8) var<storage, read_write> dh0: array<f32>;   // [B, H]
 
+fn gate_dot(a: vec4<f32>, b: vec4<f32>) -> f32 {
+    return dot(a, b);
+}
+
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     #include invocation
 
-    #include carry_vec4
-    if (t == dims.slots) {
+    #include carry
+    if (step.last != 0u) {
         for (var r = 0u; r < rows; r++) {
             dh0[(b0 + r) * nh + j] = carry[r];
         }
@@ -35,13 +40,13 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
     }
     for (var r = 0u; r < rows; r++) {
         let bj = (b0 + r) * nh + j;
-        let z = gates[t * bh + bj];
-        let c = cs[(t + 1u) * bh + bj];
-        let c_prev = cs[t * bh + bj];
+        let z = gates[at + bj];
+        let c = cs[step.c_next * bh + bj];
+        let c_prev = cs[step.c_prev * bh + bj];
         let tc = tanh_stable(c);
-        let g = dh[t * bh + bj] + carry[r];
+        let g = dh[at + bj] + carry[r];
         let dcn = dc[bj] + g * z.w * (1.0 - tc * tc);
-        dg[t * bh + bj] = vec4<f32>(
+        dg[at + bj] = vec4<f32>(
             dcn * z.z * z.x * (1.0 - z.x),
             dcn * c_prev * z.y * (1.0 - z.y),
             dcn * z.x * (1.0 - z.z * z.z),

@@ -1,7 +1,8 @@
 // One tanh RNN time step, fused: h_t[b, j] = tanh(XW[t, b, j] + Σ_k h_{t-1}[b, k] · W[k, j])
 // with W = W_hhᵀ stored [H(k), H(j)], so consecutive invocations read consecutive
-// weights. Each invocation owns unit j for BT batch rows. `hs` holds [T + 1, B, H] with
-// slot 0 = h0 and slot t + 1 = h_t (all the tanh RNN's backward needs).
+// weights. Each invocation owns unit j for BT batch rows. The schedule's entry says which
+// block of `xw` is step t's and which slots of `hs` hold h_{t-1} and h_t (a layer
+// forward: block t, slots t and t + 1, slot 0 = h0; all the tanh RNN's backward needs).
 //
 // Template: expanded per row count as described in lstm_step.wgsl.
 
@@ -16,17 +17,16 @@
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     #include invocation
-    let prev = t * bh;
 
     let row#ROW = min(b0 + #ROWu, nb - 1u) * nh;
     let base#ROW = prev + row#ROW;
-    var acc#ROW = xw[t * bh + row#ROW + j];
+    var acc#ROW = xw[at + row#ROW + j];
     for (var k = 0u; k < nh; k++) {
         let wk = w[k * nh + j];
         acc#ROW += hs[base#ROW + k] * wk;
     }
     var acc = array<f32, BT>(#ROWS(acc#ROW));
     for (var r = 0u; r < rows; r++) {
-        hs[prev + bh + (b0 + r) * nh + j] = tanh_stable(acc[r]);
+        hs[next + (b0 + r) * nh + j] = tanh_stable(acc[r]);
     }
 }

@@ -1,7 +1,9 @@
-// One tanh RNN backward step t (dispatched for t = T-1 … 0), fused:
+// One tanh RNN backward step t (a layer dispatches t = T-1 … 0), fused:
 //   dG[t, b, j] = (1 - h_t²) · (dH[t, b, j] + Σ_j' dG[t+1, b, j'] · W_hh[j', j])
 // with W_hh stored [H(j'), H(j)] as PyTorch has it, so consecutive invocations read
-// consecutive weights (a template, expanded per row count as described in lstm_step.wgsl). A final dispatch with t = T writes dh0 = dG[0] · W_hh.
+// consecutive weights (a template, expanded per row count as described in
+// lstm_step.wgsl). The schedule's entry names the blocks (t, t + 1 for the carry, the
+// slot of h_t); its final entry writes dh0 = dG[0] · W_hh.
 
 // Dims, Step, BT and bindings 0-1 come from common/step.wgsl.
 
@@ -11,21 +13,16 @@
 @group(0) @binding(5) var<storage, read_write> dg: array<f32>;  // [T, B, H]
 @group(0) @binding(6) var<storage, read_write> dh0: array<f32>; // [B, H]
 
+fn gate_dot(a: f32, b: f32) -> f32 {
+    return a * b;
+}
+
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     #include invocation
 
-    let src = select(t + 1u, 0u, t == dims.slots);
-    let base#ROW = src * bh + min(b0 + #ROWu, nb - 1u) * nh;
-    var carry#ROW = 0.0;
-    if (src < dims.slots) {
-        for (var k = 0u; k < nh; k++) {
-            let wk = w[k * nh + j];
-            carry#ROW += dg[base#ROW + k] * wk;
-        }
-    }
-    var carry = array<f32, BT>(#ROWS(carry#ROW));
-    if (t == dims.slots) {
+    #include carry
+    if (step.last != 0u) {
         for (var r = 0u; r < rows; r++) {
             dh0[(b0 + r) * nh + j] = carry[r];
         }
@@ -33,7 +30,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
     }
     for (var r = 0u; r < rows; r++) {
         let bj = (b0 + r) * nh + j;
-        let h = hs[(t + 1u) * bh + bj];
-        dg[t * bh + bj] = (1.0 - h * h) * (dh[t * bh + bj] + carry[r]);
+        let h = hs[next + bj];
+        dg[at + bj] = (1.0 - h * h) * (dh[at + bj] + carry[r]);
     }
 }

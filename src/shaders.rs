@@ -63,10 +63,7 @@ pub const SNIPPETS: [(&str, &str); 2] = [
         "invocation",
         include_str!("../shaders/common/invocation.wgsl"),
     ),
-    (
-        "carry_vec4",
-        include_str!("../shaders/common/carry_vec4.wgsl"),
-    ),
+    ("carry", include_str!("../shaders/common/carry.wgsl")),
 ];
 
 /// The most rows per invocation [`expand`] unrolls.

@@ -367,9 +367,9 @@ fn bad_input_is_rejected_before_dispatch() {
     let steps = (limit / (4 * 16 * 4)) as usize + 1;
     let x = Tensor::zeros(ctx, "x", &[steps, 4, 1]).unwrap();
     expect_err(big.forward(&x, None, None, Mode::Inference), "x");
-    // A sequence so long that its step-index uniform (256 bytes a step) would not fit.
+    // A sequence so long that its step schedule (256 bytes a step) would not fit.
     let max = ctx.limits().max_buffer_size;
-    let steps = (max / 256) as usize;
+    let steps = (max / 256) as usize + 1;
     if steps * 4 <= limit as usize {
         let rnn1 = Layer::new(ctx, &Params::<f32>::zeros(Cell::Rnn, 1, 1).unwrap()).unwrap();
         let x = Tensor::zeros(ctx, "x", &[steps, 1, 1]).unwrap();

@@ -6,7 +6,10 @@
     let j = v.j;
     let nh = v.nh;
     let nb = v.nb;
-    let t = v.t;
     let b0 = v.b0;
     let rows = v.rows;
     let bh = v.bh;
+    // This step's blocks (common/step.wgsl): its row, and the states it reads and writes.
+    let at = step.row * bh;
+    let prev = step.prev * bh;
+    let next = step.next * bh;

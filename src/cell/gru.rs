@@ -5,7 +5,7 @@
 //! apart from the input projection ([`CellDef::FOLD`] is false).
 
 use super::Role::*;
-use super::{CellDef, Role, RowBwd, RowFwd};
+use super::{CellDef, Phase, RowBwd, RowFwd};
 use crate::real::Real;
 
 /// The GRU (PyTorch's, reset after the product).
@@ -73,8 +73,12 @@ impl CellDef for Gru {
     const SLOTS: usize = 4;
     const IH: &'static [Option<usize>] = &[Some(0), Some(1), Some(2), None];
     const HH: &'static [Option<usize>] = &[Some(0), Some(1), None, Some(2)];
-    const STEP_SRC: &'static str = crate::shaders::GRU_STEP;
-    const STEP_BINDS: &'static [Role] = &[Dims, Steps, Xw, WFwd, Hs, BiasHh];
-    const STEP_BACK_SRC: &'static str = crate::shaders::GRU_STEP_BACK;
-    const STEP_BACK_BINDS: &'static [Role] = &[Dims, Steps, Kept, Hs, Dh, WBack, Dg, Carry, Dh0];
+    const STEP: &'static [Phase] = &[Phase {
+        src: crate::shaders::GRU_STEP,
+        binds: &[Dims, Steps, Xw, WFwd, Hs, BiasHh],
+    }];
+    const STEP_BACK: &'static [Phase] = &[Phase {
+        src: crate::shaders::GRU_STEP_BACK,
+        binds: &[Dims, Steps, Kept, Hs, Dh, WBack, Dg, Carry, Dh0],
+    }];
 }

@@ -2,7 +2,7 @@
 //! `c_t = σ(f)⊙c_{t-1} + σ(i)⊙tanh(g)`, `h_t = σ(o)⊙tanh(c_t)`.
 
 use super::Role::*;
-use super::{CellDef, Role, RowBwd, RowFwd};
+use super::{CellDef, Phase, RowBwd, RowFwd};
 use crate::real::Real;
 
 /// The LSTM.
@@ -65,8 +65,12 @@ impl CellDef for Lstm {
     const SLOTS: usize = 4;
     const IH: &'static [Option<usize>] = &[Some(0), Some(1), Some(2), Some(3)];
     const HH: &'static [Option<usize>] = &[Some(0), Some(1), Some(2), Some(3)];
-    const STEP_SRC: &'static str = crate::shaders::LSTM_STEP;
-    const STEP_BINDS: &'static [Role] = &[Dims, Steps, Xw, WFwd, Hs, Cs];
-    const STEP_BACK_SRC: &'static str = crate::shaders::LSTM_STEP_BACK;
-    const STEP_BACK_BINDS: &'static [Role] = &[Dims, Steps, Kept, Cs, Dh, WBack, Dg, Carry, Dh0];
+    const STEP: &'static [Phase] = &[Phase {
+        src: crate::shaders::LSTM_STEP,
+        binds: &[Dims, Steps, Xw, WFwd, Hs, Cs],
+    }];
+    const STEP_BACK: &'static [Phase] = &[Phase {
+        src: crate::shaders::LSTM_STEP_BACK,
+        binds: &[Dims, Steps, Kept, Cs, Dh, WBack, Dg, Carry, Dh0],
+    }];
 }

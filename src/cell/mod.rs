@@ -83,7 +83,7 @@ pub(crate) struct RowBwd<'a, A> {
 pub(crate) enum Role {
     /// The step kernels' dimensions uniform.
     Dims,
-    /// The step-index uniform (dynamic offset).
+    /// The step schedule's entry (a uniform selected by dynamic offset).
     Steps,
     /// Forward: the input projection `[T, B, H, S]`, overwritten in training by what
     /// backward keeps.
@@ -108,6 +108,16 @@ pub(crate) enum Role {
     Carry,
     /// Backward: the gradient of h0.
     Dh0,
+}
+
+/// One kernel of a cell's step: its WGSL (a template, see `crate::shaders::expand`) and
+/// its bindings in binding order.
+#[derive(Debug)]
+pub(crate) struct Phase {
+    /// The kernel's source, with the shared prelude.
+    pub src: &'static str,
+    /// The buffers it binds, by role, in binding order.
+    pub binds: &'static [Role],
 }
 
 /// What an engine needs of a cell.
@@ -140,14 +150,12 @@ pub(crate) trait CellDef {
     /// slot holds the same block on both sides `b_hh` folds into the projection's bias;
     /// elsewhere it reaches the step kernel apart ([`Role::BiasHh`]).
     const HH: &'static [Option<usize>];
-    /// The forward step kernel's WGSL (a template, see `crate::shaders::expand`).
-    const STEP_SRC: &'static str;
-    /// The forward step kernel's bindings, in binding order.
-    const STEP_BINDS: &'static [Role];
-    /// The backward step kernel's WGSL.
-    const STEP_BACK_SRC: &'static str;
-    /// The backward step kernel's bindings, in binding order.
-    const STEP_BACK_BINDS: &'static [Role];
+    /// The forward step's kernels, dispatched in this order for every step (one for a
+    /// cell whose recurrent product needs nothing computed in the same step).
+    const STEP: &'static [Phase];
+    /// The backward step's kernels, dispatched in this order for every step; the final
+    /// dispatch, which writes `dh0`, runs the first alone.
+    const STEP_BACK: &'static [Phase];
 }
 
 /// Whether some slot of `C` keeps its recurrent bias apart from the projection.

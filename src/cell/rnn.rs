@@ -1,7 +1,7 @@
 //! The tanh RNN: `h_t = tanh(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh)` (one gate block).
 
 use super::Role::*;
-use super::{CellDef, Role, RowBwd, RowFwd};
+use super::{CellDef, Phase, RowBwd, RowFwd};
 use crate::real::Real;
 
 /// The tanh (Elman) RNN.
@@ -34,8 +34,12 @@ impl CellDef for Rnn {
     const SLOTS: usize = 1;
     const IH: &'static [Option<usize>] = &[Some(0)];
     const HH: &'static [Option<usize>] = &[Some(0)];
-    const STEP_SRC: &'static str = crate::shaders::RNN_STEP;
-    const STEP_BINDS: &'static [Role] = &[Dims, Steps, Xw, WFwd, Hs];
-    const STEP_BACK_SRC: &'static str = crate::shaders::RNN_STEP_BACK;
-    const STEP_BACK_BINDS: &'static [Role] = &[Dims, Steps, Hs, Dh, WBack, Dg, Dh0];
+    const STEP: &'static [Phase] = &[Phase {
+        src: crate::shaders::RNN_STEP,
+        binds: &[Dims, Steps, Xw, WFwd, Hs],
+    }];
+    const STEP_BACK: &'static [Phase] = &[Phase {
+        src: crate::shaders::RNN_STEP_BACK,
+        binds: &[Dims, Steps, Hs, Dh, WBack, Dg, Dh0],
+    }];
 }

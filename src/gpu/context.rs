@@ -4,7 +4,8 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{self, ThreadId};
 
-use crate::cell::{with_cell, CellDef, Role};
+use super::kernels::{StepSlot, STEP_BYTES};
+use crate::cell::{with_cell, CellDef, Phase, Role};
 use crate::error::{Error, Result};
 use crate::params::Cell;
 
@@ -27,10 +28,10 @@ pub struct ContextOptions {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum Kernel {
     Gemm,
-    /// A cell's fused forward step.
-    Step(Cell),
-    /// A cell's fused backward step.
-    StepBack(Cell),
+    /// Phase `.1` of a cell's fused forward step (`CellDef::STEP`).
+    Step(Cell, u8),
+    /// Phase `.1` of a cell's fused backward step (`CellDef::STEP_BACK`).
+    StepBack(Cell, u8),
     Softmax,
     ColSum,
 }
@@ -40,7 +41,7 @@ pub(crate) enum Kernel {
 pub(crate) enum Bind {
     /// A uniform buffer.
     Uniform,
-    /// A uniform buffer selected by a dynamic offset (the step index).
+    /// A uniform buffer selected by a dynamic offset (the step schedule's entry).
     UniformDyn,
     /// Read-only storage.
     Read,
@@ -69,24 +70,36 @@ impl Kernel {
     pub(crate) fn all() -> Vec<Kernel> {
         let mut k = vec![Kernel::Gemm, Kernel::Softmax, Kernel::ColSum];
         for cell in Cell::ALL {
-            k.extend([Kernel::Step(cell), Kernel::StepBack(cell)]);
+            let (fwd, back) = with_cell!(cell, C => (C::STEP.len(), C::STEP_BACK.len()));
+            k.extend((0..fwd as u8).map(|p| Kernel::Step(cell, p)));
+            k.extend((0..back as u8).map(|p| Kernel::StepBack(cell, p)));
         }
         k
+    }
+
+    /// A step kernel's phase in its cell's definition.
+    fn phase(self) -> Option<&'static Phase> {
+        match self {
+            Kernel::Step(cell, p) => with_cell!(cell, C => C::STEP.get(p as usize)),
+            Kernel::StepBack(cell, p) => with_cell!(cell, C => C::STEP_BACK.get(p as usize)),
+            _ => None,
+        }
     }
 
     pub(crate) fn source(self) -> &'static str {
         match self {
             Kernel::Gemm => crate::shaders::GEMM,
-            Kernel::Step(cell) => with_cell!(cell, C => C::STEP_SRC),
-            Kernel::StepBack(cell) => with_cell!(cell, C => C::STEP_BACK_SRC),
             Kernel::Softmax => crate::shaders::HEAD,
             Kernel::ColSum => crate::shaders::REDUCE,
+            // A phase past the cell's list is never made (`Kernel::all` and the engines
+            // take phases from the lists); an empty source fails to compile if it were.
+            _ => self.phase().map_or("", |p| p.src),
         }
     }
 
     /// Whether the kernel is a step-kernel template (built per row count).
     pub(crate) fn is_step(self) -> bool {
-        matches!(self, Kernel::Step(_) | Kernel::StepBack(_))
+        matches!(self, Kernel::Step(..) | Kernel::StepBack(..))
     }
 
     pub(crate) fn entry(self) -> &'static str {
@@ -99,19 +112,23 @@ impl Kernel {
 
     /// The buffers a step kernel binds, by role, in binding order (empty for the others).
     pub(crate) fn roles(self) -> &'static [Role] {
-        match self {
-            Kernel::Step(cell) => with_cell!(cell, C => C::STEP_BINDS),
-            Kernel::StepBack(cell) => with_cell!(cell, C => C::STEP_BACK_BINDS),
-            _ => &[],
-        }
+        self.phase().map_or(&[], |p| p.binds)
+    }
+
+    /// How many storage buffers the kernel binds.
+    pub(crate) fn storage_bindings(self) -> u32 {
+        let b = self.bindings();
+        b.iter()
+            .filter(|b| matches!(b, Bind::Read | Bind::ReadWrite))
+            .count() as u32
     }
 
     pub(crate) fn bindings(self) -> Vec<Bind> {
         use Bind::*;
         match self {
             Kernel::Gemm => vec![Uniform, Read, Read, Read, ReadWrite],
-            Kernel::Step(_) | Kernel::StepBack(_) => {
-                let forward = matches!(self, Kernel::Step(_));
+            Kernel::Step(..) | Kernel::StepBack(..) => {
+                let forward = matches!(self, Kernel::Step(..));
                 self.roles().iter().map(|&r| Bind::of(r, forward)).collect()
             }
             Kernel::Softmax => vec![Uniform, ReadWrite],
@@ -136,7 +153,8 @@ struct Inner {
     timestamps: bool,
     poison: bool,
     pipelines: Mutex<HashMap<(Kernel, u32), Arc<Pipeline>>>,
-    steps: Mutex<Option<(Arc<wgpu::Buffer>, u32)>>,
+    /// Step schedules by content ([`Context::schedule`]).
+    schedules: Mutex<HashMap<Vec<StepSlot>, Arc<wgpu::Buffer>>>,
     /// Set (once) by the device-lost callback.
     lost: Arc<Mutex<Option<String>>>,
     /// On GL, the lock every library call holds while it uses the device, and every
@@ -160,8 +178,9 @@ const MAX_IN_FLIGHT: usize = 16;
 /// older ones are dropped.
 const MAX_STAMPS: usize = 4096;
 
-/// Step-index slots kept cached in the context; a longer sequence gets a uniform of its
-/// own for the call (freed with it).
+/// Step-schedule entries kept cached in the context, all schedules together (16384
+/// entries are 4 MiB of uniforms); a longer schedule gets a uniform of its own for the
+/// call (freed with it).
 const CACHED_STEP_SLOTS: u32 = 1 << 14;
 
 /// A lock that the thread holding it may take again (wgpu-rnn's calls nest: a download
@@ -288,8 +307,8 @@ pub struct Context {
 /// Bytes between two step slots of the dynamic-offset uniform.
 pub(crate) const STEP_STRIDE: u32 = 256;
 
-/// What the kernels need of an adapter.
-const MIN_STORAGE_PER_STAGE: u32 = 7;
+/// What the kernels need of an adapter (storage buffers per stage: the most any kernel
+/// binds, see [`Kernel::storage_bindings`]).
 const MIN_INVOCATIONS: u32 = 256;
 const MIN_WORKGROUP_STORAGE: u32 = 8192;
 
@@ -341,7 +360,12 @@ impl Context {
         };
         let info = adapter.get_info();
         let al = adapter.limits();
-        if al.max_storage_buffers_per_shader_stage < MIN_STORAGE_PER_STAGE
+        let storage = Kernel::all()
+            .into_iter()
+            .map(Kernel::storage_bindings)
+            .max()
+            .unwrap_or(0);
+        if al.max_storage_buffers_per_shader_stage < storage
             || al.max_compute_invocations_per_workgroup < MIN_INVOCATIONS
             || al.max_compute_workgroup_storage_size < MIN_WORKGROUP_STORAGE
         {
@@ -394,7 +418,7 @@ impl Context {
                 timestamps,
                 poison: opts.poison_outputs,
                 pipelines: Mutex::new(HashMap::new()),
-                steps: Mutex::new(None),
+                schedules: Mutex::new(HashMap::new()),
                 lost,
                 gl,
                 in_flight: Mutex::new((VecDeque::new(), 0)),
@@ -583,7 +607,7 @@ impl Context {
                     Bind::UniformDyn => (
                         wgpu::BufferBindingType::Uniform,
                         true,
-                        wgpu::BufferSize::new(16),
+                        wgpu::BufferSize::new(STEP_BYTES),
                     ),
                     Bind::Read => (
                         wgpu::BufferBindingType::Storage { read_only: true },
@@ -634,42 +658,43 @@ impl Context {
         Ok(p)
     }
 
-    /// The step-index uniform: slot `k` (at `k · STEP_STRIDE` bytes) holds `k`. Up to
-    /// [`CACHED_STEP_SLOTS`] slots it is shared, grown on demand and written once per
-    /// size; a longer sequence gets one of its own, freed with the call. `arg` names the
-    /// input whose length asks for `count` slots, for the errors.
-    pub(crate) fn steps(&self, arg: &'static str, count: u32) -> Result<Arc<wgpu::Buffer>> {
-        let mut slot = lock(&self.inner.steps);
-        if let Some((buf, cap)) = slot.as_ref() {
-            if *cap >= count {
-                return Ok(buf.clone());
-            }
+    /// The uniform holding a step schedule, one entry per dispatch at `k · STEP_STRIDE`
+    /// bytes. Schedules are cached by content (a layer's are the same for every call of
+    /// one length), up to [`CACHED_STEP_SLOTS`] entries in all, so a repeated call
+    /// uploads nothing; a longer one gets a uniform of its own, freed with the call.
+    /// `arg` names the input whose length sets the schedule's, for the errors.
+    pub(crate) fn schedule(
+        &self,
+        arg: &'static str,
+        slots: &[StepSlot],
+    ) -> Result<Arc<wgpu::Buffer>> {
+        let mut cache = lock(&self.inner.schedules);
+        if let Some(buf) = cache.get(slots) {
+            return Ok(buf.clone());
         }
         let limit = self.inner.limits.max_buffer_size;
-        let need = count as u64 * STEP_STRIDE as u64;
+        let need = slots.len() as u64 * STEP_STRIDE as u64;
         if need > limit {
             return Err(Error::TooLarge {
                 arg,
                 bytes: need as u128,
-                limit_name: "the device's max_buffer_size (step-index uniform, 256 bytes a step)",
+                limit_name: "the device's max_buffer_size (step schedule, 256 bytes a step)",
                 limit: limit as u128,
             });
         }
-        let cached = count <= CACHED_STEP_SLOTS;
-        // Room to grow (powers of two, at least 64 slots) while it is cached.
-        let cap = if cached {
-            count.next_power_of_two().clamp(64, CACHED_STEP_SLOTS)
-        } else {
-            count
-        };
         let words = (STEP_STRIDE / 4) as usize;
-        let mut data = crate::host::vec_of(arg, cap as usize * words, 0u32)?;
-        for k in 0..cap as usize {
-            data[k * words] = k as u32;
+        let mut data = crate::host::vec_of(arg, slots.len() * words, 0u32)?;
+        for (k, slot) in slots.iter().enumerate() {
+            let w: &[u32] = bytemuck::cast_slice(std::slice::from_ref(slot));
+            data[k * words..k * words + w.len()].copy_from_slice(w);
         }
-        let buf = Arc::new(self.buffer_init("steps", &data, wgpu::BufferUsages::UNIFORM));
-        if cached {
-            *slot = Some((buf.clone(), cap));
+        let buf = Arc::new(self.buffer_init("step schedule", &data, wgpu::BufferUsages::UNIFORM));
+        if slots.len() <= CACHED_STEP_SLOTS as usize {
+            let held: usize = cache.keys().map(Vec::len).sum();
+            if held + slots.len() > CACHED_STEP_SLOTS as usize {
+                cache.clear();
+            }
+            cache.insert(slots.to_vec(), buf.clone());
         }
         Ok(buf)
     }

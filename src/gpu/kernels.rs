@@ -48,7 +48,7 @@ impl Op {
                         wgpu::BindingResource::Buffer(wgpu::BufferBinding {
                             buffer: buf,
                             offset: 0,
-                            size: wgpu::BufferSize::new(16),
+                            size: wgpu::BufferSize::new(STEP_BYTES),
                         })
                     }
                     _ => buf.as_entire_binding(),
@@ -73,21 +73,6 @@ impl Op {
         pass.set_bind_group(0, &self.bind_group, &[]);
         let [x, y, z] = self.groups;
         pass.dispatch_workgroups(x, y, z);
-    }
-
-    /// Records one dispatch per step index in `steps`, in that order: the pipeline is
-    /// set once and each dispatch selects its step slot by dynamic offset.
-    pub(crate) fn record_steps(
-        &self,
-        pass: &mut wgpu::ComputePass<'_>,
-        steps: impl Iterator<Item = u32>,
-    ) {
-        pass.set_pipeline(&self.pipeline.pipeline);
-        let [x, y, z] = self.groups;
-        for t in steps {
-            pass.set_bind_group(0, &self.bind_group, &[t * STEP_STRIDE]);
-            pass.dispatch_workgroups(x, y, z);
-        }
     }
 }
 
@@ -233,16 +218,120 @@ pub(crate) fn col_sum(
     Op::new(ctx, Kernel::ColSum, &[&u, x, out], [gx, 1, 1])
 }
 
-/// The per-layer dimensions uniform of the step kernels.
+/// The per-layer dimensions uniform of the step kernels (WGSL `Dims`).
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
 pub(crate) struct StepDims {
     pub batch: u32,
     pub hidden: u32,
-    /// Forward: cell-state slots; backward: `T`.
-    pub slots: u32,
     /// Forward: training mode.
     pub train: u32,
+    pub _pad: u32,
+}
+
+/// "No block": a [`StepSlot::carry`] with nothing to carry from.
+pub(crate) const NONE: u32 = u32::MAX;
+
+/// One entry of a step schedule (WGSL `Step`): where one dispatch of a step kernel
+/// reads and writes. Rows and slots count `[B, H]`-sized blocks of the buffers they
+/// index.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Pod, Zeroable)]
+pub(crate) struct StepSlot {
+    /// The block of the step's projection, kept values, gate gradients, upstream
+    /// gradient.
+    pub row: u32,
+    /// The slot of `h_{t-1}` in the hidden states.
+    pub prev: u32,
+    /// The slot of `h_t`.
+    pub next: u32,
+    /// Backward: the gate-gradient block the recurrent carry comes from, or [`NONE`].
+    pub carry: u32,
+    /// The slot of `c_{t-1}` in the cell states.
+    pub c_prev: u32,
+    /// The slot of `c_t`.
+    pub c_next: u32,
+    /// Backward: 1 on the final dispatch, which writes `dh0`.
+    pub last: u32,
+    pub _pad: u32,
+}
+
+/// Bytes of a [`StepSlot`]: the width its dynamic-offset binding is bound with.
+pub(crate) const STEP_BYTES: u64 = std::mem::size_of::<StepSlot>() as u64;
+
+impl StepSlot {
+    /// A layer's forward, `t = 0 … T-1`: block `t`, hidden slots `t` and `t + 1` (slot 0
+    /// holds h0), cell-state slots taken modulo `c_slots` (`T + 1` keeps every state,
+    /// 2 ping-pongs).
+    pub(crate) fn forward(steps: usize, c_slots: usize) -> Vec<StepSlot> {
+        (0..steps as u32)
+            .map(|t| StepSlot {
+                row: t,
+                prev: t,
+                next: t + 1,
+                carry: NONE,
+                c_prev: t % c_slots as u32,
+                c_next: (t + 1) % c_slots as u32,
+                last: 0,
+                _pad: 0,
+            })
+            .collect()
+    }
+
+    /// A layer's backward, `t = T-1 … 0` (the carry from block `t + 1`, none for the
+    /// first), then the final entry that writes `dh0` from block 0.
+    pub(crate) fn backward(steps: usize) -> Vec<StepSlot> {
+        let t_max = steps as u32;
+        (0..t_max)
+            .rev()
+            .map(|t| StepSlot {
+                row: t,
+                prev: t,
+                next: t + 1,
+                carry: if t + 1 < t_max { t + 1 } else { NONE },
+                c_prev: t,
+                c_next: t + 1,
+                last: 0,
+                _pad: 0,
+            })
+            .chain(Some(StepSlot {
+                row: 0,
+                prev: 0,
+                next: 0,
+                carry: 0,
+                c_prev: 0,
+                c_next: 0,
+                last: 1,
+                _pad: 0,
+            }))
+            .collect()
+    }
+}
+
+/// Records a step schedule: for every entry the phases of a cell's step in order, each
+/// entry selected by dynamic offset; `phases_last` of them (the first) for the final
+/// entry, all for the others. With one phase the pipeline is set once.
+pub(crate) fn record_schedule(
+    pass: &mut wgpu::ComputePass<'_>,
+    phases: &[Op],
+    entries: usize,
+    phases_last: usize,
+) {
+    for e in 0..entries {
+        let n = if e + 1 == entries {
+            phases_last
+        } else {
+            phases.len()
+        };
+        for (p, op) in phases.iter().take(n).enumerate() {
+            if phases.len() > 1 || (e == 0 && p == 0) {
+                pass.set_pipeline(&op.pipeline.pipeline);
+            }
+            pass.set_bind_group(0, &op.bind_group, &[e as u32 * STEP_STRIDE]);
+            let [x, y, z] = op.groups;
+            pass.dispatch_workgroups(x, y, z);
+        }
+    }
 }
 
 /// `C = A · B` for `a [M, K]` and `b [K, N]` on the device (the crate's tiled GEMM).
@@ -323,7 +412,7 @@ mod tests {
     //! reflection of each shader checks the two against each other, member by member.
     use std::mem::{offset_of, size_of};
 
-    use super::{GemmParams, RowParams, StepDims};
+    use super::{GemmParams, RowParams, StepDims, StepSlot};
     use crate::gpu::Kernel;
 
     /// `(member, byte offset)` and the size of the WGSL struct `name` in `src`.
@@ -403,14 +492,28 @@ mod tests {
             &[
                 ("batch", offset_of!(StepDims, batch)),
                 ("hidden", offset_of!(StepDims, hidden)),
-                ("slots", offset_of!(StepDims, slots)),
                 ("train", offset_of!(StepDims, train)),
+                ("_pad", offset_of!(StepDims, _pad)),
             ],
             size_of::<StepDims>(),
+        );
+        let slot = rust(
+            &[
+                ("row", offset_of!(StepSlot, row)),
+                ("prev", offset_of!(StepSlot, prev)),
+                ("next", offset_of!(StepSlot, next)),
+                ("carry", offset_of!(StepSlot, carry)),
+                ("c_prev", offset_of!(StepSlot, c_prev)),
+                ("c_next", offset_of!(StepSlot, c_next)),
+                ("last", offset_of!(StepSlot, last)),
+                ("_pad", offset_of!(StepSlot, _pad)),
+            ],
+            size_of::<StepSlot>(),
         );
         for k in Kernel::all().into_iter().filter(|k| k.is_step()) {
             let src = crate::shaders::expand(k.source(), 1).unwrap();
             assert_eq!(wgsl_layout(&src, "Dims"), step, "{k:?}: Dims vs StepDims");
+            assert_eq!(wgsl_layout(&src, "Step"), slot, "{k:?}: Step vs StepSlot");
         }
         let gemm = rust(
             &[

@@ -7,7 +7,7 @@ use std::sync::{Arc, RwLock};
 use ndarray::{Array1, Array2, Array3, ArrayView2, ArrayView3, Ix1, Ix2, Ix3};
 
 use super::context::Buf;
-use super::kernels::{self, div_ceil, Gemm, Op, StepDims};
+use super::kernels::{self, div_ceil, Gemm, Op, StepDims, StepSlot};
 use super::tensor::new_buffer;
 use super::{Context, Kernel, Tensor};
 use crate::cell::{bias_apart, with_cell, CellDef, Role};
@@ -505,31 +505,29 @@ impl Layer {
                 &StepDims {
                     batch: b as u32,
                     hidden: h as u32,
-                    slots: slots as u32,
                     train: train as u32,
+                    _pad: 0,
                 },
             );
-            let steps = ctx.steps("x", t as u32 + 1)?;
-            let kernel = Kernel::Step(self.cell);
-            let binds = kernel.roles();
-            let buffers = binds
-                .iter()
-                .map(|role| {
-                    Ok(match role {
-                        Role::Dims => buf(&dims),
-                        Role::Steps => buf(&steps),
-                        Role::Xw => buf(&xw),
-                        Role::WFwd => buf(&self.w_fwd),
-                        Role::Hs => buf(&hs),
-                        Role::Cs => buf(cs.as_ref().ok_or_else(|| unbound(kernel, role))?),
-                        Role::BiasHh => {
-                            buf(self.bias_hh.as_ref().ok_or_else(|| unbound(kernel, role))?)
-                        }
-                        _ => return Err(unbound(kernel, role)),
-                    })
+            let schedule = StepSlot::forward(t, slots);
+            let steps = ctx.schedule("x", &schedule)?;
+            let phases = with_cell!(self.cell, C => C::STEP.len());
+            let kernels = (0..phases as u8).map(|p| Kernel::Step(self.cell, p));
+            let step = phase_ops(ctx, kernels, rows_per, groups, |kernel, role| {
+                Ok(match role {
+                    Role::Dims => &dims,
+                    Role::Steps => &steps,
+                    Role::Xw => &xw,
+                    Role::WFwd => &self.w_fwd,
+                    Role::Hs => &hs,
+                    Role::Cs => cs.as_deref().ok_or_else(|| unbound(kernel, role))?,
+                    Role::BiasHh => self
+                        .bias_hh
+                        .as_deref()
+                        .ok_or_else(|| unbound(kernel, role))?,
+                    _ => return Err(unbound(kernel, role)),
                 })
-                .collect::<Result<Vec<&wgpu::Buffer>>>()?;
-            let step = Op::variant(ctx, kernel, rows_per, &buffers, groups)?;
+            })?;
 
             kernels::submit_pass(
                 ctx,
@@ -542,7 +540,7 @@ impl Layer {
                 },
                 |pass| {
                     gemm.record(pass);
-                    step.record_steps(pass, 0..t as u32);
+                    kernels::record_schedule(pass, &step, schedule.len(), phases);
                 },
             )?;
 
@@ -738,7 +736,9 @@ impl Layer {
             let dh0 = Arc::new(new_buffer(ctx, "dh", &[b, h])?);
             let dx = Arc::new(new_buffer(ctx, "dh", &[t, b, i])?);
             // The cell's own carry (the LSTM's c̄, the GRU's direct part), when it has one.
-            let has_carry = with_cell!(self.cell, C => C::STEP_BACK_BINDS.contains(&Role::Carry));
+            let has_carry = with_cell!(self.cell, C => C::STEP_BACK
+                .iter()
+                .any(|p| p.binds.contains(&Role::Carry)));
             let carry = match has_carry {
                 true => Some(Arc::new(new_buffer(ctx, "dh", &[b, h])?)),
                 false => None,
@@ -758,33 +758,30 @@ impl Layer {
                 &StepDims {
                     batch: b as u32,
                     hidden: h as u32,
-                    slots: t as u32,
                     train: 0,
+                    _pad: 0,
                 },
             );
-            let steps = ctx.steps("dh", t as u32 + 1)?;
-            let kernel = Kernel::StepBack(self.cell);
-            let binds = kernel.roles();
-            let buffers = binds
-                .iter()
-                .map(|role| {
-                    let missing = || unbound(kernel, role);
-                    Ok(match role {
-                        Role::Dims => buf(&dims),
-                        Role::Steps => buf(&steps),
-                        Role::Kept => buf(trace.gates.as_ref().ok_or_else(missing)?),
-                        Role::Cs => buf(trace.cs.as_ref().ok_or_else(missing)?),
-                        Role::Hs => buf(&trace.hs),
-                        Role::Dh => dh_ref,
-                        Role::WBack => buf(&self.w_back),
-                        Role::Dg => buf(&dg),
-                        Role::Carry => buf(carry.as_ref().ok_or_else(missing)?),
-                        Role::Dh0 => buf(&dh0),
-                        _ => return Err(missing()),
-                    })
+            let schedule = StepSlot::backward(t);
+            let steps = ctx.schedule("dh", &schedule)?;
+            let phases = with_cell!(self.cell, C => C::STEP_BACK.len());
+            let kernels = (0..phases as u8).map(|p| Kernel::StepBack(self.cell, p));
+            let step = phase_ops(ctx, kernels, rows_per, groups, |kernel, role| {
+                let missing = || unbound(kernel, role);
+                Ok(match role {
+                    Role::Dims => &dims,
+                    Role::Steps => &steps,
+                    Role::Kept => trace.gates.as_deref().ok_or_else(missing)?,
+                    Role::Cs => trace.cs.as_deref().ok_or_else(missing)?,
+                    Role::Hs => &trace.hs,
+                    Role::Dh => dh_ref,
+                    Role::WBack => &self.w_back,
+                    Role::Dg => &dg,
+                    Role::Carry => carry.as_deref().ok_or_else(missing)?,
+                    Role::Dh0 => &dh0,
+                    _ => return Err(missing()),
                 })
-                .collect::<Result<Vec<&wgpu::Buffer>>>()?;
-            let step = Op::variant(ctx, kernel, rows_per, &buffers, groups)?;
+            })?;
             let rows = t * b;
             let x = &trace.x;
             let ops = [
@@ -854,7 +851,7 @@ impl Layer {
                     }
                 },
                 |pass| {
-                    step.record_steps(pass, (0..t as u32).rev().chain(Some(t as u32)));
+                    kernels::record_schedule(pass, &step, schedule.len(), 1);
                     for op in &ops {
                         op.record(pass);
                     }
@@ -872,9 +869,25 @@ impl Layer {
     }
 }
 
-/// The wgpu buffer behind any of the crate's buffer handles.
-fn buf(b: &wgpu::Buffer) -> &wgpu::Buffer {
-    b
+/// The dispatches of a step's phases (`kernels`, in order), each bound by role through
+/// `bind`, with `rows` batch rows per invocation over `groups`.
+fn phase_ops<'b>(
+    ctx: &Context,
+    kernels: impl Iterator<Item = Kernel>,
+    rows: u32,
+    groups: [u32; 3],
+    bind: impl Fn(Kernel, &Role) -> Result<&'b wgpu::Buffer>,
+) -> Result<Vec<Op>> {
+    kernels
+        .map(|kernel| {
+            let buffers = kernel
+                .roles()
+                .iter()
+                .map(|role| bind(kernel, role))
+                .collect::<Result<Vec<_>>>()?;
+            Op::variant(ctx, kernel, rows, &buffers, groups)
+        })
+        .collect()
 }
 
 /// A binding role a step kernel asks for that this call cannot give: a mismatch between
