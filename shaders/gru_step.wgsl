@@ -21,18 +21,24 @@
 @group(0) @binding(4) var<storage, read_write> hs: array<f32>;
 @group(0) @binding(5) var<storage, read> bhh: array<vec4<f32>>;
 
+// The recurrent product's parts (common/product.wgsl): a = bhh[j] + Σ_k h_{t-1}[k] W[k, j].
+alias Acc = vec4<f32>;
+fn acc_init(bj: u32) -> Acc {
+    return bhh[bj % dims.hidden];
+}
+fn state(i: u32) -> f32 {
+    return hs[i];
+}
+fn weight(i: u32) -> Acc {
+    return w[i];
+}
+
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     #include invocation
 
-    let row#ROW = min(b0 + #ROWu, nb - 1u) * nh;
-    let base#ROW = prev + row#ROW;
-    var acc#ROW = bhh[j];
-    for (var k = 0u; k < nh; k++) {
-        let wk = w[k * nh + j];
-        acc#ROW += hs[base#ROW + k] * wk;
-    }
-    var acc = array<vec4<f32>, BT>(#ROWS(acc#ROW));
+    let src = prev;
+    #include product
 
     for (var r = 0u; r < rows; r++) {
         let bj = (b0 + r) * nh + j;

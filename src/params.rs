@@ -14,15 +14,31 @@ pub enum Cell {
     Rnn,
     /// LSTM with PyTorch's gate order i, f, g, o.
     Lstm,
-    /// GRU with PyTorch's `nn.GRU` equations and gate order r, z, n (the reset gate
-    /// applied after the recurrent product: `n = tanh(W_in x + b_in + r ⊙ (W_hn h +
-    /// b_hn))`, `h' = (1 − z) ⊙ n + z ⊙ h`).
-    Gru,
+    /// GRU, gate order r, z, n, `h' = (1 − z) ⊙ n + z ⊙ h`, weights packed as PyTorch
+    /// packs them. `reset_after: true` is PyTorch's `nn.GRU` (and Keras's default): the
+    /// reset gate acts after the recurrent product, `n = tanh(W_in x + b_in + r ⊙ (W_hn h
+    /// + b_hn))`. `reset_after: false` is the lecture's GRU (Keras's
+    /// `reset_after=False`): `n = tanh(W_in x + b_in + W_hn (r ⊙ h) + b_hn)`; see
+    /// [`Params::gru_from_notebook`]. On the GPU that variant takes two dispatches per
+    /// step, forward and backward (the candidate needs the whole row of `r ⊙ h`).
+    Gru {
+        /// Whether the reset gate acts after the recurrent product (PyTorch) or before
+        /// it (the lecture).
+        reset_after: bool,
+    },
 }
 
 impl Cell {
     /// Every cell kind.
-    pub const ALL: [Cell; 3] = [Cell::Rnn, Cell::Lstm, Cell::Gru];
+    pub const ALL: [Cell; 4] = [
+        Cell::Rnn,
+        Cell::Lstm,
+        Cell::Gru { reset_after: true },
+        Cell::Gru { reset_after: false },
+    ];
+
+    /// PyTorch's `nn.GRU` (the reset gate after the product).
+    pub const GRU: Cell = Cell::Gru { reset_after: true };
 
     /// Number of gate blocks `G` stacked in the weights: 1 for the RNN, 4 for the LSTM,
     /// 3 for the GRU.
@@ -30,7 +46,7 @@ impl Cell {
         crate::cell::with_cell!(self, C => C::GATES)
     }
 
-    /// Lower-case name (`"rnn"`, `"lstm"`, `"gru"`).
+    /// Lower-case name (`"rnn"`, `"lstm"`, `"gru"`, `"gru_reset_before"`).
     pub fn name(self) -> &'static str {
         crate::cell::with_cell!(self, C => C::NAME)
     }

@@ -2,67 +2,71 @@
 
 /// Tiled GEMM `C (+)= op(A)·op(B) (+ bias)`.
 pub const GEMM: &str = include_str!("../shaders/gemm.wgsl");
-/// Fused tanh RNN forward step (with the shared prelude prepended).
-pub const RNN_STEP: &str = concat!(
-    include_str!("../shaders/common/activations.wgsl"),
-    include_str!("../shaders/common/step.wgsl"),
-    include_str!("../shaders/rnn_step.wgsl")
-);
-/// Fused LSTM forward step (with the shared prelude prepended).
-pub const LSTM_STEP: &str = concat!(
-    include_str!("../shaders/common/activations.wgsl"),
-    include_str!("../shaders/common/step.wgsl"),
-    include_str!("../shaders/lstm_step.wgsl")
-);
-/// Fused tanh RNN backward step (with the shared prelude prepended).
-pub const RNN_STEP_BACK: &str = concat!(
-    include_str!("../shaders/common/activations.wgsl"),
-    include_str!("../shaders/common/step.wgsl"),
-    include_str!("../shaders/rnn_step_back.wgsl")
-);
-/// Fused LSTM backward step (with the shared prelude prepended).
-pub const LSTM_STEP_BACK: &str = concat!(
-    include_str!("../shaders/common/activations.wgsl"),
-    include_str!("../shaders/common/step.wgsl"),
-    include_str!("../shaders/lstm_step_back.wgsl")
-);
-/// Fused GRU forward step (with the shared prelude prepended).
-pub const GRU_STEP: &str = concat!(
-    include_str!("../shaders/common/activations.wgsl"),
-    include_str!("../shaders/common/step.wgsl"),
-    include_str!("../shaders/gru_step.wgsl")
-);
-/// Fused GRU backward step (with the shared prelude prepended).
-pub const GRU_STEP_BACK: &str = concat!(
-    include_str!("../shaders/common/activations.wgsl"),
-    include_str!("../shaders/common/step.wgsl"),
-    include_str!("../shaders/gru_step_back.wgsl")
-);
+/// A step kernel's source: the shared prelude (activations, dims, schedule, indexing)
+/// then the kernel's own file.
+macro_rules! step_kernel {
+    ($file:literal) => {
+        concat!(
+            include_str!("../shaders/common/activations.wgsl"),
+            include_str!("../shaders/common/step.wgsl"),
+            include_str!(concat!("../shaders/", $file))
+        )
+    };
+}
+
+/// Fused tanh RNN forward step.
+pub const RNN_STEP: &str = step_kernel!("rnn_step.wgsl");
+/// Fused LSTM forward step.
+pub const LSTM_STEP: &str = step_kernel!("lstm_step.wgsl");
+/// Fused GRU forward step (reset after the product).
+pub const GRU_STEP: &str = step_kernel!("gru_step.wgsl");
+/// The lecture GRU's forward step (reset before the product), first phase: the gates
+/// that see `h_{t-1}` and the gated state `r ⊙ h_{t-1}`.
+pub const GRU_BEFORE_STEP_GATE: &str = step_kernel!("gru_before_step_gate.wgsl");
+/// The lecture GRU's forward step, second phase: the candidate and the update.
+pub const GRU_BEFORE_STEP: &str = step_kernel!("gru_before_step.wgsl");
+/// Fused tanh RNN backward step.
+pub const RNN_STEP_BACK: &str = step_kernel!("rnn_step_back.wgsl");
+/// Fused LSTM backward step.
+pub const LSTM_STEP_BACK: &str = step_kernel!("lstm_step_back.wgsl");
+/// Fused GRU backward step (reset after the product).
+pub const GRU_STEP_BACK: &str = step_kernel!("gru_step_back.wgsl");
+/// The lecture GRU's backward step, first phase: the carry, the update and candidate
+/// gradients.
+pub const GRU_BEFORE_STEP_BACK: &str = step_kernel!("gru_before_step_back.wgsl");
+/// The lecture GRU's backward step, second phase: the reset gate's gradient through
+/// the gated state.
+pub const GRU_BEFORE_STEP_BACK_GATE: &str = step_kernel!("gru_before_step_back_gate.wgsl");
 /// Softmax of the output head.
 pub const HEAD: &str = include_str!("../shaders/head.wgsl");
 /// Column sums (bias gradients).
 pub const REDUCE: &str = include_str!("../shaders/reduce.wgsl");
 
 /// Every shader with its file name, for validation.
-pub const ALL: [(&str, &str); 9] = [
+pub const ALL: [(&str, &str); 13] = [
     ("gemm.wgsl", GEMM),
     ("rnn_step.wgsl", RNN_STEP),
     ("lstm_step.wgsl", LSTM_STEP),
     ("gru_step.wgsl", GRU_STEP),
+    ("gru_before_step_gate.wgsl", GRU_BEFORE_STEP_GATE),
+    ("gru_before_step.wgsl", GRU_BEFORE_STEP),
     ("rnn_step_back.wgsl", RNN_STEP_BACK),
     ("lstm_step_back.wgsl", LSTM_STEP_BACK),
     ("gru_step_back.wgsl", GRU_STEP_BACK),
+    ("gru_before_step_back.wgsl", GRU_BEFORE_STEP_BACK),
+    ("gru_before_step_back_gate.wgsl", GRU_BEFORE_STEP_BACK_GATE),
     ("head.wgsl", HEAD),
     ("reduce.wgsl", REDUCE),
 ];
 
 /// Snippets a kernel pulls into its body with a line `#include NAME` (expanded by
 /// [`expand`] before the row markers, so snippets may hold them too).
-pub const SNIPPETS: [(&str, &str); 2] = [
+pub const SNIPPETS: [(&str, &str); 3] = [
     (
         "invocation",
         include_str!("../shaders/common/invocation.wgsl"),
     ),
+    ("product", include_str!("../shaders/common/product.wgsl")),
     ("carry", include_str!("../shaders/common/carry.wgsl")),
 ];
 

@@ -156,31 +156,47 @@ fn gradients_match_finite_differences() {
     }
 }
 
-/// One GRU step written out from PyTorch's `nn.GRU` documentation, element by element,
-/// against the engine: gate order r, z, n, `b_hn` inside `r ⊙ (…)`.
+/// One GRU step written out element by element, against the engine, for both values of
+/// `reset_after`: PyTorch's `nn.GRU` documentation (gate order r, z, n, `b_hn` inside
+/// `r ⊙ (…)`) and the lecture's candidate `tanh(W_c [Γ_r ⊙ c; x] + b_c)` (the reset
+/// applied to the state before the product; both biases plain sums).
 #[test]
-fn gru_step_matches_pytorch_equations() {
+fn gru_step_matches_hand_derived_equations() {
     let (b, i, h) = (3, 4, 5);
-    let pr = Problem::random(Cell::Gru, 1, b, i, h, 77);
-    let p = &pr.p;
-    let sig = |v: f64| 1.0 / (1.0 + (-v).exp());
-    let tr = cpu::forward(p, pr.x.view(), Some(pr.h0.view()), None).unwrap();
-    for r in 0..b {
-        for j in 0..h {
-            let lin = |gate: usize,
-                       w: &ndarray::Array2<f64>,
-                       bias: &ndarray::Array1<f64>,
-                       v: ndarray::ArrayView1<f64>| {
-                bias[gate * h + j] + w.row(gate * h + j).dot(&v)
-            };
+    for reset_after in [true, false] {
+        let pr = Problem::random(Cell::Gru { reset_after }, 1, b, i, h, 77);
+        let p = &pr.p;
+        let sig = |v: f64| 1.0 / (1.0 + (-v).exp());
+        let tr = cpu::forward(p, pr.x.view(), Some(pr.h0.view()), None).unwrap();
+        for r in 0..b {
             let x = pr.x.slice(ndarray::s![0, r, ..]);
             let hp = pr.h0.row(r);
-            let rg = sig(lin(0, &p.w_ih, &p.b_ih, x) + lin(0, &p.w_hh, &p.b_hh, hp));
-            let zg = sig(lin(1, &p.w_ih, &p.b_ih, x) + lin(1, &p.w_hh, &p.b_hh, hp));
-            let ng = (lin(2, &p.w_ih, &p.b_ih, x) + rg * lin(2, &p.w_hh, &p.b_hh, hp)).tanh();
-            let want = (1.0 - zg) * ng + zg * hp[j];
-            let got = tr.h[[0, r, j]];
-            assert!((got - want).abs() < 1e-12, "h[{r}][{j}]: {got} vs {want}");
+            // Gate `gate` of unit `j`: W_ih x + b_ih and W_hh v + b_hh.
+            let wx = |gate: usize, j: usize| -> f64 {
+                p.b_ih[gate * h + j] + p.w_ih.row(gate * h + j).dot(&x)
+            };
+            let wh = |gate: usize, j: usize, v: &[f64]| {
+                p.b_hh[gate * h + j]
+                    + (0..h)
+                        .map(|k| p.w_hh[[gate * h + j, k]] * v[k])
+                        .sum::<f64>()
+            };
+            let hv: Vec<f64> = hp.to_vec();
+            let rg: Vec<f64> = (0..h).map(|j| sig(wx(0, j) + wh(0, j, &hv))).collect();
+            let gated: Vec<f64> = (0..h).map(|k| rg[k] * hv[k]).collect();
+            for j in 0..h {
+                let zg = sig(wx(1, j) + wh(1, j, &hv));
+                let ng = match reset_after {
+                    true => (wx(2, j) + rg[j] * wh(2, j, &hv)).tanh(),
+                    false => (wx(2, j) + wh(2, j, &gated)).tanh(),
+                };
+                let want = (1.0 - zg) * ng + zg * hv[j];
+                let got = tr.h[[0, r, j]];
+                assert!(
+                    (got - want).abs() < 1e-12,
+                    "reset_after {reset_after}: h[{r}][{j}]: {got} vs {want}"
+                );
+            }
         }
     }
 }
@@ -284,7 +300,7 @@ fn saturating_inputs_stay_finite_and_correct() {
         .unwrap();
         // |h| ≤ 1 for the RNN and LSTM; the GRU's h mixes h_{t-1} and n ∈ [-1, 1].
         let bound = match cell {
-            Cell::Gru => pr.h0.iter().fold(1.0f64, |m, v| m.max(v.abs())),
+            Cell::Gru { .. } => pr.h0.iter().fold(1.0f64, |m, v| m.max(v.abs())),
             _ => 1.0,
         };
         assert!(tr.h.iter().all(|v| v.is_finite() && v.abs() <= bound));
@@ -716,7 +732,7 @@ fn notebook_lstm_with_c0_and_final_cell_gradient() {
 /// panic on a short `c`).
 #[test]
 fn cell_states_in_a_trace_of_a_cell_without_them_are_errors() {
-    for cell in [Cell::Rnn, Cell::Gru] {
+    for cell in Cell::ALL.into_iter().filter(|c| !c.has_cell_state()) {
         let pr = Problem::random(cell, 2, 3, 2, 2, 5);
         let mut tr = cpu::forward(&pr.p, pr.x.view(), None, None).unwrap();
         tr.c = Some(Array3::zeros((1, 1, 1)));

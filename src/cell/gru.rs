@@ -3,9 +3,12 @@
 //! `n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn))`, `h' = (1 − z) ⊙ n + z ⊙ h`.
 //! The reset gate acts after the recurrent product, so `W_hh h + b_hh` reaches the cell
 //! apart from the input projection ([`CellDef::FOLD`] is false).
+//!
+//! Also the lecture's variant, [`GruResetBefore`] (the reset before the product), the
+//! other value of the GRU's `reset_after` option.
 
 use super::Role::*;
-use super::{CellDef, Phase, RowBwd, RowFwd};
+use super::{CellDef, LateBwd, Phase, RowBwd, RowFwd};
 use crate::real::Real;
 
 /// The GRU (PyTorch's, reset after the product).
@@ -81,4 +84,102 @@ impl CellDef for Gru {
         src: crate::shaders::GRU_STEP_BACK,
         binds: &[Dims, Steps, Kept, Hs, Dh, WBack, Dg, Carry, Dh0],
     }];
+}
+
+/// The lecture's GRU (Keras's `reset_after=False`): the reset gate acts on the state
+/// before the product, `n = tanh(W_in x + b_in + W_hn (r ⊙ h) + b_hn)`, with r, z and
+/// `h' = (1 − z) ⊙ n + z ⊙ h` as in [`Gru`]. Both biases fold; `W_hn` meets the gated
+/// state `ĥ = r ⊙ h` ([`CellDef::LATE`]), so a GPU step takes two dispatches (the
+/// candidate needs every unit's `ĥ`), and backward two.
+pub(crate) struct GruResetBefore;
+
+impl CellDef for GruResetBefore {
+    const NAME: &'static str = "gru_reset_before";
+    const GATES: usize = 3;
+    const HAS_C: bool = false;
+    const FOLD: bool = true;
+
+    /// `r, z, n` (backward makes `ĥ` again from `r` and `h_{t-1}`).
+    fn kept(hidden: usize) -> usize {
+        3 * hidden
+    }
+
+    const LATE: Option<usize> = Some(2);
+
+    /// `ĥ = σ(pre_r) ⊙ h_{t-1}`.
+    fn gate_state<A: Real>(g: &[A], h_prev: &[A], gated: &mut [A]) {
+        for ((o, &pre), &h) in gated.iter_mut().zip(g).zip(h_prev) {
+            *o = pre.sigmoid() * h;
+        }
+    }
+
+    fn forward_row<A: Real>(row: RowFwd<'_, A>) {
+        let hs = row.h.len();
+        let (gr, rest) = row.g.split_at_mut(hs);
+        let (gz, rest) = rest.split_at_mut(hs);
+        let gn = &mut rest[..hs];
+        for j in 0..hs {
+            let r = gr[j].sigmoid();
+            let z = gz[j].sigmoid();
+            let n = gn[j].tanh();
+            gr[j] = r;
+            gz[j] = z;
+            gn[j] = n;
+            row.h[j] = (A::one() - z) * n + z * row.h_prev[j];
+        }
+    }
+
+    /// With `g = ∂L/∂h'`: `d_n = g(1 − z)(1 − n²)`, `d_z = g(h − n)z(1 − z)`, direct
+    /// `∂h = g z`; `d_r` waits for `∂L/∂ĥ` ([`CellDef::backward_late`]).
+    fn backward_row<A: Real>(row: RowBwd<'_, A>) {
+        let hs = row.h.len();
+        let one = A::one();
+        let k = row.kept;
+        let (dr, rest) = row.dg.split_at_mut(hs);
+        let (dz, dn) = rest.split_at_mut(hs);
+        for j in 0..hs {
+            let (z, n) = (k[hs + j], k[2 * hs + j]);
+            let g = row.dh[j];
+            dr[j] = A::zero();
+            dz[j] = g * (row.h_prev[j] - n) * z * (one - z);
+            dn[j] = g * (one - z) * (one - n * n);
+            row.direct[j] = g * z;
+        }
+    }
+
+    /// With `m = ∂L/∂ĥ`: `d_r = m h r(1 − r)`, direct `∂h += m r`.
+    fn backward_late<A: Real>(row: LateBwd<'_, A>) {
+        let hs = row.m.len();
+        for j in 0..hs {
+            let (r, h, m) = (row.kept[j], row.h_prev[j], row.m[j]);
+            row.dg[j] = m * h * r * (A::one() - r);
+            row.direct[j] += m * r;
+            row.gated[j] = r * h;
+        }
+    }
+
+    /// Slots (r, z, n, –): every gate on both sides, the fourth slot padding the vec4.
+    const SLOTS: usize = 4;
+    const IH: &'static [Option<usize>] = &[Some(0), Some(1), Some(2), None];
+    const HH: &'static [Option<usize>] = &[Some(0), Some(1), Some(2), None];
+    const STEP: &'static [Phase] = &[
+        Phase {
+            src: crate::shaders::GRU_BEFORE_STEP_GATE,
+            binds: &[Dims, Steps, Xw, WFwd, Hs, Gated],
+        },
+        Phase {
+            src: crate::shaders::GRU_BEFORE_STEP,
+            binds: &[Dims, Steps, Xw, WFwd, Hs, Gated],
+        },
+    ];
+    const STEP_BACK: &'static [Phase] = &[
+        Phase {
+            src: crate::shaders::GRU_BEFORE_STEP_BACK,
+            binds: &[Dims, Steps, Kept, Hs, Dh, WBack, Dg, Carry, Dh0, DgGated],
+        },
+        Phase {
+            src: crate::shaders::GRU_BEFORE_STEP_BACK_GATE,
+            binds: &[Dims, Steps, Kept, Hs, WBack, Dg, Carry, GatedDelta],
+        },
+    ];
 }

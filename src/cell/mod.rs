@@ -15,8 +15,8 @@ mod tests {
     use super::{with_cell, CellDef};
     use crate::Cell;
 
-    /// Every gate of every cell has a device slot on each side, and what forward keeps
-    /// fits the rows the engines give it (all of the slots, or nothing).
+    /// Every gate of every cell has a device slot on each side, what forward keeps fits
+    /// the device slots, and a late gate is what the engines assume.
     #[test]
     fn every_gate_has_its_slots() {
         for cell in Cell::ALL {
@@ -27,8 +27,15 @@ mod tests {
                     assert!(C::IH.contains(&Some(g)), "{cell:?}: input gate {g} has no slot");
                     assert!(C::HH.contains(&Some(g)), "{cell:?}: recurrent gate {g} has no slot");
                 }
+                // The CPU keeps it in rows of max(G·H, kept); the GPU in the device slots.
                 let k = C::kept(5);
-                assert!(k == 0 || k == C::SLOTS * 5, "{cell:?}: kept {k}");
+                assert!(k <= C::SLOTS * 5, "{cell:?}: kept {k}");
+                if let Some(late) = C::LATE {
+                    assert_eq!(late + 1, C::GATES, "{cell:?}: the late gate is the last");
+                    if !C::FOLD {
+                        panic!("{cell:?}: a cell with a late gate folds its biases");
+                    }
+                }
             });
         }
     }
@@ -77,6 +84,21 @@ pub(crate) struct RowBwd<'a, A> {
     pub direct: &'a mut [A],
 }
 
+/// One batch row of a backward step's late part (cells with a [`CellDef::LATE`] gate).
+pub(crate) struct LateBwd<'a, A> {
+    /// What the forward kept.
+    pub kept: &'a [A],
+    pub h_prev: &'a [A],
+    /// `∂L/∂ĥ` (`H`).
+    pub m: &'a [A],
+    /// The gate gradients (`G·H`), completed here.
+    pub dg: &'a mut [A],
+    /// The part of `∂L/∂h_{t-1}` that does not pass through `W_hh`; added to.
+    pub direct: &'a mut [A],
+    /// `ĥ` (`H`), written.
+    pub gated: &'a mut [A],
+}
+
 /// What a GPU step kernel binds, in binding order: the engine maps each role to its
 /// buffer, so a cell's kernels choose their bindings without engine code per cell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,6 +130,14 @@ pub(crate) enum Role {
     Carry,
     /// Backward: the gradient of h0.
     Dh0,
+    /// Forward: the gated state `ĥ = r ⊙ h_{t-1}` of a cell with a late gate (`[B, H]`
+    /// scratch, made by one phase of the step and read by the next).
+    Gated,
+    /// Backward: the gate gradients masked to the late gate (`[T, B, H, S]`), for the
+    /// weight gradient of its rows of `W_hh`, which meet `ĥ`, not `h_{t-1}`.
+    DgGated,
+    /// Backward: `ĥ − h_{t-1}` (`[T, B, H]`): `dW_hh = dGᵀ·H_prev + dG_lateᵀ·(Ĥ − H_prev)`.
+    GatedDelta,
 }
 
 /// One kernel of a cell's step: its WGSL (a template, see `crate::shaders::expand`) and
@@ -140,6 +170,23 @@ pub(crate) trait CellDef {
     fn forward_row<A: Real>(row: RowFwd<'_, A>);
     /// Backward one batch row.
     fn backward_row<A: Real>(row: RowBwd<'_, A>);
+
+    /// The gate whose recurrent product meets a state the cell gates first,
+    /// `ĥ = r ⊙ h_{t-1}` (the lecture's GRU: the reset gate acts before `W_hn`), or
+    /// `None`. It must be the last gate: the engines multiply `h_{t-1}` by the rows of
+    /// `W_hh` before it, let the cell make `ĥ` ([`CellDef::gate_state`]), then multiply
+    /// `ĥ` by the late gate's rows; backward mirrors it ([`CellDef::backward_late`]).
+    /// Such a cell folds its biases ([`CellDef::FOLD`]).
+    const LATE: Option<usize> = None;
+    /// For a cell with a [`CellDef::LATE`] gate, one batch row: `ĥ` from the
+    /// pre-activations `g` of the gates before it (their recurrent products added) and
+    /// `h_{t-1}`.
+    fn gate_state<A: Real>(_g: &[A], _h_prev: &[A], _gated: &mut [A]) {}
+    /// For a cell with a [`CellDef::LATE`] gate, one batch row after
+    /// [`CellDef::backward_row`]: given `m = ∂L/∂ĥ` (the late gate's gradient through
+    /// its rows of `W_hh`), completes the gradients `dg` of the gates that made `ĥ`, adds
+    /// the part of `∂L/∂h_{t-1}` through `ĥ` to `direct`, and writes `ĥ` (for `dW_hh`).
+    fn backward_late<A: Real>(_row: LateBwd<'_, A>) {}
 
     /// Device slots per hidden unit: the gates of a unit interleaved (one vec4 for the
     /// LSTM and the GRU), padded where a gate sits on one side only.
@@ -176,8 +223,12 @@ macro_rules! with_cell {
                 type $C = $crate::cell::lstm::Lstm;
                 $body
             }
-            $crate::params::Cell::Gru => {
+            $crate::params::Cell::Gru { reset_after: true } => {
                 type $C = $crate::cell::gru::Gru;
+                $body
+            }
+            $crate::params::Cell::Gru { reset_after: false } => {
+                type $C = $crate::cell::gru::GruResetBefore;
                 $body
             }
         }

@@ -14,7 +14,7 @@ pub use head::{head_forward, softmax_last_axis};
 use ndarray::linalg::general_mat_mul;
 use ndarray::{s, Array1, Array2, Array3, ArrayView2, ArrayView3, ArrayViewMut2, Axis, Zip};
 
-use crate::cell::{with_cell, CellDef, RowBwd, RowFwd};
+use crate::cell::{with_cell, CellDef, LateBwd, RowBwd, RowFwd};
 use crate::error::{check_shape, Error, Result};
 use crate::host;
 use crate::params::{Cell, Params};
@@ -256,6 +256,13 @@ fn forward_with<C: CellDef, A: Real>(
     } else {
         Some(host::tiled("x", b, &b_hh)?)
     };
+    // Cells with a late gate: the rows of W_hh before it meet h_{t-1}, its own the gated
+    // state ĥ the cell makes in between.
+    let early = C::LATE.map_or(gh, |k| k * hs);
+    let mut gated = match C::LATE {
+        Some(_) => Some(host::zeros::<A, _, _>("x", (b, hs))?),
+        None => None,
+    };
     let pre_data = pre.as_slice_mut().expect("standard layout");
     let h_data = h.as_slice_mut().expect("standard layout");
     let mut c_data = c
@@ -277,10 +284,29 @@ fn forward_with<C: CellDef, A: Real>(
                 general_mat_mul(
                     A::one(),
                     &h_prev_v,
-                    &p.w_hh.t(),
+                    &p.w_hh.slice(s![..early, ..]).t(),
                     A::one(),
-                    &mut gv.slice_mut(s![.., ..gh]),
+                    &mut gv.slice_mut(s![.., ..early]),
                 );
+                if let Some(gated) = &mut gated {
+                    for ((gated, g), h_prev) in gated
+                        .rows_mut()
+                        .into_iter()
+                        .zip(gv.rows())
+                        .zip(h_prev_v.rows())
+                    {
+                        let (g, h_prev) = (g.to_slice().expect("row"), h_prev.to_slice());
+                        let gated = gated.into_slice().expect("row");
+                        C::gate_state(&g[..early], h_prev.expect("row"), gated);
+                    }
+                    general_mat_mul(
+                        A::one(),
+                        &gated.view(),
+                        &p.w_hh.slice(s![early.., ..]).t(),
+                        A::one(),
+                        &mut gv.slice_mut(s![.., early..gh]),
+                    );
+                }
             }
             Some(hw) => {
                 for mut row in hw.rows_mut() {
@@ -393,6 +419,15 @@ fn backward_with<C: CellDef, A: Real>(
     } else {
         Some(host::zeros::<A, _, _>("trace", (t, b, gh))?)
     };
+    // Cells with a late gate: its gradient meets the gated state ĥ, made again here.
+    let early = C::LATE.map_or(gh, |k| k * hs);
+    let mut gated = match C::LATE {
+        Some(_) => Some(host::zeros::<A, _, _>("trace", (t, b, hs))?),
+        None => None,
+    };
+    let mut m = host::zeros::<A, _, _>("trace", (b, if C::LATE.is_some() { hs } else { 0 }))?;
+    // The part of ∂L/∂h_{t-1} that does not pass through W_hh, where the cell has one.
+    let has_direct = !C::FOLD || C::LATE.is_some();
     let mut carry = host::zeros::<A, _, _>("trace", (b, hs))?;
     let mut next = host::zeros::<A, _, _>("trace", (b, hs))?;
     let mut upstream = host::zeros::<A, _, _>("trace", (b, hs))?;
@@ -433,7 +468,7 @@ fn backward_with<C: CellDef, A: Real>(
             Some(d) => d.as_slice_mut().expect(std),
             None => &mut [],
         };
-        let direct: &mut [A] = if C::FOLD {
+        let direct: &mut [A] = if !has_direct {
             &mut []
         } else {
             // Zeroed for the cell, which adds its direct part to ∂L/∂h_{t-1} here.
@@ -464,18 +499,57 @@ fn backward_with<C: CellDef, A: Real>(
                 direct,
             });
         }
-        // The carry to h_{t-1}: dG_t·W_hh (the recurrent side's), plus the cell's direct
-        // part for cells that keep the recurrent product apart.
-        match &dgh {
-            None => {
-                let dg_v = dg.index_axis(Axis(0), st);
-                general_mat_mul(A::one(), &dg_v, &p.w_hh, A::zero(), &mut carry);
+        // A late gate: m = ∂L/∂ĥ through its rows of W_hh, then the gradients of the
+        // gates that made ĥ.
+        if let Some(gated) = &mut gated {
+            let dg_v = dg.index_axis(Axis(0), st);
+            let late = dg_v.slice(s![.., early..gh]);
+            general_mat_mul(
+                A::one(),
+                &late,
+                &p.w_hh.slice(s![early.., ..]),
+                A::zero(),
+                &mut m,
+            );
+            let dg_t = &mut dg.as_slice_mut().expect(std)[st * b * gh..(st + 1) * b * gh];
+            let gated_t = &mut gated.as_slice_mut().expect(std)[st * bh..(st + 1) * bh];
+            let direct = next.as_slice_mut().expect(std);
+            let late_rows = dg_t
+                .chunks_mut(gh.max(1))
+                .zip(row_slices(kept_t, kw))
+                .zip(h_prev.chunks(hs.max(1)))
+                .zip(m.as_slice().expect(std).chunks(hs.max(1)))
+                .zip(
+                    direct
+                        .chunks_mut(hs.max(1))
+                        .zip(gated_t.chunks_mut(hs.max(1))),
+                );
+            for ((((dg, kept), h_prev), m), (direct, gated)) in late_rows {
+                C::backward_late(LateBwd {
+                    kept,
+                    h_prev,
+                    m,
+                    dg,
+                    direct,
+                    gated,
+                });
             }
-            Some(dgh) => {
-                let dgh_v = dgh.index_axis(Axis(0), st);
-                general_mat_mul(A::one(), &dgh_v, &p.w_hh, A::one(), &mut next);
-                std::mem::swap(&mut carry, &mut next);
-            }
+        }
+        // The carry to h_{t-1}: dG_t·W_hh (the recurrent side's; the rows before a late
+        // gate), plus the cell's direct part where it has one.
+        let src = dgh.as_ref().unwrap_or(&dg).index_axis(Axis(0), st);
+        if has_direct {
+            let w = p.w_hh.slice(s![..early, ..]);
+            general_mat_mul(
+                A::one(),
+                &src.slice(s![.., ..early]),
+                &w,
+                A::one(),
+                &mut next,
+            );
+            std::mem::swap(&mut carry, &mut next);
+        } else {
+            general_mat_mul(A::one(), &src, &p.w_hh, A::zero(), &mut carry);
         }
     }
 
@@ -489,14 +563,17 @@ fn backward_with<C: CellDef, A: Real>(
         .expect("standard");
     let mut dw_ih = host::zeros::<A, _, _>("trace", (gh, is))?;
     general_mat_mul(A::one(), &dg2.t(), &x2, A::zero(), &mut dw_ih);
-    // dW_hh = Σ_t dR_tᵀ·h_{t-1}: h0 for t = 0, then h[0 .. T-1].
+    // dW_hh = Σ_t dR_tᵀ·h_{t-1}: h0 for t = 0, then h[0 .. T-1]; a late gate's rows
+    // Σ_t dG_tᵀ·ĥ_t.
     let mut dw_hh = host::zeros::<A, _, _>("trace", (gh, hs))?;
+    let mut dw_early = dw_hh.slice_mut(s![..early, ..]);
+    let dr_early = dr2.slice(s![.., ..early]);
     general_mat_mul(
         A::one(),
-        &dr2.slice(s![..b, ..]).t(),
+        &dr_early.slice(s![..b, ..]).t(),
         &h0,
         A::zero(),
-        &mut dw_hh,
+        &mut dw_early,
     );
     if t > 1 {
         let h_prev = h
@@ -505,10 +582,19 @@ fn backward_with<C: CellDef, A: Real>(
             .expect("standard");
         general_mat_mul(
             A::one(),
-            &dr2.slice(s![b.., ..]).t(),
+            &dr_early.slice(s![b.., ..]).t(),
             &h_prev,
             A::one(),
-            &mut dw_hh,
+            &mut dw_early,
+        );
+    }
+    if let Some(gated) = &gated {
+        general_mat_mul(
+            A::one(),
+            &dr2.slice(s![.., early..]).t(),
+            &as_rows(gated, rows, hs),
+            A::zero(),
+            &mut dw_hh.slice_mut(s![early.., ..]),
         );
     }
     let mut dx = host::zeros::<A, _, _>("trace", (rows, is))?;

@@ -57,7 +57,7 @@ impl Bind {
             Dims => Bind::Uniform,
             Steps => Bind::UniformDyn,
             WFwd | WBack | BiasHh | Kept | Dh => Bind::Read,
-            Xw | Dg | Carry | Dh0 => Bind::ReadWrite,
+            Xw | Dg | Carry | Dh0 | Gated | DgGated | GatedDelta => Bind::ReadWrite,
             // The states: written by the forward, read by the backward.
             Hs | Cs if forward => Bind::ReadWrite,
             Hs | Cs => Bind::Read,

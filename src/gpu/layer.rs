@@ -509,6 +509,13 @@ impl Layer {
                     _pad: 0,
                 },
             );
+            // The gated state of a cell with a late gate (scratch between its phases).
+            let binds =
+                |role| with_cell!(self.cell, C => C::STEP.iter().any(|p| p.binds.contains(&role)));
+            let gated = match binds(Role::Gated) {
+                true => Some(new_buffer(ctx, "x", &[b, h])?),
+                false => None,
+            };
             let schedule = StepSlot::forward(t, slots);
             let steps = ctx.schedule("x", &schedule)?;
             let phases = with_cell!(self.cell, C => C::STEP.len());
@@ -525,6 +532,7 @@ impl Layer {
                         .bias_hh
                         .as_deref()
                         .ok_or_else(|| unbound(kernel, role))?,
+                    Role::Gated => gated.as_ref().ok_or_else(|| unbound(kernel, role))?,
                     _ => return Err(unbound(kernel, role)),
                 })
             })?;
@@ -736,12 +744,18 @@ impl Layer {
             let dh0 = Arc::new(new_buffer(ctx, "dh", &[b, h])?);
             let dx = Arc::new(new_buffer(ctx, "dh", &[t, b, i])?);
             // The cell's own carry (the LSTM's c̄, the GRU's direct part), when it has one.
-            let has_carry = with_cell!(self.cell, C => C::STEP_BACK
-                .iter()
-                .any(|p| p.binds.contains(&Role::Carry)));
-            let carry = match has_carry {
+            let binds = |role| with_cell!(self.cell, C => C::STEP_BACK.iter().any(|p| p.binds.contains(&role)));
+            let carry = match binds(Role::Carry) {
                 true => Some(Arc::new(new_buffer(ctx, "dh", &[b, h])?)),
                 false => None,
+            };
+            // A late gate's weight gradient: dG masked to it, and ĥ − h_{t-1}.
+            let (dg_gated, delta) = match binds(Role::DgGated) {
+                true => (
+                    Some(new_buffer(ctx, "dh", &[t, b, gh])?),
+                    Some(new_buffer(ctx, "dh", &[t, b, h])?),
+                ),
+                false => (None, None),
             };
             // The step kernel reads dh from element 0: copy a view that starts elsewhere.
             let dh_copy = if dh.offset() == 0 {
@@ -779,6 +793,8 @@ impl Layer {
                     Role::Dg => &dg,
                     Role::Carry => carry.as_deref().ok_or_else(missing)?,
                     Role::Dh0 => &dh0,
+                    Role::DgGated => dg_gated.as_ref().ok_or_else(missing)?,
+                    Role::GatedDelta => delta.as_ref().ok_or_else(missing)?,
                     _ => return Err(missing()),
                 })
             })?;
@@ -831,6 +847,27 @@ impl Layer {
                 }
                 .op(ctx)?,
             ];
+            // A late gate's rows of dW_hh meet ĥ, not h_{t-1}: add dG_lateᵀ·(Ĥ − H_prev).
+            let late = match (&dg_gated, &delta) {
+                (Some(dgn), Some(delta)) => Some(
+                    Gemm {
+                        arg: "dh",
+                        arg_n: "dh",
+                        m: gh,
+                        n: h,
+                        k: rows,
+                        a: (dgn, 0),
+                        b: (delta, 0),
+                        bias: None,
+                        c: (grads.dw_hh.buffer(), grads.dw_hh.offset()),
+                        trans_a: true,
+                        trans_b: false,
+                        accumulate: true,
+                    }
+                    .op(ctx)?,
+                ),
+                _ => None,
+            };
             let db = kernels::col_sum(ctx, "dh", &dg, grads.db.buffer(), rows, gh, accumulate)?;
             kernels::submit_pass(
                 ctx,
@@ -852,7 +889,7 @@ impl Layer {
                 },
                 |pass| {
                     kernels::record_schedule(pass, &step, schedule.len(), 1);
-                    for op in &ops {
+                    for op in ops.iter().chain(&late) {
                         op.record(pass);
                     }
                     db.record(pass);

@@ -1,0 +1,10 @@
+    // The recurrent product of this invocation's rows: for row b,
+    //   acc = acc_init(b·H + j) + Σ_k state(src + b·H + k) · weight(k·H + j),
+    // with the kernel's own accumulator type `Acc`, its state source (`hs` from the slot
+    // of h_{t-1}, or a gated state) and its weight layout.
+    let srow#ROW = min(b0 + #ROWu, nb - 1u) * nh;
+    var acc#ROW = acc_init(srow#ROW + j);
+    for (var k = 0u; k < nh; k++) {
+        acc#ROW += state(src + srow#ROW + k) * weight(k * nh + j);
+    }
+    var acc = array<Acc, BT>(#ROWS(acc#ROW));
