@@ -212,38 +212,89 @@ impl<A: Real> Params<A> {
         wo: ArrayView2<A>,
         bo: ArrayView2<A>,
     ) -> Result<Self> {
-        let h = wf.nrows();
-        let cols = wf.ncols();
+        // PyTorch order i, f, g, o.
+        Self::from_gate_blocks(
+            Cell::Lstm,
+            &[
+                ("Wi", wi, "bi", bi, false),
+                ("Wf", wf, "bf", bf, false),
+                ("Wc", wc, "bc", bc, false),
+                ("Wo", wo, "bo", bo, false),
+            ],
+        )
+    }
+
+    /// From the lecture's GRU weights (the reset gate before the product: the result is
+    /// a `Cell::Gru { reset_after: false }`), each `W [H, H + I]` acting on `[c; x]`
+    /// (the state rows first) and each bias `[H, 1]`:
+    /// `Γ_u = σ(W_u [c; x] + b_u)`, `Γ_r = σ(W_r [c; x] + b_r)`,
+    /// `c̃ = tanh(W_c [Γ_r ⊙ c; x] + b_c)`, `c' = Γ_u ⊙ c̃ + (1 − Γ_u) ⊙ c`.
+    /// PyTorch's update gate weighs the *old* state (`h' = (1 − z) ⊙ n + z ⊙ h`), so
+    /// `z = 1 − Γ_u = σ(−(W_u [c; x] + b_u))`: the update gate's weights and bias are
+    /// stored negated. The biases go to `b_ih`; `b_hh` is zero.
+    pub fn gru_from_notebook(
+        wu: ArrayView2<A>,
+        bu: ArrayView2<A>,
+        wr: ArrayView2<A>,
+        br: ArrayView2<A>,
+        wc: ArrayView2<A>,
+        bc: ArrayView2<A>,
+    ) -> Result<Self> {
+        // Gate order r, z, n.
+        Self::from_gate_blocks(
+            Cell::Gru { reset_after: false },
+            &[
+                ("Wr", wr, "br", br, false),
+                ("Wu", wu, "bu", bu, true),
+                ("Wc", wc, "bc", bc, false),
+            ],
+        )
+    }
+
+    /// Packs the notebook's per-gate `W [H, H + I]` on `[state; x]` and `b [H, 1]`, in
+    /// the cell's gate order, negated where asked; the first weight sets `H` and `I`.
+    fn from_gate_blocks(cell: Cell, gates: &[NotebookGate<'_, A>]) -> Result<Self> {
+        let (first, w0) = (gates[0].0, &gates[0].1);
+        let (h, cols) = w0.dim();
         if h == 0 || cols <= h {
             return Err(Error::Shape {
-                arg: "Wf",
+                arg: first,
                 expected: "[n_a, n_a + n_x] with n_a ≥ 1, n_x ≥ 1".into(),
-                got: fmt_shape(wf.shape()),
+                got: fmt_shape(w0.shape()),
             });
         }
-        let ws = [("Wf", wf), ("Wi", wi), ("Wc", wc), ("Wo", wo)];
-        for (name, w) in &ws {
+        for (name, w, b_name, b, _) in gates {
             check_shape(name, "[n_a, n_a + n_x]", &[h, cols], w.shape())?;
+            check_shape(b_name, "[n_a, 1]", &[h, 1], b.shape())?;
         }
-        let bs = [("bf", bf), ("bi", bi), ("bc", bc), ("bo", bo)];
-        for (name, b) in &bs {
-            check_shape(name, "[n_a, 1]", &[h, 1], b.shape())?;
-        }
-        // PyTorch order i, f, g, o; each W acts on [a; x], hidden columns first.
         let n_x = cols - h;
-        let gh = gate_rows(Cell::Lstm, h)?;
-        let mut w_ih = host::zeros("Wf", (gh, n_x))?;
-        let mut w_hh = host::zeros("Wf", (gh, h))?;
-        let mut b_ih = host::zeros("bf", gh)?;
-        for (k, (w, b)) in [(wi, bi), (wf, bf), (wc, bc), (wo, bo)].iter().enumerate() {
+        let gh = gate_rows(cell, h)?;
+        let mut w_ih = host::zeros(first, (gh, n_x))?;
+        let mut w_hh = host::zeros(first, (gh, h))?;
+        let mut b_ih = host::zeros(first, gh)?;
+        for (k, (_, w, _, b, negate)) in gates.iter().enumerate() {
+            let sign = if *negate { -A::one() } else { A::one() };
             let rows = s![k * h..(k + 1) * h, ..];
-            w_hh.slice_mut(rows).assign(&w.slice(s![.., ..h]));
-            w_ih.slice_mut(rows).assign(&w.slice(s![.., h..]));
-            b_ih.slice_mut(s![k * h..(k + 1) * h]).assign(&b.column(0));
+            w_hh.slice_mut(rows)
+                .assign(&w.slice(s![.., ..h]).mapv(|v| sign * v));
+            w_ih.slice_mut(rows)
+                .assign(&w.slice(s![.., h..]).mapv(|v| sign * v));
+            b_ih.slice_mut(s![k * h..(k + 1) * h])
+                .assign(&b.column(0).mapv(|v| sign * v));
         }
-        Params::new(Cell::Lstm, w_ih, w_hh, b_ih, host::zeros("bf", gh)?)
+        Params::new(cell, w_ih, w_hh, b_ih, host::zeros(first, gh)?)
     }
 }
+
+/// One gate of a notebook-layout cell: the weight's name and `W [H, H + I]`, the bias's
+/// name and `b [H, 1]`, and whether the library's gate is its negation.
+type NotebookGate<'a, A> = (
+    &'static str,
+    ArrayView2<'a, A>,
+    &'static str,
+    ArrayView2<'a, A>,
+    bool,
+);
 
 /// `G·H`, checked.
 fn gate_rows(cell: Cell, hidden: usize) -> Result<usize> {

@@ -1,10 +1,15 @@
 //! The course notebook's eight functions, in its own layout and with its caches, built on
-//! the CPU path ([`crate::cpu`]).
+//! the CPU path ([`crate::cpu`]), and the lecture's GRU in the same style
+//! ([`gru_cell_forward`], [`gru_forward`], [`gru_cell_backward`], [`gru_backward`]).
 //!
 //! Layout: feature-major with time last, `x (n_x, m, T)`, `a (n_a, m, T)`, column vectors
 //! for biases `(n, 1)`. The LSTM weights act on `[a_prev; x_t]` (hidden rows first).
 //! [`lstm_backward`] is true backpropagation through time, not the notebook's published
 //! code, which drops both recurrent carries.
+
+mod gru;
+
+pub use gru::*;
 
 use std::sync::Arc;
 
@@ -69,20 +74,12 @@ impl<A: Real> RnnParameters<A> {
         })
     }
     fn head(&self) -> Result<Head<A>> {
-        check_shape(
+        head_of(
+            &self.wya,
+            &self.by,
+            self.waa.nrows(),
             r#"parameters["Wya"]"#,
-            "(n_y, n_a)",
-            &[self.wya.nrows(), self.waa.nrows()],
-            self.wya.shape(),
-        )?;
-        Head::from_notebook(self.wya.view(), self.by.view()).map_err(|e| {
-            e.renamed(&[
-                ("Wy", r#"parameters["Wya"]"#),
-                ("w_y", r#"parameters["Wya"]"#),
-                ("by", r#"parameters["by"]"#),
-                ("b_y", r#"parameters["by"]"#),
-            ])
-        })
+        )
     }
 }
 
@@ -114,21 +111,27 @@ impl<A: Real> LstmParameters<A> {
         })
     }
     fn head(&self) -> Result<Head<A>> {
-        check_shape(
-            r#"parameters["Wy"]"#,
-            "(n_y, n_a)",
-            &[self.wy.nrows(), self.wf.nrows()],
-            self.wy.shape(),
-        )?;
-        Head::from_notebook(self.wy.view(), self.by.view()).map_err(|e| {
-            e.renamed(&[
-                ("Wy", r#"parameters["Wy"]"#),
-                ("w_y", r#"parameters["Wy"]"#),
-                ("by", r#"parameters["by"]"#),
-                ("b_y", r#"parameters["by"]"#),
-            ])
-        })
+        head_of(&self.wy, &self.by, self.wf.nrows(), r#"parameters["Wy"]"#)
     }
+}
+
+/// The prediction head `softmax(wy a + by)` of a notebook cell with `n_a` units; `wy_arg`
+/// names `wy` as the notebook does (`parameters["Wya"]`, `parameters["Wy"]`).
+fn head_of<A: Real>(
+    wy: &Array2<A>,
+    by: &Array2<A>,
+    n_a: usize,
+    wy_arg: &'static str,
+) -> Result<Head<A>> {
+    check_shape(wy_arg, "(n_y, n_a)", &[wy.nrows(), n_a], wy.shape())?;
+    Head::from_notebook(wy.view(), by.view()).map_err(|e| {
+        e.renamed(&[
+            ("Wy", wy_arg),
+            ("w_y", wy_arg),
+            ("by", r#"parameters["by"]"#),
+            ("b_y", r#"parameters["by"]"#),
+        ])
+    })
 }
 
 /// One step's cache of [`rnn_cell_forward`]: `(a_next, a_prev, xt, parameters)`.
@@ -625,30 +628,44 @@ fn stack_steps<'a, A: Real>(steps: impl Iterator<Item = ArrayView2<'a, A>>) -> R
     })
 }
 
-/// Splits packed `dw_ih [4H, I]`, `dw_hh [4H, H]`, `db [4H]` into the notebook's
-/// per-gate `dW (n_a, n_a + n_x)` on `[a; x]` and `db (n_a, 1)`.
+/// Gate block `k` of packed `dw_ih [G·H, I]`, `dw_hh [G·H, H]`, `db [G·H]` as the
+/// notebook's `dW (n_a, n_a + n_x)` on `[a; x]` and `db (n_a, 1)`, negated where the
+/// notebook's gate is the negation of the library's (the lecture GRU's update gate).
+fn gate_grads<A: Real>(
+    dw_ih: &Array2<A>,
+    dw_hh: &Array2<A>,
+    db: &ndarray::Array1<A>,
+    k: usize,
+    negate: bool,
+) -> (Array2<A>, Array2<A>) {
+    let hs = dw_hh.ncols();
+    let sign = if negate { -A::one() } else { A::one() };
+    let rows = s![k * hs..(k + 1) * hs, ..];
+    let w = ndarray::concatenate![Axis(1), dw_hh.slice(rows), dw_ih.slice(rows)];
+    let b = db
+        .slice(s![k * hs..(k + 1) * hs])
+        .to_owned()
+        .insert_axis(Axis(1));
+    (w.mapv(|v| sign * v), b.mapv(|v| sign * v))
+}
+
+/// Splits packed LSTM gradients into the notebook's per-gate ones.
 fn split_lstm<A: Real>(
     dw_ih: &Array2<A>,
     dw_hh: &Array2<A>,
     db: &ndarray::Array1<A>,
 ) -> LstmWeightGradients<A> {
-    let hs = dw_hh.ncols();
-    let w = ndarray::concatenate![Axis(1), dw_hh.view(), dw_ih.view()];
-    let gw = |k: usize| w.slice(s![k * hs..(k + 1) * hs, ..]).to_owned();
-    let gb = |k: usize| {
-        db.slice(s![k * hs..(k + 1) * hs])
-            .to_owned()
-            .insert_axis(Axis(1))
-    };
+    let [(dwi, dbi), (dwf, dbf), (dwc, dbc), (dwo, dbo)] =
+        [0, 1, 2, 3].map(|k| gate_grads(dw_ih, dw_hh, db, k, false));
     LstmWeightGradients {
-        dwi: gw(0),
-        dwf: gw(1),
-        dwc: gw(2),
-        dwo: gw(3),
-        dbi: gb(0),
-        dbf: gb(1),
-        dbc: gb(2),
-        dbo: gb(3),
+        dwi,
+        dwf,
+        dwc,
+        dwo,
+        dbi,
+        dbf,
+        dbc,
+        dbo,
     }
 }
 
