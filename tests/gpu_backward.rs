@@ -44,16 +44,66 @@ fn gpu_backward_into(
 }
 
 fn check_backward(ctx: &Context, c: &Case, label: &str, tol: f64) {
-    let (_, want) = c.cpu_grads();
+    check_direction(ctx, c, label, tol, false);
+}
+
+/// The GPU forward (training) and backward of `c`, in time order or reversed
+/// (`Layer::forward_reversed`), against the f64 CPU path; reversed, the CPU runs the
+/// time-reversed input and upstream gradient, and its outputs are reversed back.
+fn check_direction(ctx: &Context, c: &Case, label: &str, tol: f64, reverse: bool) {
+    let flip = |a: &ndarray::Array3<f64>| {
+        let mut v = a.view();
+        if reverse {
+            v.invert_axis(ndarray::Axis(0));
+        }
+        v.as_standard_layout().into_owned()
+    };
+    let cpu_case = Case {
+        p: c.p.clone(),
+        x: flip(&c.x),
+        h0: c.h0.clone(),
+        c0: c.c0.clone(),
+        dh: flip(&c.dh),
+        dc: c.dc.clone(),
+    };
+    let (tr, want) = cpu_case.cpu_grads();
     let layer = Layer::new(ctx, &c.p.cast::<f32>()).unwrap();
-    let out = layer
-        .forward(
-            &up(ctx, &c.x),
-            Some(&up(ctx, &c.h0)),
-            c.c0.as_ref().map(|a| up(ctx, a)).as_ref(),
-            Mode::Training,
-        )
-        .unwrap();
+    let run = if reverse {
+        Layer::forward_reversed
+    } else {
+        Layer::forward
+    };
+    let out = run(
+        &layer,
+        &up(ctx, &c.x),
+        Some(&up(ctx, &c.h0)),
+        c.c0.as_ref().map(|a| up(ctx, a)).as_ref(),
+        Mode::Training,
+    )
+    .unwrap();
+    let h = out.h.to_array().unwrap();
+    assert_close(
+        &format!("{label} h"),
+        &h,
+        &f32a(&flip(&tr.h)).into_dyn(),
+        tol,
+    );
+    let last = tr.h_last().unwrap().mapv(|v| v as f32).into_dyn();
+    assert_close(
+        &format!("{label} h_last"),
+        &out.h_last.to_array().unwrap(),
+        &last,
+        tol,
+    );
+    if let (Some(got), Some(want)) = (&out.c_last, tr.c_last()) {
+        let want = want.mapv(|v| v as f32).into_dyn();
+        assert_close(
+            &format!("{label} c_last"),
+            &got.to_array().unwrap(),
+            &want,
+            tol,
+        );
+    }
     let g = layer
         .backward(
             out.trace.as_ref().unwrap(),
@@ -65,7 +115,7 @@ fn check_backward(ctx: &Context, c: &Case, label: &str, tol: f64) {
         .unwrap();
     let f = |a: &ndarray::ArrayD<f64>| a.mapv(|v| v as f32);
     let pairs = [
-        ("dx", g.dx.into_dyn(), want.dx.into_dyn()),
+        ("dx", g.dx.into_dyn(), flip(&want.dx).into_dyn()),
         ("dh0", g.dh0.into_dyn(), want.dh0.into_dyn()),
         ("dw_ih", g.dw_ih.into_dyn(), want.dw_ih.into_dyn()),
         ("dw_hh", g.dw_hh.into_dyn(), want.dw_hh.into_dyn()),
@@ -82,6 +132,55 @@ fn check_backward(ctx: &Context, c: &Case, label: &str, tol: f64) {
             &f(&dc0.into_dyn()),
             tol,
         );
+    }
+}
+
+/// The step schedule: the same kernels run the sequence from its end
+/// (`Layer::forward_reversed`, the reverse direction of a bidirectional layer), forward
+/// and backward, on both backends, for every cell (T = 1 and odd sizes included).
+#[test]
+fn reversed_schedule_matches_cpu_on_time_reversed_input() {
+    for (backend, ctx) in [("default", ctx()), ("GL", gl_ctx())] {
+        let Some(ctx) = ctx else { continue };
+        for (k, cell) in Cell::ALL.into_iter().enumerate() {
+            for &(i, h, b, t) in &[(3, 17, 5, 4), (1, 1, 1, 1), (65, 33, 9, 3)] {
+                check_direction(
+                    ctx,
+                    &case(cell, i, h, b, t, 900 + k as u32),
+                    &format!("{backend} reversed {cell:?} I={i} H={h} B={b} T={t}"),
+                    2e-4,
+                    true,
+                );
+                // Inference (two ping-pong cell-state slots) and States give the same
+                // states as training.
+                let c = case(cell, i, h, b, t, 900 + k as u32);
+                let layer = Layer::new(ctx, &c.p.cast::<f32>()).unwrap();
+                let (x, h0) = (up(ctx, &c.x), up(ctx, &c.h0));
+                let c0 = c.c0.as_ref().map(|a| up(ctx, a));
+                let run = |mode| {
+                    layer
+                        .forward_reversed(&x, Some(&h0), c0.as_ref(), mode)
+                        .unwrap()
+                };
+                let want = run(Mode::Training);
+                for mode in [Mode::Inference, Mode::States] {
+                    let got = run(mode);
+                    let label = format!("{backend} reversed {cell:?} {mode:?} T={t}");
+                    let pairs = [
+                        (Some(&got.h), Some(&want.h)),
+                        (Some(&got.h_last), Some(&want.h_last)),
+                        (got.c_last.as_ref(), want.c_last.as_ref()),
+                        (
+                            got.c.as_ref().filter(|_| mode == Mode::States),
+                            want.c.as_ref(),
+                        ),
+                    ];
+                    for (g, w) in pairs.into_iter().filter_map(|(g, w)| Some((g?, w?))) {
+                        assert_close(&label, &g.to_array().unwrap(), &w.to_array().unwrap(), 0.0);
+                    }
+                }
+            }
+        }
     }
 }
 

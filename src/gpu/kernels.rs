@@ -261,50 +261,57 @@ pub(crate) const STEP_BYTES: u64 = std::mem::size_of::<StepSlot>() as u64;
 
 impl StepSlot {
     /// A layer's forward, `t = 0 … T-1`: block `t`, hidden slots `t` and `t + 1` (slot 0
-    /// holds h0), cell-state slots taken modulo `c_slots` (`T + 1` keeps every state,
-    /// 2 ping-pongs).
-    pub(crate) fn forward(steps: usize, c_slots: usize) -> Vec<StepSlot> {
-        (0..steps as u32)
-            .map(|t| StepSlot {
-                row: t,
-                prev: t,
-                next: t + 1,
-                carry: NONE,
-                c_prev: t % c_slots as u32,
-                c_next: (t + 1) % c_slots as u32,
-                last: 0,
-                _pad: 0,
+    /// holds h0); `reverse`: `t = T-1 … 0`, hidden slots `t + 1` and `t` (slot `T` holds
+    /// h0). Cell-state slots the same when `c_slots` is `T + 1` (every state kept), or
+    /// two ping-pong slots by dispatch (`c_slots` 2).
+    pub(crate) fn forward(steps: usize, c_slots: usize, reverse: bool) -> Vec<StepSlot> {
+        let n = steps as u32;
+        let keep_c = c_slots == steps + 1;
+        (0..n)
+            .map(|i| {
+                let t = if reverse { n - 1 - i } else { i };
+                let (prev, next) = if reverse { (t + 1, t) } else { (t, t + 1) };
+                let (c_prev, c_next) = if keep_c {
+                    (prev, next)
+                } else {
+                    (i % c_slots as u32, (i + 1) % c_slots as u32)
+                };
+                StepSlot {
+                    row: t,
+                    prev,
+                    next,
+                    carry: NONE,
+                    c_prev,
+                    c_next,
+                    last: 0,
+                    _pad: 0,
+                }
             })
             .collect()
     }
 
-    /// A layer's backward, `t = T-1 … 0` (the carry from block `t + 1`, none for the
-    /// first), then the final entry that writes `dh0` from block 0.
-    pub(crate) fn backward(steps: usize) -> Vec<StepSlot> {
-        let t_max = steps as u32;
-        (0..t_max)
-            .rev()
-            .map(|t| StepSlot {
-                row: t,
-                prev: t,
-                next: t + 1,
-                carry: if t + 1 < t_max { t + 1 } else { NONE },
-                c_prev: t,
-                c_next: t + 1,
-                last: 0,
-                _pad: 0,
-            })
-            .chain(Some(StepSlot {
-                row: 0,
-                prev: 0,
-                next: 0,
-                carry: 0,
-                c_prev: 0,
-                c_next: 0,
-                last: 1,
-                _pad: 0,
-            }))
-            .collect()
+    /// A layer's backward: the forward's entries in the opposite order, each with the
+    /// carry from the block processed before it (none for the first), then the final
+    /// entry that writes `dh0` from the block processed last.
+    pub(crate) fn backward(steps: usize, reverse: bool) -> Vec<StepSlot> {
+        let mut slots = Self::forward(steps, steps + 1, reverse);
+        slots.reverse();
+        let mut carry = NONE;
+        for s in &mut slots {
+            s.carry = carry;
+            carry = s.row;
+        }
+        slots.push(StepSlot {
+            row: 0,
+            prev: 0,
+            next: 0,
+            carry,
+            c_prev: 0,
+            c_next: 0,
+            last: 1,
+            _pad: 0,
+        });
+        slots
     }
 }
 

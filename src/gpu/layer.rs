@@ -104,10 +104,13 @@ pub struct Trace {
     hidden: usize,
     steps: usize,
     batch: usize,
+    /// Made by [`Layer::forward_reversed`].
+    reverse: bool,
     x: Tensor,
-    /// `[T + 1, B, H]`, slot 0 = h0.
+    /// `[T + 1, B, H]`: slot 0 = h0 and slot t + 1 = h_t (in reverse: h_t at slot t,
+    /// h0 at slot T).
     hs: Arc<Buf>,
-    /// `[T + 1, B, H]`, slot 0 = c0 (cells with a cell state).
+    /// `[T + 1, B, H]`, laid out as `hs` (cells with a cell state).
     cs: Option<Arc<Buf>>,
     /// `[T, B, H, S]` what the cell keeps (LSTM: activated gates; GRU: r, z, n, hn).
     gates: Option<Arc<Buf>>,
@@ -430,14 +433,40 @@ impl Layer {
 
     /// Runs the layer over `x [T, B, I]` from `h0` (and `c0` for the LSTM), zeros when
     /// `None`. Records the input projection (one GEMM over all `T·B` rows) and one fused
-    /// step dispatch per time step into one command encoder and one compute pass, and
-    /// submits it; nothing is read back.
+    /// step dispatch per time step (two for the lecture's GRU) into one command encoder
+    /// and one compute pass, and submits it; nothing is read back.
     pub fn forward(
         &self,
         x: &Tensor,
         h0: Option<&Tensor>,
         c0: Option<&Tensor>,
         mode: Mode,
+    ) -> Result<Forward> {
+        self.run_forward(x, h0, c0, mode, false)
+    }
+
+    /// [`Layer::forward`] in reverse time order, as the reverse direction of a
+    /// bidirectional PyTorch layer runs: `x[T-1]` first, from `h0` (and `c0`). `h[t]` is
+    /// the state after consuming `x[t]` (so `h[T-1]` comes first), and `h_last` the
+    /// state after `x[0]`, the last one made. The same kernels, another step schedule;
+    /// [`Layer::backward`] of its trace runs backward in the matching order.
+    pub fn forward_reversed(
+        &self,
+        x: &Tensor,
+        h0: Option<&Tensor>,
+        c0: Option<&Tensor>,
+        mode: Mode,
+    ) -> Result<Forward> {
+        self.run_forward(x, h0, c0, mode, true)
+    }
+
+    fn run_forward(
+        &self,
+        x: &Tensor,
+        h0: Option<&Tensor>,
+        c0: Option<&Tensor>,
+        mode: Mode,
+        reverse: bool,
     ) -> Result<Forward> {
         let ctx = &self.ctx;
         let shape = x.shape();
@@ -516,7 +545,11 @@ impl Layer {
                 true => Some(new_buffer(ctx, "x", &[b, h])?),
                 false => None,
             };
-            let schedule = StepSlot::forward(t, slots);
+            let schedule = StepSlot::forward(t, slots, reverse);
+            // Where the states start: slot 0 in time order; in reverse h0 at slot T (every
+            // h_t at slot t), c0 likewise when every cell state is kept.
+            let h_init = if reverse { t } else { 0 };
+            let c_init = if reverse && slots == t + 1 { t } else { 0 };
             let steps = ctx.schedule("x", &schedule)?;
             let phases = with_cell!(self.cell, C => C::STEP.len());
             let kernels = (0..phases as u8).map(|p| Kernel::Step(self.cell, p));
@@ -541,9 +574,9 @@ impl Layer {
                 ctx,
                 "forward",
                 |enc| {
-                    init_slot(enc, &hs, h0, bh);
+                    init_slot(enc, &hs, h0, h_init, bh);
                     if let Some(cs) = &cs {
-                        init_slot(enc, cs, c0, bh);
+                        init_slot(enc, cs, c0, c_init, bh);
                     }
                 },
                 |pass| {
@@ -552,16 +585,21 @@ impl Layer {
                 },
             )?;
 
+            // The states in time order start at slot 1 (time order) or 0 (reverse); the
+            // last made is the last entry's.
+            let first = if reverse { 0 } else { bh as u64 };
+            let last = schedule.last().map_or(0, |e| e.next as usize);
+            let c_last = schedule.last().map_or(0, |e| e.c_next as usize);
             Ok(Forward {
-                h: Tensor::view_of(ctx, &hs, bh as u64, &[t, b, h]),
-                h_last: Tensor::view_of(ctx, &hs, (t * bh) as u64, &[b, h]),
+                h: Tensor::view_of(ctx, &hs, first, &[t, b, h]),
+                h_last: Tensor::view_of(ctx, &hs, (last * bh) as u64, &[b, h]),
                 c_last: cs
                     .as_ref()
-                    .map(|cs| Tensor::view_of(ctx, cs, ((t % slots) * bh) as u64, &[b, h])),
+                    .map(|cs| Tensor::view_of(ctx, cs, (c_last * bh) as u64, &[b, h])),
                 c: cs
                     .as_ref()
                     .filter(|_| slots == t + 1)
-                    .map(|cs| Tensor::view_of(ctx, cs, bh as u64, &[t, b, h])),
+                    .map(|cs| Tensor::view_of(ctx, cs, first, &[t, b, h])),
                 trace: train.then(|| Trace {
                     layer: self.id,
                     version: *version,
@@ -570,6 +608,7 @@ impl Layer {
                     hidden: h,
                     steps: t,
                     batch: b,
+                    reverse,
                     x: x.clone(),
                     hs: hs.clone(),
                     cs: cs.clone(),
@@ -776,7 +815,7 @@ impl Layer {
                     _pad: 0,
                 },
             );
-            let schedule = StepSlot::backward(t);
+            let schedule = StepSlot::backward(t, trace.reverse);
             let steps = ctx.schedule("dh", &schedule)?;
             let phases = with_cell!(self.cell, C => C::STEP_BACK.len());
             let kernels = (0..phases as u8).map(|p| Kernel::StepBack(self.cell, p));
@@ -823,7 +862,8 @@ impl Layer {
                     n: h,
                     k: rows,
                     a: (&dg, 0),
-                    b: (&trace.hs, 0),
+                    // H_prev: h_{t-1} of block t is slot t (time order) or t + 1.
+                    b: (&trace.hs, if trace.reverse { bh as u64 } else { 0 }),
                     bias: None,
                     c: (grads.dw_hh.buffer(), grads.dw_hh.offset()),
                     trans_a: true,
@@ -884,7 +924,7 @@ impl Layer {
                     }
                     if let Some(carry) = &carry {
                         // c̄ starts at dc_last (or zero); a carry of another kind at zero.
-                        init_slot(enc, carry, dc_last, bh);
+                        init_slot(enc, carry, dc_last, 0, bh);
                     }
                 },
                 |pass| {
@@ -935,18 +975,20 @@ fn unbound(kernel: Kernel, role: &Role) -> Error {
     ))
 }
 
-/// Fills the first `slot` elements of `buf` (one `[B, H]` state) with `src`, or zeros;
-/// the rest of the buffer is left as it is (NaN where outputs are poisoned).
+/// Fills slot `slot` of `buf` (the `len` elements of one `[B, H]` state from element
+/// `slot·len`) with `src`, or zeros; the rest of the buffer is left as it is (NaN where
+/// outputs are poisoned).
 fn init_slot(
     enc: &mut wgpu::CommandEncoder,
     buf: &wgpu::Buffer,
     src: Option<&Tensor>,
     slot: usize,
+    len: usize,
 ) {
-    let bytes = (slot * 4) as u64;
+    let (at, bytes) = ((slot * len * 4) as u64, (len * 4) as u64);
     match src {
-        Some(s) => enc.copy_buffer_to_buffer(s.buffer(), s.offset() * 4, buf, 0, bytes),
-        None => enc.clear_buffer(buf, 0, Some(bytes)),
+        Some(s) => enc.copy_buffer_to_buffer(s.buffer(), s.offset() * 4, buf, at, bytes),
+        None => enc.clear_buffer(buf, at, Some(bytes)),
     }
 }
 
