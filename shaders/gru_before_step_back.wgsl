@@ -23,8 +23,12 @@
 @group(0) @binding(8) var<storage, read_write> dh0: array<f32>;   // [B, H]
 @group(0) @binding(9) var<storage, read_write> dgn: array<vec4<f32>>; // [T, B, H]
 
-fn gate_dot(a: vec4<f32>, b: vec4<f32>) -> f32 {
-    return dot(a, b);
+// weight() and gate_dot() over the four slots.
+#include gates_vec4
+
+// The part of ∂L/∂h_{t-1} that does not pass through W_hh (common/carry.wgsl).
+fn direct(bj: u32) -> f32 {
+    return dd[bj];
 }
 
 @compute @workgroup_size(64)
@@ -32,20 +36,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
     #include invocation
 
     #include carry
-    if (step.last != 0u) {
-        for (var r = 0u; r < rows; r++) {
-            let bj = (b0 + r) * nh + j;
-            dh0[bj] = carry[r] + dd[bj];
-        }
-        return;
-    }
     for (var r = 0u; r < rows; r++) {
-        let bj = (b0 + r) * nh + j;
-        let q = gates[at + bj];
-        let h_prev = hs[prev + bj];
-        let g = dh[at + bj] + carry[r] + dd[bj];
-        let d_n = g * (1.0 - q.y) * (1.0 - q.z * q.z);
-        let d_z = g * (h_prev - q.z) * q.y * (1.0 - q.y);
+        #include gru_back_row
         dg[at + bj] = vec4<f32>(0.0, d_z, d_n, 0.0);
         dgn[at + bj] = vec4<f32>(0.0, 0.0, d_n, 0.0);
         dd[bj] = g * q.y;

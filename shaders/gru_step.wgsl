@@ -26,12 +26,7 @@ alias Acc = vec4<f32>;
 fn acc_init(bj: u32) -> Acc {
     return bhh[bj % dims.hidden];
 }
-fn state(i: u32) -> f32 {
-    return hs[i];
-}
-fn weight(i: u32) -> Acc {
-    return w[i];
-}
+#include product_hs
 
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {

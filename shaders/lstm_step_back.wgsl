@@ -23,8 +23,12 @@
 @group(0) @binding(7) var<storage, read_write> dc: array<f32>;    // c̄ [B, H]
 @group(0) @binding(8) var<storage, read_write> dh0: array<f32>;   // [B, H]
 
-fn gate_dot(a: vec4<f32>, b: vec4<f32>) -> f32 {
-    return dot(a, b);
+// weight() and gate_dot() over the four slots.
+#include gates_vec4
+
+// The part of ∂L/∂h_{t-1} that does not pass through W_hh (common/carry.wgsl).
+fn direct(bj: u32) -> f32 {
+    return 0.0;
 }
 
 @compute @workgroup_size(64)
@@ -32,12 +36,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
     #include invocation
 
     #include carry
-    if (step.last != 0u) {
-        for (var r = 0u; r < rows; r++) {
-            dh0[(b0 + r) * nh + j] = carry[r];
-        }
-        return;
-    }
     for (var r = 0u; r < rows; r++) {
         let bj = (b0 + r) * nh + j;
         let z = gates[at + bj];

@@ -13,8 +13,17 @@
 @group(0) @binding(5) var<storage, read_write> dg: array<f32>;  // [T, B, H]
 @group(0) @binding(6) var<storage, read_write> dh0: array<f32>; // [B, H]
 
+fn weight(i: u32) -> f32 {
+    return w[i];
+}
+
 fn gate_dot(a: f32, b: f32) -> f32 {
     return a * b;
+}
+
+// The part of ∂L/∂h_{t-1} that does not pass through W_hh (common/carry.wgsl).
+fn direct(bj: u32) -> f32 {
+    return 0.0;
 }
 
 @compute @workgroup_size(64)
@@ -22,12 +31,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
     #include invocation
 
     #include carry
-    if (step.last != 0u) {
-        for (var r = 0u; r < rows; r++) {
-            dh0[(b0 + r) * nh + j] = carry[r];
-        }
-        return;
-    }
     for (var r = 0u; r < rows; r++) {
         let bj = (b0 + r) * nh + j;
         let h = hs[next + bj];

@@ -61,12 +61,24 @@ pub const ALL: [(&str, &str); 13] = [
 
 /// Snippets a kernel pulls into its body with a line `#include NAME` (expanded by
 /// [`expand`] before the row markers, so snippets may hold them too).
-pub const SNIPPETS: [(&str, &str); 3] = [
+pub const SNIPPETS: [(&str, &str); 6] = [
     (
         "invocation",
         include_str!("../shaders/common/invocation.wgsl"),
     ),
     ("product", include_str!("../shaders/common/product.wgsl")),
+    (
+        "product_hs",
+        include_str!("../shaders/common/product_hs.wgsl"),
+    ),
+    (
+        "gates_vec4",
+        include_str!("../shaders/common/gates_vec4.wgsl"),
+    ),
+    (
+        "gru_back_row",
+        include_str!("../shaders/common/gru_back_row.wgsl"),
+    ),
     ("carry", include_str!("../shaders/common/carry.wgsl")),
 ];
 

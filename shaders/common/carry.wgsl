@@ -1,12 +1,21 @@
     // The recurrent carry from the gate gradients of the step processed before (none on
     // the first backward dispatch): the gates of source unit k dotted into Wb[k, j] by
-    // the kernel's own `gate_dot` (a product for one gate, a vec4 dot for four).
+    // the kernel's own `weight` and `gate_dot` (a product for one gate, a vec4 dot for
+    // four, common/gates_vec4.wgsl).
     let base#ROW = step.carry * bh + min(b0 + #ROWu, nb - 1u) * nh;
     var carry#ROW = 0.0;
     if (step.carry != NONE) {
         for (var k = 0u; k < nh; k++) {
-            let wk = w[k * nh + j];
-            carry#ROW += gate_dot(dg[base#ROW + k], wk);
+            carry#ROW += gate_dot(dg[base#ROW + k], weight(k * nh + j));
         }
     }
     var carry = array<f32, BT>(#ROWS(carry#ROW));
+    // The schedule's final entry: dh0 = the carry plus the kernel's own `direct` part of
+    // ∂L/∂h_{t-1} (the GRU's), and nothing else.
+    if (step.last != 0u) {
+        for (var r = 0u; r < rows; r++) {
+            let bj = (b0 + r) * nh + j;
+            dh0[bj] = carry[r] + direct(bj);
+        }
+        return;
+    }

@@ -11,6 +11,27 @@ use super::Role::*;
 use super::{CellDef, LateBwd, Phase, RowBwd, RowFwd};
 use crate::real::Real;
 
+/// The first three gate blocks of `H` entries of a row, and the rest (empty when the
+/// row holds no more).
+fn blocks<T>(row: &mut [T], hs: usize) -> [&mut [T]; 4] {
+    let (a, rest) = row.split_at_mut(hs.min(row.len()));
+    let (b, rest) = rest.split_at_mut(hs.min(rest.len()));
+    let (c, d) = rest.split_at_mut(hs.min(rest.len()));
+    [a, b, c, d]
+}
+
+/// Both variants' update `h' = (1 − z) n + z h`.
+fn update<A: Real>(z: A, n: A, h: A) -> A {
+    (A::one() - z) * n + z * h
+}
+
+/// Both variants' gradients of the update's gates from `g = ∂L/∂h'`: the update gate's
+/// pre-activation `d_z = g (h − n) z(1 − z)` and the candidate's `d_n = g (1 − z)(1 − n²)`.
+fn update_grads<A: Real>(g: A, z: A, n: A, h: A) -> (A, A) {
+    let one = A::one();
+    (g * (h - n) * z * (one - z), g * (one - z) * (one - n * n))
+}
+
 /// The GRU (PyTorch's, reset after the product).
 pub(crate) struct Gru;
 
@@ -27,20 +48,15 @@ impl CellDef for Gru {
 
     fn forward_row<A: Real>(row: RowFwd<'_, A>) {
         let hs = row.h.len();
-        let (gr, rest) = row.g.split_at_mut(hs);
-        let (gz, rest) = rest.split_at_mut(hs);
-        let (gn, ghn) = rest.split_at_mut(hs);
+        let [gr, gz, gn, ghn] = blocks(row.g, hs);
         let (hr, rest) = row.hw.split_at(hs);
         let (hz, hn) = rest.split_at(hs);
         for j in 0..hs {
             let r = (gr[j] + hr[j]).sigmoid();
             let z = (gz[j] + hz[j]).sigmoid();
             let n = (gn[j] + r * hn[j]).tanh();
-            gr[j] = r;
-            gz[j] = z;
-            gn[j] = n;
-            ghn[j] = hn[j];
-            row.h[j] = (A::one() - z) * n + z * row.h_prev[j];
+            (gr[j], gz[j], gn[j], ghn[j]) = (r, z, n, hn[j]);
+            row.h[j] = update(z, n, row.h_prev[j]);
         }
     }
 
@@ -49,24 +65,16 @@ impl CellDef for Gru {
     /// `d_r = d_n · (W_hn h + b_hn) · r(1 − r)`, `d_z = ∂z · z(1 − z)` on both.
     fn backward_row<A: Real>(row: RowBwd<'_, A>) {
         let hs = row.h.len();
-        let one = A::one();
         let k = row.kept;
-        let (dr, rest) = row.dg.split_at_mut(hs);
-        let (dz, dn) = rest.split_at_mut(hs);
-        let (dhr, rest) = row.dgh.split_at_mut(hs);
-        let (dhz, dhn) = rest.split_at_mut(hs);
+        let [dr, dz, dn, _] = blocks(row.dg, hs);
+        let [dhr, dhz, dhn, _] = blocks(row.dgh, hs);
         for j in 0..hs {
             let (r, z, n, hn) = (k[j], k[hs + j], k[2 * hs + j], k[3 * hs + j]);
             let g = row.dh[j];
-            let d_n = g * (one - z) * (one - n * n);
-            let d_z = g * (row.h_prev[j] - n) * z * (one - z);
-            let d_r = d_n * hn * r * (one - r);
-            dr[j] = d_r;
-            dz[j] = d_z;
-            dn[j] = d_n;
-            dhr[j] = d_r;
-            dhz[j] = d_z;
-            dhn[j] = d_n * r;
+            let (d_z, d_n) = update_grads(g, z, n, row.h_prev[j]);
+            let d_r = d_n * hn * r * (A::one() - r);
+            (dr[j], dz[j], dn[j]) = (d_r, d_z, d_n);
+            (dhr[j], dhz[j], dhn[j]) = (d_r, d_z, d_n * r);
             row.direct[j] = g * z;
         }
     }
@@ -115,17 +123,11 @@ impl CellDef for GruResetBefore {
 
     fn forward_row<A: Real>(row: RowFwd<'_, A>) {
         let hs = row.h.len();
-        let (gr, rest) = row.g.split_at_mut(hs);
-        let (gz, rest) = rest.split_at_mut(hs);
-        let gn = &mut rest[..hs];
+        let [gr, gz, gn, _] = blocks(row.g, hs);
         for j in 0..hs {
-            let r = gr[j].sigmoid();
-            let z = gz[j].sigmoid();
-            let n = gn[j].tanh();
-            gr[j] = r;
-            gz[j] = z;
-            gn[j] = n;
-            row.h[j] = (A::one() - z) * n + z * row.h_prev[j];
+            let (r, z, n) = (gr[j].sigmoid(), gz[j].sigmoid(), gn[j].tanh());
+            (gr[j], gz[j], gn[j]) = (r, z, n);
+            row.h[j] = update(z, n, row.h_prev[j]);
         }
     }
 
@@ -133,16 +135,13 @@ impl CellDef for GruResetBefore {
     /// `∂h = g z`; `d_r` waits for `∂L/∂ĥ` ([`CellDef::backward_late`]).
     fn backward_row<A: Real>(row: RowBwd<'_, A>) {
         let hs = row.h.len();
-        let one = A::one();
         let k = row.kept;
-        let (dr, rest) = row.dg.split_at_mut(hs);
-        let (dz, dn) = rest.split_at_mut(hs);
+        let [dr, dz, dn, _] = blocks(row.dg, hs);
         for j in 0..hs {
             let (z, n) = (k[hs + j], k[2 * hs + j]);
             let g = row.dh[j];
-            dr[j] = A::zero();
-            dz[j] = g * (row.h_prev[j] - n) * z * (one - z);
-            dn[j] = g * (one - z) * (one - n * n);
+            let (d_z, d_n) = update_grads(g, z, n, row.h_prev[j]);
+            (dr[j], dz[j], dn[j]) = (A::zero(), d_z, d_n);
             row.direct[j] = g * z;
         }
     }

@@ -1,14 +1,29 @@
 //! Cells: the unit of extension. Each cell says once, in its own file, what an engine
 //! needs of it — its gate count, whether it has a cell state, how the recurrent product
-//! meets the input projection, what a training forward keeps, and its elementwise
-//! forward and backward for one batch row — and the engines are generic over it.
+//! meets the input projection (folded into it, kept apart, or a late gate that meets a
+//! gated state), what a training forward keeps, and its elementwise forward and
+//! backward for one batch row — and the engines are generic over it.
 //!
-//! Adding a cell: a file here implementing [`CellDef`] (its CPU rows, its device slots
-//! and its step kernels' bindings by [`Role`]); its forward and backward step shaders in
-//! `shaders/` with their two constants in `crate::shaders` (the GPU's kernel list takes
-//! their sources and binding kinds from the cell); a variant of [`crate::Cell`] and of
-//! `Cell::ALL`; and one line in [`with_cell!`]. The engines (`cpu`, `gpu::Layer`) and
-//! the kernel list never name a cell.
+//! Adding a cell:
+//! 1. a file here (or a second type in a cell's file, for a variant such as the GRU's
+//!    `reset_after`) implementing [`CellDef`]: its CPU rows, its device slots, and its
+//!    step kernels as [`Phase`]s (usually one forward and one backward; more when a
+//!    step needs a whole row of something before going on, as the lecture's GRU does)
+//!    with their bindings by [`Role`];
+//! 2. its step shaders in `shaders/`, each a constant in `crate::shaders` made with
+//!    `step_kernel!` (which prepends the shared prelude) and listed in its `ALL`; the
+//!    shaders pull the shared parts in with `#include` (the invocation's coordinates,
+//!    the recurrent product, the backward carry and the final `dh0` dispatch) and
+//!    index their buffers through the step schedule's entry, never `t` itself;
+//! 3. a variant of [`crate::Cell`] and an entry of `Cell::ALL` — every test grid,
+//!    gradient check and bad-input suite loops over `Cell::ALL`, so the new cell is
+//!    tested from then on;
+//! 4. one line in [`with_cell!`].
+//!
+//! The engines (`cpu`, `gpu::Layer`) and the kernel list never name a cell; they ask
+//! the cell (`FOLD`, `LATE`, `HAS_C`, the roles its phases bind). The unit test below
+//! and `gpu::kernels`' tests check each cell's slots and each kernel's bindings and
+//! uniforms against its shader by naga reflection.
 
 #[cfg(test)]
 mod tests {

@@ -489,16 +489,7 @@ impl Layer {
         if let Some(h0) = h0 {
             h0.expect_shape("h0", "[B, H]", &[b, h])?;
         }
-        match (self.cell.has_cell_state(), c0) {
-            (false, Some(_)) => {
-                return Err(Error::Invalid {
-                    arg: "c0",
-                    msg: format!("a {} has no cell state: pass None", self.cell.name()),
-                })
-            }
-            (true, Some(c0)) => c0.expect_shape("c0", "[B, H]", &[b, h])?,
-            _ => {}
-        }
+        self.check_cell_state("c0", c0, b)?;
         let (rows_per, groups) = self.step_groups(b)?;
         let train = mode == Mode::Training;
         // Every cell state is kept unless plain inference: then two ping-pong slots.
@@ -669,6 +660,19 @@ impl Layer {
         })
     }
 
+    /// Checks a cell-state argument `arg` (`[B, H]` for cells that have one; refused by
+    /// the others).
+    fn check_cell_state(&self, arg: &'static str, v: Option<&Tensor>, b: usize) -> Result<()> {
+        match (self.cell.has_cell_state(), v) {
+            (false, Some(_)) => Err(Error::Invalid {
+                arg,
+                msg: format!("a {} has no cell state: pass None", self.cell.name()),
+            }),
+            (true, Some(v)) => v.expect_shape(arg, "[B, H]", &[b, self.hidden]),
+            _ => Ok(()),
+        }
+    }
+
     /// Checks that `trace` was made by this layer, with sizes this layer has. (Its
     /// version is checked under the weights' lock, when the backward is recorded.)
     fn check_trace(&self, trace: &Trace) -> Result<()> {
@@ -699,16 +703,7 @@ impl Layer {
         }
         let (t, b, h) = (trace.steps, trace.batch, self.hidden);
         dh.expect_shape("dh", "[T, B, H]", &[t, b, h])?;
-        match (self.cell.has_cell_state(), dc_last) {
-            (false, Some(_)) => {
-                return Err(Error::Invalid {
-                    arg: "dc_last",
-                    msg: format!("a {} has no cell state: pass None", self.cell.name()),
-                })
-            }
-            (true, Some(d)) => d.expect_shape("dc_last", "[B, H]", &[b, h])?,
-            _ => {}
-        }
+        self.check_cell_state("dc_last", dc_last, b)?;
         self.step_groups(b).map(|_| ())
     }
 

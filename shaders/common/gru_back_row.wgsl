@@ -1,0 +1,9 @@
+        // One batch row r of a GRU backward step (both variants): the gradient g reaching
+        // h_t (upstream, carry and direct part), then the update and candidate gradients
+        // from the kept (r, z, n) in `q`.
+        let bj = (b0 + r) * nh + j;
+        let q = gates[at + bj];
+        let h_prev = hs[prev + bj];
+        let g = dh[at + bj] + carry[r] + dd[bj];
+        let d_n = g * (1.0 - q.y) * (1.0 - q.z * q.z);
+        let d_z = g * (h_prev - q.z) * q.y * (1.0 - q.y);
