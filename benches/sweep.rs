@@ -31,7 +31,8 @@ struct Opts {
 
 const HELP: &str = "sweep: GPU and CPU RNN/LSTM/GRU benchmark
 flags (comma-separated lists):
-  --cell rnn,lstm,gru      cells (default lstm,rnn)
+  --cell rnn,lstm,gru,gru_reset_before
+                           cells (default lstm,rnn; gru_reset_before: the lecture GRU)
   --batch 1,8,32,64,256    batch sizes
   --hidden 32,128,256,512,1024
   --seq 50                 sequence lengths T

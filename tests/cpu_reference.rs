@@ -3,116 +3,75 @@
 
 mod common;
 
-use common::{assert_close, NumpyRng};
-use ndarray::{Array2, Array3, Axis};
+use common::recipes::{lstm_packed, lstm_params, rnn_params};
+use common::{assert_close, assert_grads_close, Case, NumpyRng};
+use ndarray::{Array1, Array2, Array3, ArrayView2, Axis};
 use wgpu_rnn::{cpu, Cell, Error, Head, Params};
 
-/// Everything the loss depends on, so that each array can be perturbed in turn.
-#[derive(Clone)]
-struct Problem {
-    p: Params<f64>,
-    x: Array3<f64>,
-    h0: Array2<f64>,
-    c0: Option<Array2<f64>>,
-    dh: Array3<f64>,
-    dc_last: Option<Array2<f64>>,
+/// A problem of weights of the usual scale (std 1/√(I+H): a contracting, non-chaotic
+/// recurrence), biases of std 0.5 and normal inputs, h0 included; upstream gradients as
+/// in every [`Case`].
+fn problem(cell: Cell, t: usize, b: usize, i: usize, h: usize, seed: u32) -> Case {
+    let mut rng = NumpyRng::new(seed);
+    let g = cell.gates() * h;
+    let k = 1.0 / ((i + h) as f64).sqrt();
+    let p = Params::new(
+        cell,
+        rng.randn((g, i)) * k,
+        rng.randn((g, h)) * k,
+        rng.randn(g) * 0.5,
+        rng.randn(g) * 0.5,
+    )
+    .unwrap();
+    Case::inputs(p, &mut rng, b, t, |rng, bh| rng.randn(bh))
 }
 
-impl Problem {
-    fn random(cell: Cell, t: usize, b: usize, i: usize, h: usize, seed: u32) -> Self {
-        let mut rng = NumpyRng::new(seed);
-        let g = cell.gates();
-        // Weights of the usual scale (std 1/√(I+H)): a contracting, non-chaotic recurrence.
-        let k = 1.0 / ((i + h) as f64).sqrt();
-        let p = Params::new(
-            cell,
-            rng.randn((g * h, i)) * k,
-            rng.randn((g * h, h)) * k,
-            rng.randn(g * h) * 0.5,
-            rng.randn(g * h) * 0.5,
-        )
-        .unwrap();
-        let lstm = cell.has_cell_state();
-        Problem {
-            p,
-            x: rng.randn((t, b, i)),
-            h0: rng.randn((b, h)),
-            c0: lstm.then(|| rng.randn((b, h))),
-            dh: rng.randn((t, b, h)),
-            dc_last: lstm.then(|| rng.randn((b, h))),
-        }
+/// `L = Σ <dh, h> + <dc, c_T>`.
+fn loss(pr: &Case) -> f64 {
+    let tr = pr.cpu_forward();
+    let mut l = (&tr.h * &pr.dh).sum();
+    if let (Some(c), Some(dc)) = (tr.c_last(), &pr.dc) {
+        l += (&c * dc).sum();
     }
+    l
+}
 
-    /// `L = Σ <dh, h> + <dc_last, c_T>`.
-    fn loss(&self) -> f64 {
-        let tr = cpu::forward(
-            &self.p,
-            self.x.view(),
-            Some(self.h0.view()),
-            self.c0.as_ref().map(|c| c.view()),
-        )
-        .unwrap();
-        let mut l = (&tr.h * &self.dh).sum();
-        if let (Some(c), Some(dc)) = (tr.c_last(), &self.dc_last) {
-            l += (&c * dc).sum();
-        }
-        l
+/// The array named `name`, as a mutable slice.
+fn array<'a>(pr: &'a mut Case, name: &str) -> &'a mut [f64] {
+    match name {
+        "w_ih" => pr.p.w_ih.as_slice_mut(),
+        "w_hh" => pr.p.w_hh.as_slice_mut(),
+        "b_ih" => pr.p.b_ih.as_slice_mut(),
+        "b_hh" => pr.p.b_hh.as_slice_mut(),
+        "x" => pr.x.as_slice_mut(),
+        "h0" => pr.h0.as_slice_mut(),
+        "c0" => pr.c0.as_mut().unwrap().as_slice_mut(),
+        _ => unreachable!(),
     }
+    .unwrap()
+}
 
-    fn grads(&self) -> cpu::Grads<f64> {
-        let tr = cpu::forward(
-            &self.p,
-            self.x.view(),
-            Some(self.h0.view()),
-            self.c0.as_ref().map(|c| c.view()),
-        )
-        .unwrap();
-        cpu::backward(
-            &self.p,
-            &tr,
-            self.dh.view(),
-            self.dc_last.as_ref().map(|c| c.view()),
-        )
-        .unwrap()
-    }
-
-    /// The array named `name`, as a mutable slice.
-    fn array(&mut self, name: &str) -> &mut [f64] {
-        match name {
-            "w_ih" => self.p.w_ih.as_slice_mut(),
-            "w_hh" => self.p.w_hh.as_slice_mut(),
-            "b_ih" => self.p.b_ih.as_slice_mut(),
-            "b_hh" => self.p.b_hh.as_slice_mut(),
-            "x" => self.x.as_slice_mut(),
-            "h0" => self.h0.as_slice_mut(),
-            "c0" => self.c0.as_mut().unwrap().as_slice_mut(),
-            _ => unreachable!(),
-        }
-        .unwrap()
-    }
-
-    /// Central differences of the loss with respect to every element of `name`.
-    fn numeric(&self, name: &str) -> Vec<f64> {
-        let eps = 1e-6;
-        let mut work = self.clone();
-        let n = work.array(name).len();
-        (0..n)
-            .map(|k| {
-                let v = work.array(name)[k];
-                work.array(name)[k] = v + eps;
-                let lp = work.loss();
-                work.array(name)[k] = v - eps;
-                let lm = work.loss();
-                work.array(name)[k] = v;
-                (lp - lm) / (2.0 * eps)
-            })
-            .collect()
-    }
+/// Central differences of the loss with respect to every element of `name`.
+fn numeric(pr: &Case, name: &str) -> Vec<f64> {
+    let eps = 1e-6;
+    let mut work = pr.clone();
+    let n = array(&mut work, name).len();
+    (0..n)
+        .map(|k| {
+            let v = array(&mut work, name)[k];
+            array(&mut work, name)[k] = v + eps;
+            let lp = loss(&work);
+            array(&mut work, name)[k] = v - eps;
+            let lm = loss(&work);
+            array(&mut work, name)[k] = v;
+            (lp - lm) / (2.0 * eps)
+        })
+        .collect()
 }
 
 fn check_gradients(cell: Cell, t: usize, b: usize, i: usize, h: usize, seed: u32) {
-    let pr = Problem::random(cell, t, b, i, h, seed);
-    let g = pr.grads();
+    let pr = problem(cell, t, b, i, h, seed);
+    let (_, g) = pr.cpu_grads();
     let mut arrays: Vec<(&str, Vec<f64>)> = vec![
         ("w_ih", g.dw_ih.iter().copied().collect()),
         ("w_hh", g.dw_hh.iter().copied().collect()),
@@ -125,7 +84,7 @@ fn check_gradients(cell: Cell, t: usize, b: usize, i: usize, h: usize, seed: u32
         arrays.push(("c0", g.dc0.as_ref().unwrap().iter().copied().collect()));
     }
     for (name, analytic) in arrays {
-        let numeric = pr.numeric(name);
+        let numeric = numeric(&pr, name);
         let a = ndarray::Array1::from(analytic);
         let n = ndarray::Array1::from(numeric);
         let e = common::rel_err(&a, &n);
@@ -164,10 +123,10 @@ fn gradients_match_finite_differences() {
 fn gru_step_matches_hand_derived_equations() {
     let (b, i, h) = (3, 4, 5);
     for reset_after in [true, false] {
-        let pr = Problem::random(Cell::Gru { reset_after }, 1, b, i, h, 77);
+        let pr = problem(Cell::Gru { reset_after }, 1, b, i, h, 77);
         let p = &pr.p;
         let sig = |v: f64| 1.0 / (1.0 + (-v).exp());
-        let tr = cpu::forward(p, pr.x.view(), Some(pr.h0.view()), None).unwrap();
+        let tr = pr.cpu_forward();
         for r in 0..b {
             let x = pr.x.slice(ndarray::s![0, r, ..]);
             let hp = pr.h0.row(r);
@@ -201,33 +160,32 @@ fn gru_step_matches_hand_derived_equations() {
     }
 }
 
+/// One step's forward and backward (`step_forward`, `step_backward`) against the
+/// sequence functions on T = 1, every gradient to 1e-12.
 #[test]
 fn step_functions_agree_with_sequence() {
     for cell in Cell::ALL {
-        let pr = Problem::random(cell, 1, 3, 4, 5, 7);
+        let pr = problem(cell, 1, 3, 4, 5, 7);
         let x_t = pr.x.index_axis(Axis(0), 0);
-        let out =
-            cpu::step_forward(&pr.p, x_t, pr.h0.view(), pr.c0.as_ref().map(|c| c.view())).unwrap();
-        let g = cpu::step_backward(
-            &pr.p,
-            x_t,
-            pr.h0.view(),
-            pr.c0.as_ref().map(|c| c.view()),
-            &out,
-            pr.dh.index_axis(Axis(0), 0),
-            pr.dc_last.as_ref().map(|c| c.view()),
-        )
-        .unwrap();
-        let full = pr.grads();
-        assert_close("dx", &g.dx, &full.dx.index_axis(Axis(0), 0), 1e-12);
-        assert_close("dh_prev", &g.dh_prev, &full.dh0, 1e-12);
-        assert_close("dw_ih", &g.dw_ih, &full.dw_ih, 1e-12);
-        assert_close("dw_hh", &g.dw_hh, &full.dw_hh, 1e-12);
-        assert_close("db", &g.db, &full.db_ih, 1e-12);
-        assert_close("db_hh", &g.db_hh, &full.db_hh, 1e-12);
+        let c0 = pr.c0.as_ref().map(|c| c.view());
+        let out = cpu::step_forward(&pr.p, x_t, pr.h0.view(), c0).unwrap();
+        let dh = pr.dh.index_axis(Axis(0), 0);
+        let dc = pr.dc.as_ref().map(|c| c.view());
+        let g = cpu::step_backward(&pr.p, x_t, pr.h0.view(), c0, &out, dh, dc).unwrap();
+        let step = cpu::Grads {
+            dx: g.dx.insert_axis(Axis(0)),
+            dh0: g.dh_prev,
+            dc0: g.dc_prev,
+            dw_ih: g.dw_ih,
+            dw_hh: g.dw_hh,
+            db_ih: g.db,
+            db_hh: g.db_hh,
+        };
+        assert_grads_close(&format!("{cell:?} step"), &step, &pr.cpu_grads().1, 1e-12);
     }
 }
 
+/// The f32 CPU path against the f64 one: states and every gradient to 2e-4.
 #[test]
 fn f32_matches_f64() {
     for cell in Cell::ALL {
@@ -235,76 +193,37 @@ fn f32_matches_f64() {
             .iter()
             .enumerate()
         {
-            let pr = Problem::random(cell, t, b, i, h, 40 + k as u32);
-            let p32 = pr.p.cast::<f32>();
-            let f = |a: &Array3<f64>| a.mapv(|v| v as f32);
-            let f2 = |a: &Array2<f64>| a.mapv(|v| v as f32);
-            let x32 = f(&pr.x);
-            let h032 = f2(&pr.h0);
-            let c032 = pr.c0.as_ref().map(f2);
-            let tr32 = cpu::forward(
-                &p32,
-                x32.view(),
-                Some(h032.view()),
-                c032.as_ref().map(|c| c.view()),
-            )
-            .unwrap();
-            let tr64 = cpu::forward(
-                &pr.p,
-                pr.x.view(),
-                Some(pr.h0.view()),
-                pr.c0.as_ref().map(|c| c.view()),
-            )
-            .unwrap();
+            let pr = problem(cell, t, b, i, h, 40 + k as u32);
+            let (tr32, g32) = pr.cast::<f32>().cpu_grads();
+            let (tr64, g64) = pr.cpu_grads();
             let tol = 2e-4;
             assert_close("h", &tr32.h, &tr64.h, tol);
             if cell.has_cell_state() {
                 assert_close("c", tr32.c.as_ref().unwrap(), tr64.c.as_ref().unwrap(), tol);
             }
-            let dh32 = f(&pr.dh);
-            let dc32 = pr.dc_last.as_ref().map(f2);
-            let g32 =
-                cpu::backward(&p32, &tr32, dh32.view(), dc32.as_ref().map(|c| c.view())).unwrap();
-            let g64 = pr.grads();
-            assert_close("dx", &g32.dx, &g64.dx, tol);
-            assert_close("dh0", &g32.dh0, &g64.dh0, tol);
-            assert_close("dw_ih", &g32.dw_ih, &g64.dw_ih, tol);
-            assert_close("dw_hh", &g32.dw_hh, &g64.dw_hh, tol);
-            assert_close("db", &g32.db_ih, &g64.db_ih, tol);
-            assert_close("db_hh", &g32.db_hh, &g64.db_hh, tol);
-            if cell.has_cell_state() {
-                assert_close(
-                    "dc0",
-                    g32.dc0.as_ref().unwrap(),
-                    g64.dc0.as_ref().unwrap(),
-                    tol,
-                );
-            }
+            let label = format!("{cell:?} T={t} B={b} I={i} H={h}");
+            assert_grads_close(&label, &g32, &g64, tol);
         }
     }
 }
 
+/// ±30 inputs (every gate saturated) stay finite, bounded and f32-accurate; inputs 400
+/// times larger stay finite in f64 and f32.
 #[test]
 fn saturating_inputs_stay_finite_and_correct() {
     for cell in Cell::ALL {
-        let mut pr = Problem::random(cell, 4, 3, 5, 6, 3);
+        let mut pr = problem(cell, 4, 3, 5, 6, 3);
         // ±30 inputs push every gate into saturation.
         pr.x.mapv_inplace(|v| if v >= 0.0 { 30.0 } else { -30.0 });
         pr.p.w_ih.mapv_inplace(|v| v * 4.0);
-        let tr = cpu::forward(
-            &pr.p,
-            pr.x.view(),
-            Some(pr.h0.view()),
-            pr.c0.as_ref().map(|c| c.view()),
-        )
-        .unwrap();
+        let tr = pr.cpu_forward();
         // |h| ≤ 1 for the RNN and LSTM; the GRU's h mixes h_{t-1} and n ∈ [-1, 1].
         let bound = match cell {
             Cell::Gru { .. } => pr.h0.iter().fold(1.0f64, |m, v| m.max(v.abs())),
             _ => 1.0,
         };
         assert!(tr.h.iter().all(|v| v.is_finite() && v.abs() <= bound));
-        let g = pr.grads();
+        let (_, g) = pr.cpu_grads();
         assert!(g
             .dx
             .iter()
@@ -312,42 +231,18 @@ fn saturating_inputs_stay_finite_and_correct() {
             .chain(g.dw_hh.iter())
             .all(|v| v.is_finite()));
         // f32 in saturation agrees with f64.
-        let p32 = pr.p.cast::<f32>();
-        let tr32 = cpu::forward(
-            &p32,
-            pr.x.mapv(|v| v as f32).view(),
-            Some(pr.h0.mapv(|v| v as f32).view()),
-            pr.c0
-                .as_ref()
-                .map(|c| c.mapv(|v| v as f32))
-                .as_ref()
-                .map(|c| c.view()),
-        )
-        .unwrap();
+        let tr32 = pr.cast::<f32>().cpu_forward();
         assert_close("h (saturated)", &tr32.h, &tr.h, 2e-4);
         // Extreme pre-activations: 1e4 must not overflow sigmoid or tanh.
         let mut big = pr.clone();
         big.x.mapv_inplace(|v| v * 400.0);
-        let tr = cpu::forward(
-            &big.p,
-            big.x.view(),
-            Some(big.h0.view()),
-            big.c0.as_ref().map(|c| c.view()),
-        )
-        .unwrap();
-        assert!(tr.h.iter().all(|v| v.is_finite()));
-        let tr32 = cpu::forward(
-            &big.p.cast::<f32>(),
-            big.x.mapv(|v| v as f32).view(),
-            Some(big.h0.mapv(|v| v as f32).view()),
-            big.c0
-                .as_ref()
-                .map(|c| c.mapv(|v| v as f32))
-                .as_ref()
-                .map(|c| c.view()),
-        )
-        .unwrap();
-        assert!(tr32.h.iter().all(|v| v.is_finite()));
+        assert!(big.cpu_forward().h.iter().all(|v| v.is_finite()));
+        assert!(big
+            .cast::<f32>()
+            .cpu_forward()
+            .h
+            .iter()
+            .all(|v| v.is_finite()));
     }
 }
 
@@ -393,46 +288,20 @@ fn bad_input_returns_errors_naming_the_argument() {
     let x = Array3::<f32>::zeros((2, 5, 3));
     let h0 = Array2::<f32>::zeros((5, 4));
     // Params constructors.
-    expect_shape_err(
-        Params::new(
-            Cell::Lstm,
-            Array2::<f32>::zeros((16, 3)),
-            Array2::zeros((15, 4)),
-            ndarray::Array1::zeros(16),
-            ndarray::Array1::zeros(16),
-        ),
-        "w_hh",
-    );
-    expect_shape_err(
-        Params::new(
-            Cell::Lstm,
-            Array2::<f32>::zeros((12, 3)),
-            Array2::zeros((16, 4)),
-            ndarray::Array1::zeros(16),
-            ndarray::Array1::zeros(16),
-        ),
-        "w_ih",
-    );
-    expect_shape_err(
-        Params::new(
-            Cell::Rnn,
-            Array2::<f32>::zeros((4, 3)),
-            Array2::zeros((4, 4)),
-            ndarray::Array1::zeros(3),
-            ndarray::Array1::zeros(4),
-        ),
-        "b_ih",
-    );
-    expect_shape_err(
-        Params::new(
-            Cell::Rnn,
-            Array2::<f32>::zeros((4, 3)),
-            Array2::zeros((4, 4)),
-            ndarray::Array1::zeros(4),
-            ndarray::Array1::zeros(5),
-        ),
-        "b_hh",
-    );
+    let zeros =
+        |cell: Cell, w_ih: (usize, usize), w_hh: (usize, usize), b_ih: usize, b_hh: usize| {
+            Params::new(
+                cell,
+                Array2::<f32>::zeros(w_ih),
+                Array2::zeros(w_hh),
+                Array1::zeros(b_ih),
+                Array1::zeros(b_hh),
+            )
+        };
+    expect_shape_err(zeros(Cell::Lstm, (16, 3), (15, 4), 16, 16), "w_hh");
+    expect_shape_err(zeros(Cell::Lstm, (12, 3), (16, 4), 16, 16), "w_ih");
+    expect_shape_err(zeros(Cell::Rnn, (4, 3), (4, 4), 3, 4), "b_ih");
+    expect_shape_err(zeros(Cell::Rnn, (4, 3), (4, 4), 4, 5), "b_hh");
     expect_shape_err(
         Params::<f32>::rnn_from_notebook(
             Array2::zeros((4, 3)).view(),
@@ -441,35 +310,15 @@ fn bad_input_returns_errors_naming_the_argument() {
         ),
         "ba",
     );
+    // The notebook's LSTM weights, Wc and bo as given and the rest right.
     let w = Array2::<f32>::zeros((4, 7));
     let b = Array2::<f32>::zeros((4, 1));
-    let bad = Array2::<f32>::zeros((4, 6));
-    expect_shape_err(
-        Params::lstm_from_notebook(
-            w.view(),
-            b.view(),
-            w.view(),
-            b.view(),
-            bad.view(),
-            b.view(),
-            w.view(),
-            b.view(),
-        ),
-        "Wc",
-    );
-    expect_shape_err(
-        Params::lstm_from_notebook(
-            w.view(),
-            b.view(),
-            w.view(),
-            b.view(),
-            w.view(),
-            b.view(),
-            w.view(),
-            b.t(),
-        ),
-        "bo",
-    );
+    let lstm = |wc: ArrayView2<f32>, bo: ArrayView2<f32>| {
+        let (w, b) = (w.view(), b.view());
+        Params::lstm_from_notebook(w, b, w, b, wc, b, w, bo)
+    };
+    expect_shape_err(lstm(Array2::zeros((4, 6)).view(), b.view()), "Wc");
+    expect_shape_err(lstm(w.view(), b.t()), "bo");
     expect_shape_err(
         Head::new(Array2::<f32>::zeros((2, 4)), ndarray::Array1::zeros(3)),
         "b_y",
@@ -586,29 +435,12 @@ fn bad_input_returns_errors_naming_the_argument() {
 #[test]
 fn notebook_functions_reject_bad_shapes() {
     use wgpu_rnn::notebook::*;
-    let p = RnnParameters::<f64> {
-        wax: Array2::zeros((5, 3)),
-        waa: Array2::zeros((5, 5)),
-        wya: Array2::zeros((2, 5)),
-        ba: Array2::zeros((5, 1)),
-        by: Array2::zeros((2, 1)),
+    let p = rnn_params(false, Array2::zeros);
+    let cell_forward = |xt: (usize, usize), a_prev: (usize, usize), p: &RnnParameters<f64>| {
+        rnn_cell_forward(Array2::zeros(xt).view(), Array2::zeros(a_prev).view(), p)
     };
-    expect_shape_err(
-        rnn_cell_forward(
-            Array2::zeros((4, 10)).view(),
-            Array2::zeros((5, 10)).view(),
-            &p,
-        ),
-        "xt",
-    );
-    expect_shape_err(
-        rnn_cell_forward(
-            Array2::zeros((3, 10)).view(),
-            Array2::zeros((5, 9)).view(),
-            &p,
-        ),
-        "a_prev",
-    );
+    expect_shape_err(cell_forward((4, 10), (5, 10), &p), "xt");
+    expect_shape_err(cell_forward((3, 10), (5, 9), &p), "a_prev");
     expect_shape_err(
         rnn_forward(
             Array3::zeros((3, 10, 4)).view(),
@@ -619,14 +451,7 @@ fn notebook_functions_reject_bad_shapes() {
     );
     let mut bad = p.clone();
     bad.wya = Array2::zeros((2, 4));
-    expect_shape_err(
-        rnn_cell_forward(
-            Array2::zeros((3, 10)).view(),
-            Array2::zeros((5, 10)).view(),
-            &bad,
-        ),
-        r#"parameters["Wya"]"#,
-    );
+    expect_shape_err(cell_forward((3, 10), (5, 10), &bad), r#"parameters["Wya"]"#);
     let (_, _, caches) = rnn_forward(
         Array3::zeros((3, 10, 4)).view(),
         Array2::zeros((5, 10)).view(),
@@ -647,18 +472,7 @@ fn notebook_functions_reject_bad_shapes() {
         rnn_backward(Array3::zeros((5, 10, 4)).view(), &short),
         "caches",
     );
-    let lp = LstmParameters::<f64> {
-        wf: Array2::zeros((5, 8)),
-        bf: Array2::zeros((5, 1)),
-        wi: Array2::zeros((5, 8)),
-        bi: Array2::zeros((5, 1)),
-        wc: Array2::zeros((5, 8)),
-        bc: Array2::zeros((5, 1)),
-        wo: Array2::zeros((5, 8)),
-        bo: Array2::zeros((5, 1)),
-        wy: Array2::zeros((2, 5)),
-        by: Array2::zeros((2, 1)),
-    };
+    let lp = lstm_params(true, Array2::zeros);
     let z = Array2::<f64>::zeros((5, 10));
     expect_shape_err(
         lstm_cell_forward(
@@ -683,18 +497,17 @@ fn notebook_functions_reject_bad_shapes() {
     broken.ft = Array2::zeros((4, 10));
     expect_shape_err(lstm_cell_backward(z.view(), z.view(), &broken), "cache");
     let da = Array3::<f64>::zeros((5, 10, 3));
-    let mut edited = caches.clone();
-    edited.caches[1].ot = Array2::zeros((5, 9));
-    expect_shape_err(lstm_backward(da.view(), &edited), "caches");
-    let mut edited = caches.clone();
-    edited.caches[2].a_next = Array2::zeros((5, 9));
-    expect_shape_err(lstm_backward(da.view(), &edited), "caches");
-    let mut edited = caches.clone();
-    edited.x = Array3::zeros((3, 10, 1));
-    expect_shape_err(lstm_backward(da.view(), &edited), "caches");
-    let mut edited = caches.clone();
-    edited.x = Array3::zeros((4, 10, 7));
-    expect_shape_err(lstm_backward(da.view(), &edited), "caches");
+    let edits: [fn(&mut LstmCaches<f64>); 4] = [
+        |c| c.caches[1].ot = Array2::zeros((5, 9)),
+        |c| c.caches[2].a_next = Array2::zeros((5, 9)),
+        |c| c.x = Array3::zeros((3, 10, 1)),
+        |c| c.x = Array3::zeros((4, 10, 7)),
+    ];
+    for edit in edits {
+        let mut edited = caches.clone();
+        edit(&mut edited);
+        expect_shape_err(lstm_backward(da.view(), &edited), "caches");
+    }
 }
 
 /// The notebook's LSTM from a nonzero `c0`, and backward with a gradient on the last cell
@@ -703,8 +516,8 @@ fn notebook_functions_reject_bad_shapes() {
 fn notebook_lstm_with_c0_and_final_cell_gradient() {
     use wgpu_rnn::notebook::{lstm_backward_dc, lstm_forward_c0};
     let mut rng = NumpyRng::new(4);
-    let params = common::lstm_params(&mut rng, true);
-    let packed = common::lstm_packed(&params);
+    let params = lstm_params(true, |shape| rng.randn(shape));
+    let packed = lstm_packed(&params);
     let (n_x, m, t, n_a) = (3, 10, 7, 5);
     let x = rng.randn((n_x, m, t));
     let a0 = rng.randn((n_a, m));
@@ -733,7 +546,7 @@ fn notebook_lstm_with_c0_and_final_cell_gradient() {
 #[test]
 fn cell_states_in_a_trace_of_a_cell_without_them_are_errors() {
     for cell in Cell::ALL.into_iter().filter(|c| !c.has_cell_state()) {
-        let pr = Problem::random(cell, 2, 3, 2, 2, 5);
+        let pr = problem(cell, 2, 3, 2, 2, 5);
         let mut tr = cpu::forward(&pr.p, pr.x.view(), None, None).unwrap();
         tr.c = Some(Array3::zeros((1, 1, 1)));
         tr.c0 = Some(Array2::zeros((1, 1)));

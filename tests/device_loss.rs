@@ -6,7 +6,7 @@ mod common;
 
 use common::gpu::{fresh, within};
 use ndarray::{Array2, Array3};
-use wgpu_rnn::gpu::{forward_host, matmul, GpuHead, Layer, Mode, Tensor};
+use wgpu_rnn::gpu::{forward_host, matmul, Context, GpuHead, Layer, Mode, Tensor};
 use wgpu_rnn::{Cell, Error, Head, Params};
 
 fn lost<T: std::fmt::Debug>(call: &str, r: wgpu_rnn::Result<T>) {
@@ -16,12 +16,25 @@ fn lost<T: std::fmt::Debug>(call: &str, r: wgpu_rnn::Result<T>) {
     }
 }
 
+/// Runs `f` on a context of its own with an LSTM layer of `input` inputs and `hidden`
+/// units (and its parameters); a hang or panic past 60 s fails the test (nothing runs
+/// where there is no adapter, outside CI).
+fn with_lstm_layer(
+    what: &str,
+    (input, hidden): (usize, usize),
+    f: impl FnOnce(Context, Params<f32>, Layer) + Send + 'static,
+) {
+    let Some(ctx) = fresh() else { return };
+    within(60, what, move || {
+        let p = Params::<f32>::init(Cell::Lstm, input, hidden, 1).unwrap();
+        let layer = Layer::new(&ctx, &p).unwrap();
+        f(ctx, p, layer)
+    });
+}
+
 #[test]
 fn every_entry_point_fails_after_device_loss() {
-    let Some(ctx) = fresh() else { return };
-    within(60, "device loss", move || {
-        let p = Params::<f32>::init(Cell::Lstm, 3, 4, 1).unwrap();
-        let layer = Layer::new(&ctx, &p).unwrap();
+    with_lstm_layer("device loss", (3, 4), |ctx, p, layer| {
         let head = Head::new(Array2::<f32>::ones((2, 4)), ndarray::Array1::zeros(2)).unwrap();
         let gpu_head = GpuHead::new(&ctx, &head).unwrap();
         let x_host = Array3::<f32>::ones((2, 2, 3));
@@ -87,10 +100,7 @@ fn every_entry_point_fails_after_device_loss() {
 /// reading its result, or any later call, is an error.
 #[test]
 fn loss_with_work_in_flight() {
-    let Some(ctx) = fresh() else { return };
-    within(60, "loss in flight", move || {
-        let p = Params::<f32>::init(Cell::Lstm, 32, 64, 1).unwrap();
-        let layer = Layer::new(&ctx, &p).unwrap();
+    with_lstm_layer("loss in flight", (32, 64), |ctx, _, layer| {
         let x = Tensor::from_array(&ctx, "x", &Array3::<f32>::ones((200, 8, 32))).unwrap();
         let out = layer.forward(&x, None, None, Mode::Training).unwrap();
         ctx.device().destroy();

@@ -4,11 +4,14 @@
 
 mod common;
 
-use common::gpu::{ctx, gl_ctx};
+use common::gpu::{ctx, gl_ctx, on_gl};
+use common::recipes::*;
 use common::{
-    assert_close, case, expect_err, f32a, lstm_packed, lstm_params, Case, NumpyRng, GRID,
+    assert_close, assert_grads_close, case, cast_grads, each_case, expect_err, f32a,
+    saturated_cases, Case, GRID,
 };
 use ndarray::Array2;
+use wgpu_rnn::cpu::Grads;
 use wgpu_rnn::gpu::{Context, InputGrads, Layer, Mode, ParamGrads, Tensor};
 use wgpu_rnn::{Cell, Params};
 
@@ -113,26 +116,11 @@ fn check_direction(ctx: &Context, c: &Case, label: &str, tol: f64, reverse: bool
         .unwrap()
         .to_cpu()
         .unwrap();
-    let f = |a: &ndarray::ArrayD<f64>| a.mapv(|v| v as f32);
-    let pairs = [
-        ("dx", g.dx.into_dyn(), flip(&want.dx).into_dyn()),
-        ("dh0", g.dh0.into_dyn(), want.dh0.into_dyn()),
-        ("dw_ih", g.dw_ih.into_dyn(), want.dw_ih.into_dyn()),
-        ("dw_hh", g.dw_hh.into_dyn(), want.dw_hh.into_dyn()),
-        ("db_ih", g.db_ih.into_dyn(), want.db_ih.into_dyn()),
-        ("db_hh", g.db_hh.into_dyn(), want.db_hh.into_dyn()),
-    ];
-    for (name, got, want) in &pairs {
-        assert_close(&format!("{label} {name}"), got, &f(want), tol);
-    }
-    if let Some(dc0) = want.dc0 {
-        assert_close(
-            &format!("{label} dc0"),
-            &g.dc0.unwrap().into_dyn(),
-            &f(&dc0.into_dyn()),
-            tol,
-        );
-    }
+    let want = Grads {
+        dx: flip(&want.dx),
+        ..want
+    };
+    assert_grads_close(label, &g, &cast_grads::<f64, f32>(&want), tol);
 }
 
 /// The step schedule: the same kernels run the sequence from its end
@@ -142,18 +130,16 @@ fn check_direction(ctx: &Context, c: &Case, label: &str, tol: f64, reverse: bool
 fn reversed_schedule_matches_cpu_on_time_reversed_input() {
     for (backend, ctx) in [("default", ctx()), ("GL", gl_ctx())] {
         let Some(ctx) = ctx else { continue };
-        for (k, cell) in Cell::ALL.into_iter().enumerate() {
-            for &(i, h, b, t) in &[(3, 17, 5, 4), (1, 1, 1, 1), (65, 33, 9, 3)] {
-                check_direction(
-                    ctx,
-                    &case(cell, i, h, b, t, 900 + k as u32),
-                    &format!("{backend} reversed {cell:?} I={i} H={h} B={b} T={t}"),
-                    2e-4,
-                    true,
-                );
+        let shapes = [(3, 17, 5, 4), (1, 1, 1, 1), (65, 33, 9, 3)];
+        let prefix = format!("{backend} reversed ");
+        each_case(
+            &shapes,
+            |c, _| 900 + c,
+            &prefix,
+            |c, label| {
+                check_direction(ctx, c, label, 2e-4, true);
                 // Inference (two ping-pong cell-state slots) and States give the same
                 // states as training.
-                let c = case(cell, i, h, b, t, 900 + k as u32);
                 let layer = Layer::new(ctx, &c.p.cast::<f32>()).unwrap();
                 let (x, h0) = (up(ctx, &c.x), up(ctx, &c.h0));
                 let c0 = c.c0.as_ref().map(|a| up(ctx, a));
@@ -165,7 +151,7 @@ fn reversed_schedule_matches_cpu_on_time_reversed_input() {
                 let want = run(Mode::Training);
                 for mode in [Mode::Inference, Mode::States] {
                     let got = run(mode);
-                    let label = format!("{backend} reversed {cell:?} {mode:?} T={t}");
+                    let label = format!("{label} {mode:?}");
                     let pairs = [
                         (Some(&got.h), Some(&want.h)),
                         (Some(&got.h_last), Some(&want.h_last)),
@@ -179,8 +165,8 @@ fn reversed_schedule_matches_cpu_on_time_reversed_input() {
                         assert_close(&label, &g.to_array().unwrap(), &w.to_array().unwrap(), 0.0);
                     }
                 }
-            }
-        }
+            },
+        );
     }
 }
 
@@ -189,40 +175,22 @@ fn reversed_schedule_matches_cpu_on_time_reversed_input() {
 #[test]
 fn backward_matches_cpu_on_grid() {
     let Some(ctx) = ctx() else { return };
-    for (c, cell) in Cell::ALL.into_iter().enumerate() {
-        for (k, &(i, h, b, t)) in GRID.iter().enumerate() {
-            check_backward(
-                ctx,
-                &case(cell, i, h, b, t, 500 + 100 * c as u32 + k as u32),
-                &format!("{cell:?} I={i} H={h} B={b} T={t}"),
-                2e-4,
-            );
-        }
-    }
+    let check = |c: &Case, label: &str| check_backward(ctx, c, label, 2e-4);
+    each_case(&GRID, |c, k| 500 + 100 * c + k, "", check);
 }
 
 #[test]
 fn gl_backend_backward_matches_cpu() {
-    let Some(ctx) = gl_ctx() else { return };
-    for (k, cell) in Cell::ALL.into_iter().enumerate() {
-        for &(i, h, b, t) in &[(3, 17, 5, 3), (65, 33, 2, 2)] {
-            check_backward(
-                ctx,
-                &case(cell, i, h, b, t, 700 + k as u32),
-                &format!("GL {cell:?} I={i} H={h} B={b} T={t}"),
-                2e-4,
-            );
-        }
-    }
+    on_gl(&[(3, 17, 5, 3), (65, 33, 2, 2)], 700, |ctx, c, label| {
+        check_backward(ctx, c, label, 2e-4)
+    });
 }
 
 #[test]
 fn saturating_inputs_backward() {
     let Some(ctx) = ctx() else { return };
-    for cell in Cell::ALL {
-        let mut c = case(cell, 9, 17, 5, 4, 7);
-        c.x.mapv_inplace(|v| if v >= 0.0 { 30.0 } else { -30.0 });
-        check_backward(ctx, &c, &format!("{cell:?} saturated"), 1e-3);
+    for (c, label) in saturated_cases() {
+        check_backward(ctx, &c, &label, 1e-3);
     }
 }
 
@@ -275,209 +243,77 @@ fn accumulation_adds_up() {
     }
 }
 
-/// The notebook's backward recipes 5-8 on the GPU (the notebook's layout converted).
+/// A backward recipe's draws on the GPU with the weights `p`: the forward (training)
+/// from a0 (and c_prev) over x's first `T` steps, `T` those of da, and the backward from
+/// da (and dc); the notebook's layout converted (sequences `[T, m, ·]`, states
+/// `[m, n_a]`), the gradients on the host.
+fn notebook_grads<P>(ctx: &Context, p: &Params<f64>, d: &Draws<P>) -> Grads<f32> {
+    let da = d.da.as_ref().unwrap();
+    let seq = |a: ndarray::ArrayView3<f64>| up(ctx, &a.permuted_axes([2, 1, 0]).to_owned());
+    let state = |a: &Array2<f64>| up(ctx, &a.t().to_owned());
+    let layer = Layer::new(ctx, &p.cast::<f32>()).unwrap();
+    let x = d.x.slice(ndarray::s![.., .., ..da.dim().2]);
+    let c0 = d.c0.as_ref().map(state);
+    let out = layer
+        .forward(&seq(x), Some(&state(&d.a0)), c0.as_ref(), Mode::Training)
+        .unwrap();
+    let dc = d.dc.as_ref().map(state);
+    layer
+        .backward(out.trace.as_ref().unwrap(), &seq(da.view()), dc.as_ref())
+        .unwrap()
+        .to_cpu()
+        .unwrap()
+}
+
+/// Asserts that a GPU value is within 2e-4 × max(scale, 1) of the published one.
+fn near(name: &str, got: f32, want: f64, scale: f64) {
+    assert!(
+        ((got as f64) - want).abs() <= 2e-4 * scale.max(1.0),
+        "{name}: GPU {got} vs published {want}"
+    );
+}
+
+/// Asserts the published `dx[1][2]` at every step (scale `dx_scale`) and `da0[2][3]`
+/// (scale 1), read in the library's layout.
+fn near_dx_da0(g: &Grads<f32>, dx_1_2: &[f64], da0_2_3: f64, dx_scale: f64) {
+    for (t, &w) in dx_1_2.iter().enumerate() {
+        near("dx[1][2]", g.dx[[t, 2, 1]], w, dx_scale);
+    }
+    near("da0[2][3]", g.dh0[[3, 2]], da0_2_3, 1.0);
+}
+
+/// The notebook's backward recipes 5-8 on the GPU (the notebook's layout converted),
+/// against the published gradients: each within 2e-4 of its scale (dx and dW those of
+/// the recipe's largest values, the rest 1).
 #[test]
 fn notebook_backward_recipes_on_gpu() {
     let Some(ctx) = ctx() else { return };
-    let tol = |name: &str, got: f32, want: f64, scale: f64| {
-        assert!(
-            ((got as f64) - want).abs() <= 2e-4 * scale.max(1.0),
-            "{name}: GPU {got} vs published {want}"
-        );
-    };
-    // Recipe 6: rnn_backward (draws x, a0, Wax, Waa, Wya, ba, by, then da).
-    {
-        let mut rng = NumpyRng::new(1);
-        let x = rng.randn((3, 10, 4));
-        let a0 = rng.randn((5, 10));
-        let wax = rng.randn((5, 3));
-        let waa = rng.randn((5, 5));
-        let _wya = rng.randn((2, 5));
-        let ba = rng.randn((5, 1));
-        let _by = rng.randn((2, 1));
-        let da = rng.randn((5, 10, 4));
-        let p = Params::rnn_from_notebook(wax.view(), waa.view(), ba.view()).unwrap();
-        let layer = Layer::new(ctx, &p.cast::<f32>()).unwrap();
-        let out = layer
-            .forward(
-                &up(ctx, &x.permuted_axes([2, 1, 0]).to_owned()),
-                Some(&up(ctx, &a0.t().to_owned())),
-                None,
-                Mode::Training,
-            )
-            .unwrap();
-        let g = layer
-            .backward(
-                out.trace.as_ref().unwrap(),
-                &up(ctx, &da.permuted_axes([2, 1, 0]).to_owned()),
-                None,
-            )
-            .unwrap()
-            .to_cpu()
-            .unwrap();
-        // dx [T, m, n_x]; the notebook's dx[1][2] is (n_x=1, m=2, all T).
-        let want = [-2.07101689, -0.59255627, 0.02466855, 0.01483317];
-        for (t, w) in want.iter().enumerate() {
-            tol("dx[1][2]", g.dx[[t, 2, 1]], *w, 2.1);
+    // Recipes 5 and 6: rnn_cell_backward and rnn_backward.
+    for (recipe, want, dx_scale, dw_scale) in [(5, &R5, 1.0, 1.0), (6, &R6, 2.1, 11.3)] {
+        let d = rnn_recipe(recipe);
+        let g = notebook_grads(ctx, &rnn_packed(&d.p), &d);
+        near_dx_da0(&g, want.dx_1_2, want.da0_2_3, dx_scale);
+        near("dWax[3][1]", g.dw_ih[[3, 1]], want.dwax_3_1, dw_scale);
+        near("dWaa[1][2]", g.dw_hh[[1, 2]], want.dwaa_1_2, dw_scale);
+        near("dba[4]", g.db_ih[4], want.dba_4, 1.0);
+    }
+    // Recipes 7 (with an upstream dc) and 8 (true BPTT over the first 4 of 7 steps).
+    for (recipe, want, dx_scale, dw_scale) in [(7, &R7, 3.3, 2.4), (8, &R8, 1.0, 1.0)] {
+        let d = lstm_recipe(recipe);
+        let g = notebook_grads(ctx, &lstm_packed(&d.p), &d);
+        near_dx_da0(&g, want.dx_1_2, want.da0_2_3, dx_scale);
+        if let Some(dc) = want.dc_prev_2_3 {
+            near("dc_prev[2][3]", g.dc0.as_ref().unwrap()[[3, 2]], dc, 1.0);
         }
-        tol("da0[2][3]", g.dh0[[3, 2]], -0.31494237512664996, 1.0);
-        tol("dWax[3][1]", g.dw_ih[[3, 1]], 11.264104496527777, 11.3);
-        tol("dWaa[1][2]", g.dw_hh[[1, 2]], 2.3033331265798935, 11.3);
-        tol("dba[4]", g.db_ih[4], -0.74747722, 1.0);
-    }
-    // Recipe 8: lstm_backward, true BPTT over the first 4 of 7 steps.
-    {
-        let mut rng = NumpyRng::new(1);
-        let x = rng.randn((3, 10, 7));
-        let a0 = rng.randn((5, 10));
-        let p = lstm_packed(&lstm_params(&mut rng, false));
-        let da = rng.randn((5, 10, 4));
-        let layer = Layer::new(ctx, &p.cast::<f32>()).unwrap();
-        let x4 = x
-            .slice(ndarray::s![.., .., ..4])
-            .permuted_axes([2, 1, 0])
-            .to_owned();
-        let out = layer
-            .forward(
-                &up(ctx, &x4),
-                Some(&up(ctx, &a0.t().to_owned())),
-                None,
-                Mode::Training,
-            )
-            .unwrap();
-        let g = layer
-            .backward(
-                out.trace.as_ref().unwrap(),
-                &up(ctx, &da.permuted_axes([2, 1, 0]).to_owned()),
-                None,
-            )
-            .unwrap()
-            .to_cpu()
-            .unwrap();
-        let want = [0.00218254, 0.28205375, -0.48292508, -0.43281115];
-        for (t, wv) in want.iter().enumerate() {
-            tol("dx[1][2]", g.dx[[t, 2, 1]], *wv, 1.0);
+        // Notebook dW (n_a, n_a + n_x) on [a; x]: columns 1 and 2 are recurrent columns;
+        // the library stacks the gates i, f, g, o.
+        let h = 5;
+        let dw = [[h + 3, 1], [1, 2], [2 * h + 3, 1], [3 * h + 1, 2]].map(|k| g.dw_hh[k]);
+        let db = [h + 4, 4, 2 * h + 4, 3 * h + 4].map(|k| g.db_ih[k]);
+        for k in 0..4 {
+            near(LSTM_DW_NAMES[k], dw[k], want.dw[k], dw_scale);
+            near(LSTM_DB_NAMES[k], db[k], want.db[k], 1.0);
         }
-        tol("da0[2][3]", g.dh0[[3, 2]], 0.3127703102572602, 1.0);
-        // Notebook dW (n_a, n_a + n_x) on [a; x]: column 1 and 2 are recurrent columns.
-        let h = 5;
-        tol("dWf[3][1]", g.dw_hh[[h + 3, 1]], -0.08098023109383466, 1.0);
-        tol("dWi[1][2]", g.dw_hh[[1, 2]], 0.40512433092981814, 1.0);
-        tol(
-            "dWc[3][1]",
-            g.dw_hh[[2 * h + 3, 1]],
-            -0.07937467355121496,
-            1.0,
-        );
-        tol(
-            "dWo[1][2]",
-            g.dw_hh[[3 * h + 1, 2]],
-            0.03894877576298694,
-            1.0,
-        );
-        tol("dbf[4]", g.db_ih[h + 4], -0.15745657, 1.0);
-        tol("dbi[4]", g.db_ih[4], -0.50848333, 1.0);
-        tol("dbc[4]", g.db_ih[2 * h + 4], -0.42510818, 1.0);
-        tol("dbo[4]", g.db_ih[3 * h + 4], -0.17958196, 1.0);
-    }
-    // Recipes 5 and 7: one-step backward with an upstream gradient (and dc for the LSTM).
-    {
-        let ba = {
-            let mut r = NumpyRng::new(1);
-            let _ = r.randn((3, 10, 4));
-            let _ = r.randn((5, 10));
-            let _ = r.randn((5, 5));
-            let _ = r.randn((5, 3));
-            let _ = r.randn((2, 5));
-            r.randn((5, 1))
-        };
-        let mut rng = NumpyRng::new(1);
-        let xt = rng.randn((3, 10));
-        let a_prev = rng.randn((5, 10));
-        let wax = rng.randn((5, 3));
-        let waa = rng.randn((5, 5));
-        let _ = rng.randn((2, 5));
-        let _ = rng.randn((5, 1));
-        let _ = rng.randn((2, 1));
-        let da_next = rng.randn((5, 10));
-        let p = Params::rnn_from_notebook(wax.view(), waa.view(), ba.view()).unwrap();
-        let layer = Layer::new(ctx, &p.cast::<f32>()).unwrap();
-        let x = xt.t().to_owned().insert_axis(ndarray::Axis(0));
-        let out = layer
-            .forward(
-                &up(ctx, &x),
-                Some(&up(ctx, &a_prev.t().to_owned())),
-                None,
-                Mode::Training,
-            )
-            .unwrap();
-        let dh = da_next.t().to_owned().insert_axis(ndarray::Axis(0));
-        let g = layer
-            .backward(out.trace.as_ref().unwrap(), &up(ctx, &dh), None)
-            .unwrap()
-            .to_cpu()
-            .unwrap();
-        tol("dxt[1][2]", g.dx[[0, 2, 1]], -0.4605641030588796, 1.0);
-        tol("da_prev[2][3]", g.dh0[[3, 2]], 0.08429686538067718, 1.0);
-        tol("dWax[3][1]", g.dw_ih[[3, 1]], 0.3930818739219304, 1.0);
-        tol("dWaa[1][2]", g.dw_hh[[1, 2]], -0.2848395578696067, 1.0);
-        tol("dba[4]", g.db_ih[4], 0.80517166, 1.0);
-    }
-    {
-        let mut rng = NumpyRng::new(1);
-        let xt = rng.randn((3, 10));
-        let a_prev = rng.randn((5, 10));
-        let c_prev = rng.randn((5, 10));
-        let p = lstm_packed(&lstm_params(&mut rng, true)); // Wy, by drawn, unused
-        let da_next = rng.randn((5, 10));
-        let dc_next = rng.randn((5, 10));
-        let layer = Layer::new(ctx, &p.cast::<f32>()).unwrap();
-        let x = xt.t().to_owned().insert_axis(ndarray::Axis(0));
-        let out = layer
-            .forward(
-                &up(ctx, &x),
-                Some(&up(ctx, &a_prev.t().to_owned())),
-                Some(&up(ctx, &c_prev.t().to_owned())),
-                Mode::Training,
-            )
-            .unwrap();
-        let dh = da_next.t().to_owned().insert_axis(ndarray::Axis(0));
-        let g = layer
-            .backward(
-                out.trace.as_ref().unwrap(),
-                &up(ctx, &dh),
-                Some(&up(ctx, &dc_next.t().to_owned())),
-            )
-            .unwrap()
-            .to_cpu()
-            .unwrap();
-        let h = 5;
-        tol("dxt[1][2]", g.dx[[0, 2, 1]], 3.230559115109188, 3.3);
-        tol("da_prev[2][3]", g.dh0[[3, 2]], -0.06396214197109236, 1.0);
-        tol(
-            "dc_prev[2][3]",
-            g.dc0.as_ref().unwrap()[[3, 2]],
-            0.7975220387970015,
-            1.0,
-        );
-        tol("dWf[3][1]", g.dw_hh[[h + 3, 1]], -0.1479548381644968, 2.4);
-        tol("dWi[1][2]", g.dw_hh[[1, 2]], 1.0574980552259903, 2.4);
-        tol(
-            "dWc[3][1]",
-            g.dw_hh[[2 * h + 3, 1]],
-            2.3045621636876668,
-            2.4,
-        );
-        tol(
-            "dWo[1][2]",
-            g.dw_hh[[3 * h + 1, 2]],
-            0.3313115952892109,
-            2.4,
-        );
-        tol("dbf[4]", g.db_ih[h + 4], 0.18864637, 1.0);
-        tol("dbi[4]", g.db_ih[4], -0.40142491, 1.0);
-        tol("dbc[4]", g.db_ih[2 * h + 4], 0.25587763, 1.0);
-        tol("dbo[4]", g.db_ih[3 * h + 4], 0.13893342, 1.0);
     }
 }
 

@@ -3,24 +3,21 @@
 
 mod common;
 
-use common::gpu::{ctx, gl_ctx};
+use common::gpu::{ctx, on_gl};
+use common::recipes::*;
 use common::{
-    assert_close, case, expect_err, f32a, lstm_packed, lstm_params, Case, NumpyRng, GRID,
+    assert_close, case, each_case, expect_err, f32a, saturated_cases, Case, NumpyRng, GRID,
 };
-use ndarray::{s, Array2};
+use ndarray::{s, Array2, Array3, ArrayD};
 use wgpu_rnn::gpu::{forward_host, Context, GpuHead, Layer, Mode, Tensor};
 use wgpu_rnn::{cpu, Cell, Error, Head, Params};
 
 const TOL: f64 = 2e-4;
 
+/// The GPU forward of `c`, in inference and in training, against the f64 CPU path: h,
+/// h_last and c_last; a trace only in training.
 fn check_forward(ctx: &Context, c: &Case, label: &str) {
-    let want = cpu::forward(
-        &c.p,
-        c.x.view(),
-        Some(c.h0.view()),
-        c.c0.as_ref().map(|a| a.view()),
-    )
-    .unwrap();
+    let want = c.cpu_forward();
     let layer = Layer::new(ctx, &c.p.cast::<f32>()).unwrap();
     let x = Tensor::from_array(ctx, "x", &f32a(&c.x)).unwrap();
     let h0 = Tensor::from_array(ctx, "h0", &f32a(&c.h0)).unwrap();
@@ -61,25 +58,16 @@ fn check_forward(ctx: &Context, c: &Case, label: &str) {
 #[test]
 fn forward_matches_cpu_on_grid() {
     let Some(ctx) = ctx() else { return };
-    for (c, cell) in Cell::ALL.into_iter().enumerate() {
-        for (k, &(i, h, b, t)) in GRID.iter().enumerate() {
-            check_forward(
-                ctx,
-                &case(cell, i, h, b, t, 100 * (c as u32 + 1) + k as u32),
-                &format!("{cell:?} I={i} H={h} B={b} T={t}"),
-            );
-        }
-    }
+    let check = |c: &Case, label: &str| check_forward(ctx, c, label);
+    each_case(&GRID, |c, k| 100 * (c + 1) + k, "", check);
 }
 
 #[test]
 fn saturating_inputs() {
     let Some(ctx) = ctx() else { return };
-    for cell in Cell::ALL {
-        let mut c = case(cell, 9, 17, 5, 4, 7);
-        c.x.mapv_inplace(|v| if v >= 0.0 { 30.0 } else { -30.0 });
+    for (mut c, label) in saturated_cases() {
         c.p.w_ih.mapv_inplace(|v| v * 30.0);
-        check_forward(ctx, &c, &format!("{cell:?} saturated"));
+        check_forward(ctx, &c, &label);
     }
 }
 
@@ -106,16 +94,7 @@ fn zero_initial_state_by_default() {
 
 #[test]
 fn gl_backend_matches_cpu() {
-    let Some(ctx) = gl_ctx() else { return };
-    for (k, cell) in Cell::ALL.into_iter().enumerate() {
-        for &(i, h, b, t) in &[(3, 17, 5, 3), (65, 33, 6, 2)] {
-            check_forward(
-                ctx,
-                &case(cell, i, h, b, t, 300 + k as u32),
-                &format!("GL {cell:?} I={i} H={h} B={b} T={t}"),
-            );
-        }
-    }
+    on_gl(&[(3, 17, 5, 3), (65, 33, 6, 2)], 300, check_forward);
 }
 
 #[test]
@@ -146,6 +125,31 @@ fn head_matches_cpu_including_huge_logits() {
     }
 }
 
+/// A recipe's draws (the notebook's layout: x `(n_x, m, T)`, states `(n_a, m)`) through
+/// the GPU layer `p` from `a0` (and `c0`) and the head: a and y `[T, m, ·]`, and the last
+/// cell state `[m, n_a]` of cells with one.
+fn notebook_on_gpu(
+    ctx: &Context,
+    (p, head): (&Params<f64>, &Head<f64>),
+    x: &Array3<f64>,
+    (a0, c0): (&Array2<f64>, Option<&Array2<f64>>),
+    mode: Mode,
+) -> (ArrayD<f32>, ArrayD<f32>, Option<ArrayD<f32>>) {
+    let layer = Layer::new(ctx, &p.cast::<f32>()).unwrap();
+    let xt = Tensor::from_array(ctx, "x", &f32a(x).permuted_axes([2, 1, 0])).unwrap();
+    let h0 = Tensor::from_array(ctx, "h0", &f32a(a0).t()).unwrap();
+    let c0 = c0.map(|c0| Tensor::from_array(ctx, "c0", &f32a(c0).t()).unwrap());
+    let out = layer.forward(&xt, Some(&h0), c0.as_ref(), mode).unwrap();
+    let y = GpuHead::new(ctx, &head.cast::<f32>())
+        .unwrap()
+        .forward(&out.h)
+        .unwrap()
+        .to_array()
+        .unwrap();
+    let c_last = out.c_last.map(|c| c.to_array().unwrap());
+    (out.h.to_array().unwrap(), y, c_last)
+}
+
 /// The notebook's forward recipes 1-4 on the GPU, against its published numbers.
 #[test]
 fn notebook_forward_recipes_on_gpu() {
@@ -157,163 +161,43 @@ fn notebook_forward_recipes_on_gpu() {
     };
     // Recipe 2: rnn_forward (recipe 1 is its first step with other draws: checked too).
     for recipe in [1, 2] {
-        let mut rng = NumpyRng::new(1);
-        let x = if recipe == 1 {
-            rng.randn((3, 10, 1))
-        } else {
-            rng.randn((3, 10, 4))
-        };
-        let a0 = rng.randn((5, 10));
-        let waa = rng.randn((5, 5));
-        let wax = rng.randn((5, 3));
-        let wya = rng.randn((2, 5));
-        let ba = rng.randn((5, 1));
-        let by = rng.randn((2, 1));
-        let p = Params::rnn_from_notebook(wax.view(), waa.view(), ba.view())
-            .unwrap()
-            .cast::<f32>();
-        let head = Head::from_notebook(wya.view(), by.view())
-            .unwrap()
-            .cast::<f32>();
-        let layer = Layer::new(ctx, &p).unwrap();
-        let xt = Tensor::from_array(ctx, "x", &f32a(&x).permuted_axes([2, 1, 0])).unwrap();
-        let h0 = Tensor::from_array(ctx, "h0", &f32a(&a0).t()).unwrap();
-        let out = layer
-            .forward(&xt, Some(&h0), None, Mode::Inference)
-            .unwrap();
-        let y = GpuHead::new(ctx, &head)
-            .unwrap()
-            .forward(&out.h)
-            .unwrap()
-            .to_array()
-            .unwrap();
-        let a = out.h.to_array().unwrap(); // [T, m, n_a]
+        let d = rnn_recipe(recipe);
+        let model = (
+            &rnn_packed(&d.p),
+            &Head::from_notebook(d.p.wya.view(), d.p.by.view()).unwrap(),
+        );
+        let (a, y, _) = notebook_on_gpu(ctx, model, &d.x, (&d.a0, None), Mode::Inference);
         if recipe == 1 {
-            close(
-                "a_next[4]",
-                &a.slice(s![0, .., 4]).to_vec(),
-                &[
-                    0.59584544,
-                    0.18141802,
-                    0.61311866,
-                    0.99808218,
-                    0.85016201,
-                    0.99980978,
-                    -0.18887155,
-                    0.99815551,
-                    0.6531151,
-                    0.82872037,
-                ],
-            );
-            close(
-                "yt[1]",
-                &y.slice(s![0, .., 1]).to_vec(),
-                &[
-                    0.9888161, 0.01682021, 0.21140899, 0.36817467, 0.98988387, 0.88945212,
-                    0.36920224, 0.9966312, 0.9982559, 0.17746526,
-                ],
-            );
+            close("a_next[4]", &a.slice(s![0, .., 4]).to_vec(), &R1_A_NEXT_4);
+            close("yt[1]", &y.slice(s![0, .., 1]).to_vec(), &R1_YT_1);
         } else {
-            close(
-                "a[4][1]",
-                &a.slice(s![.., 1, 4]).to_vec(),
-                &[-0.99999375, 0.77911235, -0.99861469, -0.99833267],
-            );
-            close(
-                "y[1][3]",
-                &y.slice(s![.., 3, 1]).to_vec(),
-                &[0.79560373, 0.86224861, 0.11118257, 0.81515947],
-            );
+            close("a[4][1]", &a.slice(s![.., 1, 4]).to_vec(), &R2_A_4_1);
+            close("y[1][3]", &y.slice(s![.., 3, 1]).to_vec(), &R2_Y_1_3);
         }
     }
     // Recipes 3 and 4: lstm_cell_forward (with c_prev) and lstm_forward (c0 = 0).
     for recipe in [3, 4] {
-        let mut rng = NumpyRng::new(1);
-        let x = if recipe == 3 {
-            rng.randn((3, 10, 1))
-        } else {
-            rng.randn((3, 10, 7))
-        };
-        let a0 = rng.randn((5, 10));
-        let c0 = if recipe == 3 {
-            rng.randn((5, 10))
-        } else {
-            Array2::zeros((5, 10))
-        };
-        let np = lstm_params(&mut rng, true);
-        let p = lstm_packed(&np).cast::<f32>();
-        let layer = Layer::new(ctx, &p).unwrap();
-        let xt = Tensor::from_array(ctx, "x", &f32a(&x).permuted_axes([2, 1, 0])).unwrap();
-        let h0 = Tensor::from_array(ctx, "h0", &f32a(&a0).t()).unwrap();
-        let c0t = Tensor::from_array(ctx, "c0", &f32a(&c0).t()).unwrap();
-        let out = layer
-            .forward(&xt, Some(&h0), Some(&c0t), Mode::Training)
-            .unwrap();
-        let head = Head::from_notebook(np.wy.view(), np.by.view())
-            .unwrap()
-            .cast::<f32>();
-        let y = GpuHead::new(ctx, &head)
-            .unwrap()
-            .forward(&out.h)
-            .unwrap()
-            .to_array()
-            .unwrap();
-        let a = out.h.to_array().unwrap();
-        let c_last = out.c_last.unwrap().to_array().unwrap();
+        let d = lstm_recipe(recipe);
+        let c0 = d.c0.clone().unwrap_or_else(|| Array2::zeros((5, 10)));
+        let model = (
+            &lstm_packed(&d.p),
+            &Head::from_notebook(d.p.wy.view(), d.p.by.view()).unwrap(),
+        );
+        let (a, y, c_last) = notebook_on_gpu(ctx, model, &d.x, (&d.a0, Some(&c0)), Mode::Training);
+        let c_last = c_last.unwrap();
         if recipe == 3 {
-            close(
-                "a_next[4]",
-                &a.slice(s![0, .., 4]).to_vec(),
-                &[
-                    -0.66408471,
-                    0.0036921,
-                    0.02088357,
-                    0.22834167,
-                    -0.85575339,
-                    0.00138482,
-                    0.76566531,
-                    0.34631421,
-                    -0.00215674,
-                    0.43827275,
-                ],
-            );
-            close(
-                "c_next[2]",
-                &c_last.slice(s![.., 2]).to_vec(),
-                &[
-                    0.63267805,
-                    1.00570849,
-                    0.35504474,
-                    0.20690913,
-                    -1.64566718,
-                    0.11832942,
-                    0.76449811,
-                    -0.0981561,
-                    -0.74348425,
-                    -0.26810932,
-                ],
-            );
-            close(
-                "yt[1]",
-                &y.slice(s![0, .., 1]).to_vec(),
-                &[
-                    0.79913913, 0.15986619, 0.22412122, 0.15606108, 0.97057211, 0.31146381,
-                    0.00943007, 0.12666353, 0.39380172, 0.07828381,
-                ],
-            );
+            close("a_next[4]", &a.slice(s![0, .., 4]).to_vec(), &R3_A_NEXT_4);
+            close("c_next[2]", &c_last.slice(s![.., 2]).to_vec(), &R3_C_NEXT_2);
+            close("yt[1]", &y.slice(s![0, .., 1]).to_vec(), &R3_YT_1);
         } else {
             let tol = |name: &str, got: f32, want: f64| {
                 assert!((got as f64 - want).abs() <= TOL, "{name}: {got} vs {want}")
             };
-            tol("a[4][3][6]", a[[6, 3, 4]], 0.17211776753291672);
-            tol("y[1][4][3]", y[[3, 4, 1]], 0.9508734618501101);
+            tol("a[4][3][6]", a[[6, 3, 4]], R4_A_4_3_6);
+            tol("y[1][4][3]", y[[3, 4, 1]], R4_Y_1_4_3);
             // c[1][2][1] is the cell state at step 1: compare the whole c sequence to the CPU.
-            let want = wgpu_rnn::notebook::lstm_forward(x.view(), a0.view(), &np).unwrap();
-            tol(
-                "c[1][2][1] (cpu)",
-                want.2[[1, 2, 1]] as f32,
-                -0.8555449167181981,
-            );
+            let want = wgpu_rnn::notebook::lstm_forward(d.x.view(), d.a0.view(), &d.p).unwrap();
+            tol("c[1][2][1] (cpu)", want.2[[1, 2, 1]] as f32, R4_C_1_2_1);
             close(
                 "c_last",
                 &c_last.iter().copied().collect::<Vec<_>>(),

@@ -5,7 +5,7 @@
 mod common;
 
 use common::{assert_close, expect_err, NumpyRng};
-use ndarray::{s, Array2, Array3, Axis};
+use ndarray::{s, Array, Array2, Array3, ArrayViewD, ArrayViewMutD, Axis, Dimension};
 use wgpu_rnn::notebook::*;
 
 /// Wu, bu, Wr, br, Wc, bc for `n_a` units and `n_x` inputs, and a head of `n_y` classes.
@@ -20,6 +20,23 @@ fn gru_params(rng: &mut NumpyRng, n_a: usize, n_x: usize, n_y: usize) -> GruPara
         wy: rng.randn((n_y, n_a)),
         by: rng.randn((n_y, 1)),
     }
+}
+
+/// Draws x `(n_x, m, t)`, c0 `(n_a, m)`, then the parameters of `n_a` units, `n_x`
+/// inputs and 2 classes.
+fn draws(
+    rng: &mut NumpyRng,
+    (n_x, n_a): (usize, usize),
+    (m, t): (usize, usize),
+) -> (Array3<f64>, Array2<f64>, GruParameters<f64>) {
+    let x = rng.randn((n_x, m, t));
+    let c0 = rng.randn((n_a, m));
+    (x, c0, gru_params(rng, n_a, n_x, 2))
+}
+
+/// The only step of a one-step sequence `(n_x, m, 1)`.
+fn step(x: &Array3<f64>) -> Array2<f64> {
+    x.index_axis(Axis(2), 0).to_owned()
 }
 
 fn sigmoid(v: f64) -> f64 {
@@ -46,10 +63,8 @@ fn lecture_step(
 
 #[test]
 fn gru_cell_forward_matches_the_lecture_equations() {
-    let mut rng = NumpyRng::new(3);
-    let xt = rng.randn((3, 10));
-    let c_prev = rng.randn((5, 10));
-    let p = gru_params(&mut rng, 5, 3, 2);
+    let (x, c_prev, p) = draws(&mut NumpyRng::new(3), (3, 5), (10, 1));
+    let xt = step(&x);
     let (c_next, yt, cache) = gru_cell_forward(xt.view(), c_prev.view(), &p).unwrap();
     let [gu, gr, cct, want_c, want_y] = lecture_step(&p, &xt, &c_prev);
     assert_close("c_next", &c_next, &want_c, 1e-12);
@@ -62,10 +77,7 @@ fn gru_cell_forward_matches_the_lecture_equations() {
 
 #[test]
 fn gru_forward_is_the_cell_step_by_step() {
-    let mut rng = NumpyRng::new(5);
-    let x = rng.randn((3, 4, 6));
-    let c0 = rng.randn((5, 4));
-    let p = gru_params(&mut rng, 5, 3, 2);
+    let (x, c0, p) = draws(&mut NumpyRng::new(5), (3, 5), (4, 6));
     let (c, y, caches) = gru_forward(x.view(), c0.view(), &p).unwrap();
     let mut state = c0.clone();
     for t in 0..6 {
@@ -79,18 +91,33 @@ fn gru_forward_is_the_cell_step_by_step() {
     }
 }
 
-/// `L = Σ w ⊙ c` over the whole sequence, as a function of every input and parameter.
-fn loss(x: &Array3<f64>, c0: &Array2<f64>, p: &GruParameters<f64>, w: &Array3<f64>) -> f64 {
-    let (c, _, _) = gru_forward(x.view(), c0.view(), p).unwrap();
-    (&c * w).sum()
+/// Everything the GRU's loss depends on.
+#[derive(Clone)]
+struct Inputs {
+    x: Array3<f64>,
+    c0: Array2<f64>,
+    p: GruParameters<f64>,
 }
 
-/// Central differences of `loss` with respect to every element of one array.
-fn numeric(mut f: impl FnMut(f64, usize) -> f64, len: usize) -> Vec<f64> {
-    let eps = 1e-5;
-    (0..len)
-        .map(|k| (f(eps, k) - f(-eps, k)) / (2.0 * eps))
-        .collect()
+impl Inputs {
+    /// `L = Σ w ⊙ c` over the whole sequence.
+    fn loss(&self, w: &Array3<f64>) -> f64 {
+        let (c, _, _) = gru_forward(self.x.view(), self.c0.view(), &self.p).unwrap();
+        (&c * w).sum()
+    }
+}
+
+/// One array of [`Inputs`].
+type Pick = fn(&mut Inputs) -> ArrayViewMutD<'_, f64>;
+
+/// The array as a view of any dimension.
+fn flat<D: Dimension>(a: &Array<f64, D>) -> ArrayViewD<'_, f64> {
+    a.view().into_dyn()
+}
+
+/// The array as a mutable view of any dimension.
+fn flat_mut<D: Dimension>(a: &mut Array<f64, D>) -> ArrayViewMutD<'_, f64> {
+    a.view_mut().into_dyn()
 }
 
 #[test]
@@ -101,69 +128,43 @@ fn gru_backward_matches_finite_differences() {
         .enumerate()
     {
         let mut rng = NumpyRng::new(10 + case as u32);
-        let x = rng.randn((n_x, m, t));
-        let c0 = rng.randn((n_a, m));
-        let p = gru_params(&mut rng, n_a, n_x, 2);
+        let (x, c0, p) = draws(&mut rng, (n_x, n_a), (m, t));
         let w = rng.randn((n_a, m, t));
         let (_, _, caches) = gru_forward(x.view(), c0.view(), &p).unwrap();
         let g = gru_backward(w.view(), &caches).unwrap();
-        let check = |name: &str, analytic: Vec<f64>, numeric: Vec<f64>| {
-            let a = ndarray::Array1::from(analytic);
+        let inputs = Inputs { x, c0, p };
+        let arrays: [(&str, Pick, ArrayViewD<f64>); 8] = [
+            ("x", |v| flat_mut(&mut v.x), flat(&g.dx)),
+            ("c0", |v| flat_mut(&mut v.c0), flat(&g.dc0)),
+            ("Wu", |v| flat_mut(&mut v.p.wu), flat(&g.w.dwu)),
+            ("bu", |v| flat_mut(&mut v.p.bu), flat(&g.w.dbu)),
+            ("Wr", |v| flat_mut(&mut v.p.wr), flat(&g.w.dwr)),
+            ("br", |v| flat_mut(&mut v.p.br), flat(&g.w.dbr)),
+            ("Wc", |v| flat_mut(&mut v.p.wc), flat(&g.w.dwc)),
+            ("bc", |v| flat_mut(&mut v.p.bc), flat(&g.w.dbc)),
+        ];
+        for (name, pick, analytic) in arrays {
+            let shape = pick(&mut inputs.clone()).shape().to_vec();
+            assert_eq!(analytic.shape(), shape, "case {case}: d{name} shape");
+            // Central differences of the loss with respect to every element of the array.
+            let eps = 1e-5;
+            let numeric: Vec<f64> = (0..analytic.len())
+                .map(|k| {
+                    let moved = [eps, -eps].map(|e| {
+                        let mut v = inputs.clone();
+                        *pick(&mut v).iter_mut().nth(k).unwrap() += e;
+                        v.loss(&w)
+                    });
+                    (moved[0] - moved[1]) / (2.0 * eps)
+                })
+                .collect();
+            let a = ndarray::Array1::from_iter(analytic.iter().copied());
             let n = ndarray::Array1::from(numeric);
             // Relative to the gradient, or to the loss's own scale where the gradient is
             // far below it (central differences carry the loss's rounding / eps).
             let scale = n.iter().fold(1.0f64, |m, v| m.max(v.abs()));
             let e = (&a - &n).iter().fold(0.0f64, |m, v| m.max(v.abs())) / scale;
             assert!(e < 1e-7, "case {case}: d{name} err {e:e}\n {a}\n {n}");
-        };
-        let flat = |a: &Array2<f64>| a.iter().copied().collect::<Vec<_>>();
-        check(
-            "x",
-            g.dx.iter().copied().collect(),
-            numeric(
-                |e, k| {
-                    let mut x2 = x.clone();
-                    x2.as_slice_mut().unwrap()[k] += e;
-                    loss(&x2, &c0, &p, &w)
-                },
-                x.len(),
-            ),
-        );
-        check(
-            "c0",
-            flat(&g.dc0),
-            numeric(
-                |e, k| {
-                    let mut c2 = c0.clone();
-                    c2.as_slice_mut().unwrap()[k] += e;
-                    loss(&x, &c2, &p, &w)
-                },
-                c0.len(),
-            ),
-        );
-        type Pick = fn(&mut GruParameters<f64>) -> &mut Array2<f64>;
-        let params: [(&str, Pick, &Array2<f64>); 6] = [
-            ("Wu", |p| &mut p.wu, &g.w.dwu),
-            ("bu", |p| &mut p.bu, &g.w.dbu),
-            ("Wr", |p| &mut p.wr, &g.w.dwr),
-            ("br", |p| &mut p.br, &g.w.dbr),
-            ("Wc", |p| &mut p.wc, &g.w.dwc),
-            ("bc", |p| &mut p.bc, &g.w.dbc),
-        ];
-        for (name, pick, analytic) in params {
-            let len = pick(&mut p.clone()).len();
-            check(
-                name,
-                flat(analytic),
-                numeric(
-                    |e, k| {
-                        let mut p2 = p.clone();
-                        pick(&mut p2).as_slice_mut().unwrap()[k] += e;
-                        loss(&x, &c0, &p2, &w)
-                    },
-                    len,
-                ),
-            );
         }
     }
 }
@@ -171,9 +172,7 @@ fn gru_backward_matches_finite_differences() {
 #[test]
 fn gru_cell_backward_is_one_step_of_gru_backward() {
     let mut rng = NumpyRng::new(7);
-    let x = rng.randn((3, 4, 1));
-    let c0 = rng.randn((5, 4));
-    let p = gru_params(&mut rng, 5, 3, 2);
+    let (x, c0, p) = draws(&mut rng, (3, 5), (4, 1));
     let dc = rng.randn((5, 4, 1));
     let (_, _, caches) = gru_forward(x.view(), c0.view(), &p).unwrap();
     let seq = gru_backward(dc.view(), &caches).unwrap();
@@ -186,25 +185,22 @@ fn gru_cell_backward_is_one_step_of_gru_backward() {
 #[test]
 fn gru_bad_shapes_name_the_argument() {
     let mut rng = NumpyRng::new(9);
-    let xt = rng.randn((3, 4));
-    let c_prev = rng.randn((5, 4));
-    let p = gru_params(&mut rng, 5, 3, 2);
-    let mut bad = p.clone();
-    bad.wu = rng.randn((5, 7));
+    let (x, c_prev, p) = draws(&mut rng, (3, 5), (4, 1));
+    let xt = step(&x);
+    let forward = |p: GruParameters<f64>| gru_cell_forward(xt.view(), c_prev.view(), &p);
+    let wu = rng.randn((5, 7));
     expect_err(
-        gru_cell_forward(xt.view(), c_prev.view(), &bad),
+        forward(GruParameters { wu, ..p.clone() }),
         r#"parameters["Wu"]"#,
     );
-    let mut bad = p.clone();
-    bad.bc = rng.randn((4, 1));
+    let bc = rng.randn((4, 1));
     expect_err(
-        gru_cell_forward(xt.view(), c_prev.view(), &bad),
+        forward(GruParameters { bc, ..p.clone() }),
         r#"parameters["bc"]"#,
     );
-    let mut bad = p.clone();
-    bad.wy = rng.randn((2, 4));
+    let wy = rng.randn((2, 4));
     expect_err(
-        gru_cell_forward(xt.view(), c_prev.view(), &bad),
+        forward(GruParameters { wy, ..p.clone() }),
         r#"parameters["Wy"]"#,
     );
     expect_err(

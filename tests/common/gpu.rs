@@ -38,6 +38,23 @@ pub fn gl_ctx() -> Option<&'static Context> {
         .as_ref()
 }
 
+/// Runs `check` on the GL backend for every cell at every `(I, H, B, T)` of `shapes`
+/// ([`each_case`](super::each_case)), seeded `base` + the cell's index in `Cell::ALL`
+/// and labelled `"GL …"`; nothing where there is no GL adapter, outside CI.
+pub fn on_gl(
+    shapes: &[(usize, usize, usize, usize)],
+    base: u32,
+    mut check: impl FnMut(&Context, &super::Case, &str),
+) {
+    let Some(ctx) = gl_ctx() else { return };
+    super::each_case(
+        shapes,
+        |c, _| base + c,
+        "GL ",
+        |c, label| check(ctx, c, label),
+    );
+}
+
 /// A context of its own (not shared with the binary's other tests), on the default
 /// adapter: for tests that destroy the device or read its counters.
 pub fn fresh() -> Option<Context> {
