@@ -8,6 +8,7 @@
 //! code, which drops both recurrent carries.
 
 mod gru;
+mod shared;
 
 pub use gru::*;
 
@@ -15,11 +16,13 @@ use std::sync::Arc;
 
 use ndarray::{s, Array2, Array3, ArrayView2, ArrayView3, Axis};
 
-use crate::cpu::{self, StepOut, Trace};
-use crate::error::{check_shape, fmt_shape, Error, Result};
-use crate::host;
-use crate::params::{Cell, Head, Params};
+use crate::error::{check_shape, Error, Result};
+use crate::params::{Head, Params};
 use crate::real::Real;
+use shared::{
+    cell_backward, cell_forward, pack_gates, seq_backward, seq_forward, t2, NbCell, NbGrads,
+    SeqForward, StateNames, Step,
+};
 
 /// The notebook's tanh RNN parameters.
 #[derive(Debug, Clone, PartialEq)]
@@ -59,60 +62,6 @@ pub struct LstmParameters<A> {
     pub wy: Array2<A>,
     /// Prediction bias `(n_y, 1)`.
     pub by: Array2<A>,
-}
-
-impl<A: Real> RnnParameters<A> {
-    fn cell(&self) -> Result<Params<A>> {
-        Params::rnn_from_notebook(self.wax.view(), self.waa.view(), self.ba.view()).map_err(|e| {
-            e.renamed(&[
-                ("Wax", r#"parameters["Wax"]"#),
-                ("w_ih", r#"parameters["Wax"]"#),
-                ("Waa", r#"parameters["Waa"]"#),
-                ("w_hh", r#"parameters["Waa"]"#),
-                ("ba", r#"parameters["ba"]"#),
-            ])
-        })
-    }
-    fn head(&self) -> Result<Head<A>> {
-        head_of(
-            &self.wya,
-            &self.by,
-            self.waa.nrows(),
-            r#"parameters["Wya"]"#,
-        )
-    }
-}
-
-impl<A: Real> LstmParameters<A> {
-    fn cell(&self) -> Result<Params<A>> {
-        Params::lstm_from_notebook(
-            self.wf.view(),
-            self.bf.view(),
-            self.wi.view(),
-            self.bi.view(),
-            self.wc.view(),
-            self.bc.view(),
-            self.wo.view(),
-            self.bo.view(),
-        )
-        .map_err(|e| {
-            e.renamed(&[
-                ("Wf", r#"parameters["Wf"]"#),
-                ("w_ih", r#"parameters["Wf"]"#),
-                ("w_hh", r#"parameters["Wf"]"#),
-                ("Wi", r#"parameters["Wi"]"#),
-                ("Wc", r#"parameters["Wc"]"#),
-                ("Wo", r#"parameters["Wo"]"#),
-                ("bf", r#"parameters["bf"]"#),
-                ("bi", r#"parameters["bi"]"#),
-                ("bc", r#"parameters["bc"]"#),
-                ("bo", r#"parameters["bo"]"#),
-            ])
-        })
-    }
-    fn head(&self) -> Result<Head<A>> {
-        head_of(&self.wy, &self.by, self.wf.nrows(), r#"parameters["Wy"]"#)
-    }
 }
 
 /// The prediction head `softmax(wy a + by)` of a notebook cell with `n_a` units; `wy_arg`
@@ -283,42 +232,144 @@ fn lstm_only() -> Error {
     }
 }
 
-/// The library's names of a cell step's arguments → the notebook's.
-fn cell_names(e: Error) -> Error {
-    e.renamed(&[("x_t", "xt"), ("h_prev", "a_prev")])
-}
+/// The notebook's names of the RNN's and the LSTM's states `a`.
+const A_NAMES: StateNames = StateNames {
+    prev: "a_prev",
+    init: "a0",
+    d_next: "da_next",
+    d_all: "da",
+};
 
-/// `(n, m)` → `[m, n]` in standard layout.
-/// `arg` names the argument whose size it is, for a failed allocation.
-fn t2<A: Real>(arg: &'static str, a: ArrayView2<A>) -> Result<Array2<A>> {
-    host::copy(arg, &a.t())
-}
+/// The tanh RNN: states `a`, nothing kept but the states.
+impl<A: Real> NbCell<A> for RnnParameters<A> {
+    type Cache = RnnCache<A>;
+    const NAMES: StateNames = A_NAMES;
 
-/// `(F, m, T)` ↔ `[T, m, F]` in standard layout.
-fn t3<A: Real>(arg: &'static str, a: ArrayView3<A>) -> Result<Array3<A>> {
-    host::copy(arg, &a.permuted_axes([2, 1, 0]))
-}
-
-/// Checks a notebook-layout argument `(rows, m[, T])`.
-fn check_nb(arg: &'static str, what: &str, expected: &[usize], got: &[usize]) -> Result<()> {
-    if expected == got {
-        Ok(())
-    } else {
-        Err(Error::Shape {
-            arg,
-            expected: format!(
-                "{what} = {}",
-                fmt_shape(expected).replace('[', "(").replace(']', ")")
-            ),
-            got: fmt_shape(got).replace('[', "(").replace(']', ")"),
+    fn cell(&self) -> Result<Params<A>> {
+        Params::rnn_from_notebook(self.wax.view(), self.waa.view(), self.ba.view()).map_err(|e| {
+            e.renamed(&[
+                ("Wax", r#"parameters["Wax"]"#),
+                ("w_ih", r#"parameters["Wax"]"#),
+                ("Waa", r#"parameters["Waa"]"#),
+                ("w_hh", r#"parameters["Waa"]"#),
+                ("ba", r#"parameters["ba"]"#),
+            ])
         })
+    }
+    fn head(&self) -> Result<Head<A>> {
+        head_of(
+            &self.wya,
+            &self.by,
+            self.waa.nrows(),
+            r#"parameters["Wya"]"#,
+        )
+    }
+    fn cache(
+        step: Step<Array2<A>>,
+        _kept: Option<ArrayView2<A>>,
+        _arg: &'static str,
+        parameters: Arc<Self>,
+    ) -> Result<RnnCache<A>> {
+        Ok(RnnCache {
+            a_next: step.h_next,
+            a_prev: step.h_prev,
+            xt: step.xt,
+            parameters,
+        })
+    }
+    fn step(c: &RnnCache<A>) -> Step<ArrayView2<'_, A>> {
+        Step {
+            h_next: c.a_next.view(),
+            h_prev: c.a_prev.view(),
+            c_next: None,
+            c_prev: None,
+            xt: c.xt.view(),
+        }
+    }
+    fn parameters(c: &RnnCache<A>) -> &Self {
+        &c.parameters
+    }
+    fn kept(_: &RnnCache<A>, _: &'static str) -> Result<Option<Array2<A>>> {
+        Ok(None)
     }
 }
 
-/// The head over one step `(n_a, m)` → `(n_y, m)`.
-fn predict<A: Real>(head: &Head<A>, a: ArrayView2<A>) -> Result<Array2<A>> {
-    let y = cpu::head_forward(head, a.t().insert_axis(Axis(0)))?;
-    t2("a_next", y.index_axis(Axis(0), 0))
+/// The LSTM: states `a`, cell states `c`, the gates i, f, g, o kept (in the cache as
+/// `it`, `ft`, `cct`, `ot`).
+impl<A: Real> NbCell<A> for LstmParameters<A> {
+    type Cache = LstmCache<A>;
+    const NAMES: StateNames = A_NAMES;
+
+    fn cell(&self) -> Result<Params<A>> {
+        Params::lstm_from_notebook(
+            self.wf.view(),
+            self.bf.view(),
+            self.wi.view(),
+            self.bi.view(),
+            self.wc.view(),
+            self.bc.view(),
+            self.wo.view(),
+            self.bo.view(),
+        )
+        .map_err(|e| {
+            e.renamed(&[
+                ("Wf", r#"parameters["Wf"]"#),
+                ("w_ih", r#"parameters["Wf"]"#),
+                ("w_hh", r#"parameters["Wf"]"#),
+                ("Wi", r#"parameters["Wi"]"#),
+                ("Wc", r#"parameters["Wc"]"#),
+                ("Wo", r#"parameters["Wo"]"#),
+                ("bf", r#"parameters["bf"]"#),
+                ("bi", r#"parameters["bi"]"#),
+                ("bc", r#"parameters["bc"]"#),
+                ("bo", r#"parameters["bo"]"#),
+            ])
+        })
+    }
+    fn head(&self) -> Result<Head<A>> {
+        head_of(&self.wy, &self.by, self.wf.nrows(), r#"parameters["Wy"]"#)
+    }
+    fn cache(
+        step: Step<Array2<A>>,
+        kept: Option<ArrayView2<A>>,
+        arg: &'static str,
+        parameters: Arc<Self>,
+    ) -> Result<LstmCache<A>> {
+        let (Some(c_next), Some(c_prev), Some(g)) = (step.c_next, step.c_prev, kept) else {
+            return Err(lstm_only());
+        };
+        let hs = step.h_next.nrows();
+        let gate = |k: usize| t2(arg, g.slice(s![.., k * hs..(k + 1) * hs]));
+        Ok(LstmCache {
+            a_next: step.h_next,
+            c_next,
+            a_prev: step.h_prev,
+            c_prev,
+            ft: gate(1)?,
+            it: gate(0)?,
+            cct: gate(2)?,
+            ot: gate(3)?,
+            xt: step.xt,
+            parameters,
+        })
+    }
+    fn step(c: &LstmCache<A>) -> Step<ArrayView2<'_, A>> {
+        Step {
+            h_next: c.a_next.view(),
+            h_prev: c.a_prev.view(),
+            c_next: Some(c.c_next.view()),
+            c_prev: Some(c.c_prev.view()),
+            xt: c.xt.view(),
+        }
+    }
+    fn parameters(c: &LstmCache<A>) -> &Self {
+        &c.parameters
+    }
+    /// The cached gates in PyTorch's order i, f, g, o: `[m, 4·n_a]`.
+    fn kept(c: &LstmCache<A>, arg: &'static str) -> Result<Option<Array2<A>>> {
+        let gates = [c.it.view(), c.ft.view(), c.cct.view(), c.ot.view()];
+        pack_gates(arg, "it, ft, cct, ot", &gates).map(Some)
+    }
 }
 
 /// One tanh RNN step: `a_next = tanh(Wax xt + Waa a_prev + ba)`,
@@ -328,21 +379,7 @@ pub fn rnn_cell_forward<A: Real>(
     a_prev: ArrayView2<A>,
     parameters: &RnnParameters<A>,
 ) -> Result<(Array2<A>, Array2<A>, RnnCache<A>)> {
-    let p = parameters.cell()?;
-    let head = parameters.head()?;
-    let m = xt.ncols();
-    check_nb("xt", "(n_x, m)", &[p.input_size(), m], xt.shape())?;
-    check_nb("a_prev", "(n_a, m)", &[p.hidden_size(), m], a_prev.shape())?;
-    let out = cpu::step_forward(&p, t2("xt", xt)?.view(), t2("a_prev", a_prev)?.view(), None)
-        .map_err(cell_names)?;
-    let a_next = t2("xt", out.h.view())?;
-    let yt = predict(&head, a_next.view())?;
-    let cache = RnnCache {
-        a_next: a_next.clone(),
-        a_prev: host::copy("a_prev", &a_prev)?,
-        xt: host::copy("xt", &xt)?,
-        parameters: Arc::new(parameters.clone()),
-    };
+    let (a_next, _, yt, cache) = cell_forward(xt, a_prev, None, parameters)?;
     Ok((a_next, yt, cache))
 }
 
@@ -353,40 +390,10 @@ pub fn rnn_forward<A: Real>(
     a0: ArrayView2<A>,
     parameters: &RnnParameters<A>,
 ) -> Result<(Array3<A>, Array3<A>, RnnCaches<A>)> {
-    let p = parameters.cell()?;
-    let head = parameters.head()?;
-    let (_, m, t) = x.dim();
-    check_nb(
-        "x",
-        "(n_x, m, T)",
-        &[p.input_size(), m, t.max(1)],
-        x.shape(),
-    )?;
-    check_nb("a0", "(n_a, m)", &[p.hidden_size(), m], a0.shape())?;
-    let tr = cpu::forward(&p, t3("x", x)?.view(), Some(t2("a0", a0)?.view()), None)
-        .map_err(|e| e.renamed(&[("h0", "a0")]))?;
-    let y = cpu::head_forward(&head, tr.h.view())?;
-    let a = t3("x", tr.h.view())?;
-    let shared = Arc::new(parameters.clone());
-    let caches = (0..t)
-        .map(|s| {
-            Ok(RnnCache {
-                a_next: host::copy("x", &a.slice(s![.., .., s]))?,
-                a_prev: if s == 0 {
-                    host::copy("a0", &a0)?
-                } else {
-                    host::copy("x", &a.slice(s![.., .., s - 1]))?
-                },
-                xt: host::copy("x", &x.slice(s![.., .., s]))?,
-                parameters: shared.clone(),
-            })
-        })
-        .collect::<Result<_>>()?;
-    let caches = RnnCaches {
-        caches,
-        x: host::copy("x", &x)?,
-    };
-    Ok((a, t3("x", y.view())?, caches))
+    let SeqForward {
+        h: a, y, caches, x, ..
+    } = seq_forward(x, a0, None, parameters)?;
+    Ok((a, y, RnnCaches { caches, x }))
 }
 
 /// One LSTM step. Returns `(a_next, c_next, yt_pred, cache)`.
@@ -396,39 +403,8 @@ pub fn lstm_cell_forward<A: Real>(
     c_prev: ArrayView2<A>,
     parameters: &LstmParameters<A>,
 ) -> Result<LstmCellForward<A>> {
-    let p = parameters.cell()?;
-    let head = parameters.head()?;
-    let (hs, m) = (p.hidden_size(), xt.ncols());
-    check_nb("xt", "(n_x, m)", &[p.input_size(), m], xt.shape())?;
-    check_nb("a_prev", "(n_a, m)", &[hs, m], a_prev.shape())?;
-    check_nb("c_prev", "(n_a, m)", &[hs, m], c_prev.shape())?;
-    let out = cpu::step_forward(
-        &p,
-        t2("xt", xt)?.view(),
-        t2("a_prev", a_prev)?.view(),
-        Some(t2("c_prev", c_prev)?.view()),
-    )
-    .map_err(cell_names)?;
-    let a_next = t2("xt", out.h.view())?;
-    let (Some(c), Some(g)) = (&out.c, &out.gates) else {
-        return Err(lstm_only());
-    };
-    let c_next = t2("xt", c.view())?;
-    let yt = predict(&head, a_next.view())?;
-    let gate = |k: usize| t2("xt", g.slice(s![.., k * hs..(k + 1) * hs]));
-    let cache = LstmCache {
-        a_next: a_next.clone(),
-        c_next: c_next.clone(),
-        a_prev: host::copy("a_prev", &a_prev)?,
-        c_prev: host::copy("c_prev", &c_prev)?,
-        ft: gate(1)?,
-        it: gate(0)?,
-        cct: gate(2)?,
-        ot: gate(3)?,
-        xt: host::copy("xt", &xt)?,
-        parameters: Arc::new(parameters.clone()),
-    };
-    Ok((a_next, c_next, yt, cache))
+    let (a_next, c_next, yt, cache) = cell_forward(xt, a_prev, Some(c_prev), parameters)?;
+    Ok((a_next, c_next.ok_or_else(lstm_only)?, yt, cache))
 }
 
 /// The LSTM over `x (n_x, m, T)` from `a0 (n_a, m)` and `c0 = 0`, as the notebook has
@@ -451,73 +427,21 @@ pub fn lstm_forward_c0<A: Real>(
     lstm_forward_from(x, a0, Some(c0), parameters)
 }
 
+/// [`lstm_forward`] from `c0`, zeros when `None`.
 fn lstm_forward_from<A: Real>(
     x: ArrayView3<A>,
     a0: ArrayView2<A>,
     c0: Option<ArrayView2<A>>,
     parameters: &LstmParameters<A>,
 ) -> Result<LstmForward<A>> {
-    let p = parameters.cell()?;
-    let head = parameters.head()?;
-    let (_, m, t) = x.dim();
-    let hs = p.hidden_size();
-    check_nb(
-        "x",
-        "(n_x, m, T)",
-        &[p.input_size(), m, t.max(1)],
-        x.shape(),
-    )?;
-    check_nb("a0", "(n_a, m)", &[hs, m], a0.shape())?;
-    if let Some(c0) = &c0 {
-        check_nb("c0", "(n_a, m)", &[hs, m], c0.shape())?;
-    }
-    let c0 = match c0 {
-        Some(c0) => t2("c0", c0)?,
-        None => host::zeros("a0", (m, hs))?,
-    };
-    let tr = cpu::forward(
-        &p,
-        t3("x", x)?.view(),
-        Some(t2("a0", a0)?.view()),
-        Some(c0.view()),
-    )
-    .map_err(|e| e.renamed(&[("h0", "a0")]))?;
-    let y = cpu::head_forward(&head, tr.h.view())?;
-    let a = t3("x", tr.h.view())?;
-    let (Some(c), Some(gates)) = (&tr.c, &tr.gates) else {
-        return Err(lstm_only());
-    };
-    let c = t3("x", c.view())?;
-    let shared = Arc::new(parameters.clone());
-    let caches = (0..t)
-        .map(|s| {
-            let gate = |k: usize| t2("x", gates.slice(s![s, .., k * hs..(k + 1) * hs]));
-            let prev = |arr: &Array3<A>, init: Result<Array2<A>>| {
-                if s == 0 {
-                    init
-                } else {
-                    host::copy("x", &arr.slice(s![.., .., s - 1]))
-                }
-            };
-            Ok(LstmCache {
-                a_next: host::copy("x", &a.slice(s![.., .., s]))?,
-                c_next: host::copy("x", &c.slice(s![.., .., s]))?,
-                a_prev: prev(&a, host::copy("a0", &a0))?,
-                c_prev: prev(&c, host::copy("c0", &c0.t()))?,
-                ft: gate(1)?,
-                it: gate(0)?,
-                cct: gate(2)?,
-                ot: gate(3)?,
-                xt: host::copy("x", &x.slice(s![.., .., s]))?,
-                parameters: shared.clone(),
-            })
-        })
-        .collect::<Result<_>>()?;
-    let caches = LstmCaches {
+    let SeqForward {
+        h: a,
+        y,
+        c,
         caches,
-        x: host::copy("x", &x)?,
-    };
-    Ok((a, t3("x", y.view())?, c, caches))
+        x,
+    } = seq_forward(x, a0, c0, parameters)?;
+    Ok((a, y, c.ok_or_else(lstm_only)?, LstmCaches { caches, x }))
 }
 
 /// Backward of one tanh RNN step, given `da_next (n_a, m)`, the gradient on its output.
@@ -525,138 +449,50 @@ pub fn rnn_cell_backward<A: Real>(
     da_next: ArrayView2<A>,
     cache: &RnnCache<A>,
 ) -> Result<RnnCellGradients<A>> {
-    let p = cache.parameters.cell()?;
-    check_nb("da_next", "(n_a, m)", cache.a_next.shape(), da_next.shape())?;
-    let out = StepOut {
-        h: t2("cache", cache.a_next.view())?,
-        c: None,
-        gates: None,
-    };
-    let g = cpu::step_backward(
-        &p,
-        t2("cache", cache.xt.view())?.view(),
-        t2("cache", cache.a_prev.view())?.view(),
-        None,
-        &out,
-        t2("da_next", da_next)?.view(),
-        None,
-    )
-    .map_err(|e| cache_error(e, "cache"))?;
+    let g = cell_backward::<A, RnnParameters<A>>(da_next, None, cache)?;
+    let (dxt, da_prev, dwax, dwaa, dba) = g.into_rnn();
     Ok(RnnCellGradients {
-        dxt: t2("da_next", g.dx.view())?,
-        da_prev: t2("da_next", g.dh_prev.view())?,
-        dwax: g.dw_ih,
-        dwaa: g.dw_hh,
-        dba: g.db.insert_axis(Axis(1)),
+        dxt,
+        da_prev,
+        dwax,
+        dwaa,
+        dba,
     })
-}
-
-/// Any shape error inside a cache is the cache's.
-fn cache_error(e: Error, arg: &'static str) -> Error {
-    match e {
-        Error::Shape { expected, got, .. } => Error::Shape { arg, expected, got },
-        Error::Invalid { msg, .. } => Error::Invalid { arg, msg },
-        e => e,
-    }
-}
-
-/// Checks the cached input `x (n_x, m, T')` covers `t` steps of `m` columns.
-fn check_cached_x<A: Real>(x: &Array3<A>, m: usize, t: usize) -> Result<()> {
-    let (_, xm, xt) = x.dim();
-    if xm != m || xt < t {
-        return Err(Error::Shape {
-            arg: "caches",
-            expected: format!("x of (n_x, m, T) = (n_x, {m}, ≥ {t})"),
-            got: fmt_shape(x.shape()).replace('[', "(").replace(']', ")"),
-        });
-    }
-    Ok(())
-}
-
-/// Checks `da (n_a, m, T)` against the caches; returns `T`.
-fn check_da<A: Real>(da: &ArrayView3<A>, n_a: usize, m: usize, steps: usize) -> Result<usize> {
-    let t = da.len_of(Axis(2));
-    if da.shape()[..2] != [n_a, m] || t == 0 || t > steps {
-        return Err(Error::Shape {
-            arg: "da",
-            expected: format!(
-                "(n_a, m, T) = ({n_a}, {m}, T) with 1 ≤ T ≤ {steps} (the cached steps)"
-            ),
-            got: fmt_shape(da.shape()).replace('[', "(").replace(']', ")"),
-        });
-    }
-    Ok(t)
 }
 
 /// True BPTT for the tanh RNN, from `da (n_a, m, T)`, the upstream gradient of every
 /// hidden state. `T` is taken from `da`: it covers the first `T` cached steps.
 pub fn rnn_backward<A: Real>(da: ArrayView3<A>, caches: &RnnCaches<A>) -> Result<RnnGradients<A>> {
-    let first = caches.caches.first().ok_or(Error::Invalid {
-        arg: "caches",
-        msg: "no cached steps".into(),
-    })?;
-    let p = first.parameters.cell()?;
-    let (n_a, m) = first.a_prev.dim();
-    let t = check_da(&da, n_a, m, caches.caches.len())?;
-    check_cached_x(&caches.x, m, t)?;
-    let trace = Trace {
-        cell: Cell::Rnn,
-        x: t3("caches", caches.x.slice(s![.., .., ..t]))?,
-        h0: t2("caches", first.a_prev.view())?,
-        c0: None,
-        h: stack_steps(caches.caches[..t].iter().map(|c| c.a_next.view()))?,
-        c: None,
-        gates: None,
-    };
-    let g = cpu::backward(&p, &trace, t3("da", da)?.view(), None)
-        .map_err(|e| cache_error(e, "caches"))?;
+    let g = seq_backward::<A, RnnParameters<A>>(da, None, &caches.caches, &caches.x)?;
+    let (dx, da0, dwax, dwaa, dba) = g.into_rnn();
     Ok(RnnGradients {
-        dx: t3("da", g.dx.view())?,
-        da0: t2("da", g.dh0.view())?,
-        dwax: g.dw_ih,
-        dwaa: g.dw_hh,
-        dba: g.db_ih.insert_axis(Axis(1)),
-    })
-}
-
-/// Stacks per-step `(n, m)` arrays into time-major `[T, m, n]`.
-fn stack_steps<'a, A: Real>(steps: impl Iterator<Item = ArrayView2<'a, A>>) -> Result<Array3<A>> {
-    let views: Vec<_> = steps.map(|v| v.reversed_axes()).collect();
-    ndarray::stack(Axis(0), &views).map_err(|e| Error::Invalid {
-        arg: "caches",
-        msg: format!("cached steps disagree in shape: {e}"),
+        dx,
+        da0,
+        dwax,
+        dwaa,
+        dba,
     })
 }
 
 /// Gate block `k` of packed `dw_ih [G·H, I]`, `dw_hh [G·H, H]`, `db [G·H]` as the
 /// notebook's `dW (n_a, n_a + n_x)` on `[a; x]` and `db (n_a, 1)`, negated where the
 /// notebook's gate is the negation of the library's (the lecture GRU's update gate).
-fn gate_grads<A: Real>(
-    dw_ih: &Array2<A>,
-    dw_hh: &Array2<A>,
-    db: &ndarray::Array1<A>,
-    k: usize,
-    negate: bool,
-) -> (Array2<A>, Array2<A>) {
-    let hs = dw_hh.ncols();
+fn gate_grads<A: Real, D>(g: &NbGrads<A, D>, k: usize, negate: bool) -> (Array2<A>, Array2<A>) {
+    let hs = g.dw_hh.ncols();
     let sign = if negate { -A::one() } else { A::one() };
     let rows = s![k * hs..(k + 1) * hs, ..];
-    let w = ndarray::concatenate![Axis(1), dw_hh.slice(rows), dw_ih.slice(rows)];
-    let b = db
-        .slice(s![k * hs..(k + 1) * hs])
-        .to_owned()
-        .insert_axis(Axis(1));
+    let w = ndarray::concatenate![Axis(1), g.dw_hh.slice(rows), g.dw_ih.slice(rows)];
+    let b =
+        g.db.slice(s![k * hs..(k + 1) * hs])
+            .to_owned()
+            .insert_axis(Axis(1));
     (w.mapv(|v| sign * v), b.mapv(|v| sign * v))
 }
 
 /// Splits packed LSTM gradients into the notebook's per-gate ones.
-fn split_lstm<A: Real>(
-    dw_ih: &Array2<A>,
-    dw_hh: &Array2<A>,
-    db: &ndarray::Array1<A>,
-) -> LstmWeightGradients<A> {
+fn split_lstm<A: Real, D>(g: &NbGrads<A, D>) -> LstmWeightGradients<A> {
     let [(dwi, dbi), (dwf, dbf), (dwc, dbc), (dwo, dbo)] =
-        [0, 1, 2, 3].map(|k| gate_grads(dw_ih, dw_hh, db, k, false));
+        [0, 1, 2, 3].map(|k| gate_grads(g, k, false));
     LstmWeightGradients {
         dwi,
         dwf,
@@ -669,48 +505,19 @@ fn split_lstm<A: Real>(
     }
 }
 
-/// Stacks the cached gates of one step into PyTorch order i, f, g, o: `[m, 4·n_a]`,
-/// in standard layout; gates of disagreeing shapes are an error naming `arg`.
-fn cached_gates<A: Real>(c: &LstmCache<A>, arg: &'static str) -> Result<Array2<A>> {
-    let g =
-        ndarray::concatenate(Axis(1), &[c.it.t(), c.ft.t(), c.cct.t(), c.ot.t()]).map_err(|e| {
-            Error::Invalid {
-                arg,
-                msg: format!("cached gates it, ft, cct, ot disagree in shape: {e}"),
-            }
-        })?;
-    Ok(g.as_standard_layout().into_owned())
-}
-
 /// Backward of one LSTM step, given `da_next` and `dc_next (n_a, m)`.
 pub fn lstm_cell_backward<A: Real>(
     da_next: ArrayView2<A>,
     dc_next: ArrayView2<A>,
     cache: &LstmCache<A>,
 ) -> Result<LstmCellGradients<A>> {
-    let p = cache.parameters.cell()?;
-    check_nb("da_next", "(n_a, m)", cache.a_next.shape(), da_next.shape())?;
-    check_nb("dc_next", "(n_a, m)", cache.a_next.shape(), dc_next.shape())?;
-    let out = StepOut {
-        h: t2("cache", cache.a_next.view())?,
-        c: Some(t2("cache", cache.c_next.view())?),
-        gates: Some(cached_gates(cache, "cache")?),
-    };
-    let g = cpu::step_backward(
-        &p,
-        t2("cache", cache.xt.view())?.view(),
-        t2("cache", cache.a_prev.view())?.view(),
-        Some(t2("cache", cache.c_prev.view())?.view()),
-        &out,
-        t2("da_next", da_next)?.view(),
-        Some(t2("dc_next", dc_next)?.view()),
-    )
-    .map_err(|e| cache_error(e, "cache"))?;
+    let g = cell_backward::<A, LstmParameters<A>>(da_next, Some(dc_next), cache)?;
+    let w = split_lstm(&g);
     Ok(LstmCellGradients {
-        dxt: t2("da_next", g.dx.view())?,
-        da_prev: t2("da_next", g.dh_prev.view())?,
-        dc_prev: t2("da_next", g.dc_prev.ok_or_else(lstm_only)?.view())?,
-        w: split_lstm(&g.dw_ih, &g.dw_hh, &g.db),
+        dxt: g.dx,
+        da_prev: g.dh,
+        dc_prev: g.dc.ok_or_else(lstm_only)?,
+        w,
     })
 }
 
@@ -733,54 +540,18 @@ pub fn lstm_backward_dc<A: Real>(
     lstm_backward_from(da, Some(dc), caches)
 }
 
+/// [`lstm_backward`] with `dc` on the last cell state, zero when `None`.
 fn lstm_backward_from<A: Real>(
     da: ArrayView3<A>,
     dc: Option<ArrayView2<A>>,
     caches: &LstmCaches<A>,
 ) -> Result<LstmGradients<A>> {
-    let first = caches.caches.first().ok_or(Error::Invalid {
-        arg: "caches",
-        msg: "no cached steps".into(),
-    })?;
-    let p = first.parameters.cell()?;
-    let (n_a, m) = first.a_prev.dim();
-    let t = check_da(&da, n_a, m, caches.caches.len())?;
-    check_cached_x(&caches.x, m, t)?;
-    let steps = &caches.caches[..t];
-    let gates = steps
-        .iter()
-        .map(|c| cached_gates(c, "caches"))
-        .collect::<Result<Vec<Array2<A>>>>()?;
-    let gate_views: Vec<_> = gates.iter().map(|g| g.view()).collect();
-    let trace = Trace {
-        cell: Cell::Lstm,
-        x: t3("caches", caches.x.slice(s![.., .., ..t]))?,
-        h0: t2("caches", first.a_prev.view())?,
-        c0: Some(t2("caches", first.c_prev.view())?),
-        h: stack_steps(steps.iter().map(|c| c.a_next.view()))?,
-        c: Some(stack_steps(steps.iter().map(|c| c.c_next.view()))?),
-        gates: Some(
-            ndarray::stack(Axis(0), &gate_views).map_err(|e| Error::Invalid {
-                arg: "caches",
-                msg: format!("cached gates disagree in shape: {e}"),
-            })?,
-        ),
-    };
-    if let Some(dc) = &dc {
-        check_nb("dc", "(n_a, m)", &[n_a, m], dc.shape())?;
-    }
-    let dc = dc.map(|d| t2("dc", d)).transpose()?;
-    let g = cpu::backward(
-        &p,
-        &trace,
-        t3("da", da)?.view(),
-        dc.as_ref().map(|d| d.view()),
-    )
-    .map_err(|e| cache_error(e, "caches"))?;
+    let g = seq_backward::<A, LstmParameters<A>>(da, dc, &caches.caches, &caches.x)?;
+    let w = split_lstm(&g);
     Ok(LstmGradients {
-        dx: t3("da", g.dx.view())?,
-        da0: t2("da", g.dh0.view())?,
-        dc0: t2("da", g.dc0.ok_or_else(lstm_only)?.view())?,
-        w: split_lstm(&g.dw_ih, &g.dw_hh, &g.db_ih),
+        dx: g.dx,
+        da0: g.dh,
+        dc0: g.dc.ok_or_else(lstm_only)?,
+        w,
     })
 }
