@@ -24,6 +24,15 @@ pub enum Error {
         /// What is wrong with it.
         msg: String,
     },
+    /// A weights file or a network's weights disagree with the network: a key missing,
+    /// unexpected or of the wrong shape or type, named by its PyTorch `state_dict` key.
+    #[error("weights key `{key}`: {msg}")]
+    Weights {
+        /// The key, as in the file (prefix included) or as PyTorch names the layer.
+        key: String,
+        /// What is wrong, and what was expected.
+        msg: String,
+    },
     /// No GPU adapter could be found.
     #[error("no GPU adapter found ({0}); install a GPU driver, or a software one with `apt-get install mesa-vulkan-drivers` (lavapipe), or set WGPU_BACKEND=gl to use llvmpipe")]
     NoAdapter(String),
