@@ -17,7 +17,7 @@
 
 // The recurrent product's parts (common/product.wgsl): the n slot, over ĥ.
 alias Acc = f32;
-fn acc_init(bj: u32) -> Acc {
+fn acc_init(i: u32) -> Acc {
     return 0.0;
 }
 fn state(i: u32) -> f32 {
@@ -31,7 +31,7 @@ fn weight(i: u32) -> Acc {
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     #include invocation
 
-    let src = 0u;
+    let src = s_off;
     #include product
 
     for (var r = 0u; r < rows; r++) {

@@ -40,6 +40,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
         #include gru_back_row
         dg[at + bj] = vec4<f32>(0.0, d_z, d_n, 0.0);
         dgn[at + bj] = vec4<f32>(0.0, 0.0, d_n, 0.0);
-        dd[bj] = g * q.y;
+        dd[s_off + bj] = g * q.y;
     }
 }

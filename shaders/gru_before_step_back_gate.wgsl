@@ -26,7 +26,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
     let base#ROW = at + min(b0 + #ROWu, nb - 1u) * nh;
     var m#ROW = 0.0;
     for (var k = 0u; k < nh; k++) {
-        m#ROW += dg[base#ROW + k].z * w[k * nh + j].z;
+        m#ROW += dg[base#ROW + k].z * w[w_off + k * nh + j].z;
     }
     var m = array<f32, BT>(#ROWS(m#ROW));
 
@@ -35,7 +35,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
         let gr = gates[at + bj].x;
         let h_prev = hs[prev + bj];
         dg[at + bj].x = m[r] * h_prev * gr * (1.0 - gr);
-        dd[bj] += m[r] * (gr - 1.0);
+        dd[s_off + bj] += m[r] * (gr - 1.0);
         delta[at + bj] = (gr - 1.0) * h_prev;
     }
 }

@@ -21,7 +21,7 @@
 
 // The recurrent product's parts (common/product.wgsl): the r and z slots.
 alias Acc = vec2<f32>;
-fn acc_init(bj: u32) -> Acc {
+fn acc_init(i: u32) -> Acc {
     return vec2<f32>(0.0);
 }
 fn state(i: u32) -> f32 {
@@ -42,7 +42,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
         let bj = (b0 + r) * nh + j;
         let x = xw[at + bj];
         let gr = sigmoid(x.x + acc[r].x);
-        gated[bj] = gr * hs[prev + bj];
+        gated[s_off + bj] = gr * hs[prev + bj];
         xw[at + bj] = vec4<f32>(gr, x.y + acc[r].y, x.z, x.w);
     }
 }

@@ -23,8 +23,8 @@
 
 // The recurrent product's parts (common/product.wgsl): a = bhh[j] + Σ_k h_{t-1}[k] W[k, j].
 alias Acc = vec4<f32>;
-fn acc_init(bj: u32) -> Acc {
-    return bhh[bj % dims.hidden];
+fn acc_init(i: u32) -> Acc {
+    return bhh[dir * dims.hidden + i % dims.hidden];
 }
 #include product_hs
 

@@ -39,6 +39,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
         #include gru_back_row
         let d_r = d_n * q.w * q.x * (1.0 - q.x);
         dg[at + bj] = vec4<f32>(d_r, d_z, d_n, d_n * q.x);
-        dd[bj] = g * q.y;
+        dd[s_off + bj] = g * q.y;
     }
 }

@@ -27,8 +27,8 @@
 
 // The recurrent product's parts (common/product.wgsl): the four gates of unit j.
 alias Acc = vec4<f32>;
-fn acc_init(bj: u32) -> Acc {
-    return xw[step.row * dims.batch * dims.hidden + bj];
+fn acc_init(i: u32) -> Acc {
+    return xw[i];
 }
 #include product_hs
 
@@ -39,8 +39,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
     let src = prev;
     #include product
 
-    let c_prev_base = step.c_prev * bh;
-    let c_next_base = step.c_next * bh;
+    let c_prev_base = c_off + e.c_prev * bh;
+    let c_next_base = c_off + e.c_next * bh;
     for (var r = 0u; r < rows; r++) {
         let bj = (b0 + r) * nh + j;
         let z = acc[r];

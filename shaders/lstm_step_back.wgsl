@@ -39,17 +39,17 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
     for (var r = 0u; r < rows; r++) {
         let bj = (b0 + r) * nh + j;
         let z = gates[at + bj];
-        let c = cs[step.c_next * bh + bj];
-        let c_prev = cs[step.c_prev * bh + bj];
+        let c = cs[c_off + e.c_next * bh + bj];
+        let c_prev = cs[c_off + e.c_prev * bh + bj];
         let tc = tanh_stable(c);
         let g = dh[at + bj] + carry[r];
-        let dcn = dc[bj] + g * z.w * (1.0 - tc * tc);
+        let dcn = dc[s_off + bj] + g * z.w * (1.0 - tc * tc);
         dg[at + bj] = vec4<f32>(
             dcn * z.z * z.x * (1.0 - z.x),
             dcn * c_prev * z.y * (1.0 - z.y),
             dcn * z.x * (1.0 - z.z * z.z),
             g * tc * z.w * (1.0 - z.w),
         );
-        dc[bj] = dcn * z.y;
+        dc[s_off + bj] = dcn * z.y;
     }
 }

@@ -16,8 +16,8 @@
 
 // The recurrent product's parts (common/product.wgsl).
 alias Acc = f32;
-fn acc_init(bj: u32) -> Acc {
-    return xw[step.row * dims.batch * dims.hidden + bj];
+fn acc_init(i: u32) -> Acc {
+    return xw[i];
 }
 #include product_hs
 

@@ -2,11 +2,12 @@
     // the first backward dispatch): the gates of source unit k dotted into Wb[k, j] by
     // the kernel's own `weight` and `gate_dot` (a product for one gate, a vec4 dot for
     // four, common/gates_vec4.wgsl).
-    let base#ROW = step.carry * bh + min(b0 + #ROWu, nb - 1u) * nh;
+    let wj = w_off + j;
+    let base#ROW = x_off + e.carry * bh + min(b0 + #ROWu, nb - 1u) * nh;
     var carry#ROW = 0.0;
-    if (step.carry != NONE) {
+    if (e.carry != NONE) {
         for (var k = 0u; k < nh; k++) {
-            carry#ROW += gate_dot(dg[base#ROW + k], weight(k * nh + j));
+            carry#ROW += gate_dot(dg[base#ROW + k], weight(wj + k * nh));
         }
     }
     var carry = array<f32, BT>(#ROWS(carry#ROW));
@@ -14,7 +15,7 @@
     // ∂L/∂h_{t-1} (the GRU's), and nothing else.
     if (step.last != 0u) {
         for (var r = 0u; r < rows; r++) {
-            let bj = (b0 + r) * nh + j;
+            let bj = s_off + (b0 + r) * nh + j;
             dh0[bj] = carry[r] + direct(bj);
         }
         return;

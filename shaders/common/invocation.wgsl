@@ -9,7 +9,8 @@
     let b0 = v.b0;
     let rows = v.rows;
     let bh = v.bh;
-    // This step's blocks (common/step.wgsl): its row, and the states it reads and writes.
-    let at = step.row * bh;
-    let prev = step.prev * bh;
-    let next = step.next * bh;
+    // This direction's blocks at this step (common/step.wgsl): its row, and the states
+    // it reads and writes.
+    let at = x_off + e.row * bh;
+    let prev = h_off + e.prev * bh;
+    let next = h_off + e.next * bh;

@@ -9,14 +9,21 @@ struct Dims {
     hidden: u32,
     // Forward: whether to keep what backward needs.
     train: u32,
+    // Directions advancing in each dispatch (grid z): 1, or 2 for a bidirectional layer.
+    dirs: u32,
+    // Elements per direction of the row buffers (projection, kept values, gate and
+    // upstream gradients: T·B·H units), of the hidden states and of the cell states.
+    x_dir: u32,
+    h_dir: u32,
+    c_dir: u32,
     _pad: u32,
 }
 
-// One dispatch's place in the sequence, from the step schedule the engine builds per
-// call (selected by a dynamic offset): the kernels never assume t = 0, 1, …, so a
-// reversed direction or a layer of a stack is a different schedule, not a kernel edit.
-// Rows and slots count [B, H]-sized blocks of the buffers they index.
-struct Step {
+// One direction's place in the sequence at one dispatch, from the step schedule the
+// engine builds per call: the kernels never assume t = 0, 1, …, so a reversed direction
+// or a layer of a stack is a different schedule, not a kernel edit. Rows and slots count
+// [B, H]-sized blocks of the direction's part of the buffers they index.
+struct StepDir {
     // The block of this step's input projection, kept values, gate gradients and
     // upstream gradient.
     row: u32,
@@ -29,9 +36,18 @@ struct Step {
     // The slots of c_{t-1} and c_t in `cs` (cells with a cell state).
     c_prev: u32,
     c_next: u32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+// One dispatch: an entry per direction (selected by a dynamic offset).
+struct Step {
+    dirs: array<StepDir, 2>,
     // Backward: 1 on the final dispatch, which writes dh0 from the carry alone.
     last: u32,
-    _pad: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 const NONE: u32 = 0xffffffffu;
@@ -41,6 +57,18 @@ const BT: u32 = #BTu;
 
 @group(0) @binding(0) var<uniform> dims: Dims;
 @group(0) @binding(1) var<uniform> step: Step;
+
+// This invocation's direction (grid z), its schedule entry, and where its direction's
+// part starts in each buffer: the row buffers, `hs`, `cs`, the one-state buffers
+// (carries, dh0, the gated state: B·H each) and the weights (H·H each). Set by
+// invocation().
+var<private> dir: u32;
+var<private> e: StepDir;
+var<private> x_off: u32;
+var<private> h_off: u32;
+var<private> c_off: u32;
+var<private> s_off: u32;
+var<private> w_off: u32;
 
 // Where an invocation of a step kernel sits: hidden unit j, batch rows b0 .. b0 + rows;
 // `live` is false past the last unit.
@@ -57,6 +85,13 @@ struct Invocation {
 fn invocation(gid: vec3<u32>, wid: vec3<u32>) -> Invocation {
     let nb = dims.batch;
     let b0 = wid.y * BT;
+    dir = wid.z;
+    e = step.dirs[dir];
+    x_off = dir * dims.x_dir;
+    h_off = dir * dims.h_dir;
+    c_off = dir * dims.c_dir;
+    s_off = dir * nb * dims.hidden;
+    w_off = dir * dims.hidden * dims.hidden;
     return Invocation(
         gid.x,
         dims.hidden,

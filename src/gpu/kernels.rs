@@ -226,18 +226,26 @@ pub(crate) struct StepDims {
     pub hidden: u32,
     /// Forward: training mode.
     pub train: u32,
+    /// Directions per dispatch (grid z).
+    pub dirs: u32,
+    /// Elements per direction of the row buffers (`T·B·H` units).
+    pub x_dir: u32,
+    /// Elements per direction of the hidden states.
+    pub h_dir: u32,
+    /// Elements per direction of the cell states.
+    pub c_dir: u32,
     pub _pad: u32,
 }
 
-/// "No block": a [`StepSlot::carry`] with nothing to carry from.
+/// "No block": a [`StepDir::carry`] with nothing to carry from.
 pub(crate) const NONE: u32 = u32::MAX;
 
-/// One entry of a step schedule (WGSL `Step`): where one dispatch of a step kernel
-/// reads and writes. Rows and slots count `[B, H]`-sized blocks of the buffers they
-/// index.
+/// One direction's entry of a step-schedule dispatch (WGSL `StepDir`): where it reads
+/// and writes. Rows and slots count `[B, H]`-sized blocks of the direction's part of the
+/// buffers they index.
 #[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Pod, Zeroable)]
-pub(crate) struct StepSlot {
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Pod, Zeroable)]
+pub(crate) struct StepDir {
     /// The block of the step's projection, kept values, gate gradients, upstream
     /// gradient.
     pub row: u32,
@@ -251,20 +259,32 @@ pub(crate) struct StepSlot {
     pub c_prev: u32,
     /// The slot of `c_t`.
     pub c_next: u32,
+    pub _pad0: u32,
+    pub _pad1: u32,
+}
+
+/// One dispatch of a step schedule (WGSL `Step`): an entry per direction.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Pod, Zeroable)]
+pub(crate) struct StepSlot {
+    /// Direction 0's entry, and direction 1's (bidirectional layers).
+    pub dirs: [StepDir; 2],
     /// Backward: 1 on the final dispatch, which writes `dh0`.
     pub last: u32,
-    pub _pad: u32,
+    pub _pad0: u32,
+    pub _pad1: u32,
+    pub _pad2: u32,
 }
 
 /// Bytes of a [`StepSlot`]: the width its dynamic-offset binding is bound with.
 pub(crate) const STEP_BYTES: u64 = std::mem::size_of::<StepSlot>() as u64;
 
-impl StepSlot {
-    /// A layer's forward, `t = 0 … T-1`: block `t`, hidden slots `t` and `t + 1` (slot 0
-    /// holds h0); `reverse`: `t = T-1 … 0`, hidden slots `t + 1` and `t` (slot `T` holds
-    /// h0). Cell-state slots the same when `c_slots` is `T + 1` (every state kept), or
-    /// two ping-pong slots by dispatch (`c_slots` 2).
-    pub(crate) fn forward(steps: usize, c_slots: usize, reverse: bool) -> Vec<StepSlot> {
+impl StepDir {
+    /// A direction's forward, `t = 0 … T-1`: block `t`, hidden slots `t` and `t + 1`
+    /// (slot 0 holds h0); `reverse`: `t = T-1 … 0`, hidden slots `t + 1` and `t` (slot
+    /// `T` holds h0). Cell-state slots the same when `c_slots` is `T + 1` (every state
+    /// kept), or two ping-pong slots by dispatch (`c_slots` 2).
+    pub(crate) fn forward(steps: usize, c_slots: usize, reverse: bool) -> Vec<StepDir> {
         let n = steps as u32;
         let keep_c = c_slots == steps + 1;
         (0..n)
@@ -276,24 +296,23 @@ impl StepSlot {
                 } else {
                     (i % c_slots as u32, (i + 1) % c_slots as u32)
                 };
-                StepSlot {
+                StepDir {
                     row: t,
                     prev,
                     next,
                     carry: NONE,
                     c_prev,
                     c_next,
-                    last: 0,
-                    _pad: 0,
+                    ..Default::default()
                 }
             })
             .collect()
     }
 
-    /// A layer's backward: the forward's entries in the opposite order, each with the
-    /// carry from the block processed before it (none for the first), then the final
-    /// entry that writes `dh0` from the block processed last.
-    pub(crate) fn backward(steps: usize, reverse: bool) -> Vec<StepSlot> {
+    /// A direction's backward: its forward's entries in the opposite order, each with
+    /// the carry from the block processed before it (none for the first), then the final
+    /// entry, whose carry is the block processed last (for `dh0`).
+    pub(crate) fn backward(steps: usize, reverse: bool) -> Vec<StepDir> {
         let mut slots = Self::forward(steps, steps + 1, reverse);
         slots.reverse();
         let mut carry = NONE;
@@ -301,17 +320,26 @@ impl StepSlot {
             s.carry = carry;
             carry = s.row;
         }
-        slots.push(StepSlot {
-            row: 0,
-            prev: 0,
-            next: 0,
+        slots.push(StepDir {
             carry,
-            c_prev: 0,
-            c_next: 0,
-            last: 1,
-            _pad: 0,
+            ..Default::default()
         });
         slots
+    }
+}
+
+impl StepSlot {
+    /// The dispatches of directions advancing together (one or two lists of the same
+    /// length); `last_final` marks the last dispatch as the final `dh0` one.
+    pub(crate) fn zip(dirs: &[Vec<StepDir>], last_final: bool) -> Vec<StepSlot> {
+        let n = dirs.first().map_or(0, Vec::len);
+        (0..n)
+            .map(|i| StepSlot {
+                dirs: [dirs[0][i], dirs.get(1).map_or(StepDir::default(), |d| d[i])],
+                last: (last_final && i + 1 == n) as u32,
+                ..Default::default()
+            })
+            .collect()
     }
 }
 
@@ -419,7 +447,7 @@ mod tests {
     //! reflection of each shader checks the two against each other, member by member.
     use std::mem::{offset_of, size_of};
 
-    use super::{GemmParams, RowParams, StepDims, StepSlot};
+    use super::{GemmParams, RowParams, StepDims, StepDir, StepSlot};
     use crate::gpu::Kernel;
 
     /// `(member, byte offset)` and the size of the WGSL struct `name` in `src`.
@@ -500,27 +528,46 @@ mod tests {
                 ("batch", offset_of!(StepDims, batch)),
                 ("hidden", offset_of!(StepDims, hidden)),
                 ("train", offset_of!(StepDims, train)),
+                ("dirs", offset_of!(StepDims, dirs)),
+                ("x_dir", offset_of!(StepDims, x_dir)),
+                ("h_dir", offset_of!(StepDims, h_dir)),
+                ("c_dir", offset_of!(StepDims, c_dir)),
                 ("_pad", offset_of!(StepDims, _pad)),
             ],
             size_of::<StepDims>(),
         );
+        let dir = rust(
+            &[
+                ("row", offset_of!(StepDir, row)),
+                ("prev", offset_of!(StepDir, prev)),
+                ("next", offset_of!(StepDir, next)),
+                ("carry", offset_of!(StepDir, carry)),
+                ("c_prev", offset_of!(StepDir, c_prev)),
+                ("c_next", offset_of!(StepDir, c_next)),
+                ("_pad0", offset_of!(StepDir, _pad0)),
+                ("_pad1", offset_of!(StepDir, _pad1)),
+            ],
+            size_of::<StepDir>(),
+        );
         let slot = rust(
             &[
-                ("row", offset_of!(StepSlot, row)),
-                ("prev", offset_of!(StepSlot, prev)),
-                ("next", offset_of!(StepSlot, next)),
-                ("carry", offset_of!(StepSlot, carry)),
-                ("c_prev", offset_of!(StepSlot, c_prev)),
-                ("c_next", offset_of!(StepSlot, c_next)),
+                ("dirs", offset_of!(StepSlot, dirs)),
                 ("last", offset_of!(StepSlot, last)),
-                ("_pad", offset_of!(StepSlot, _pad)),
+                ("_pad0", offset_of!(StepSlot, _pad0)),
+                ("_pad1", offset_of!(StepSlot, _pad1)),
+                ("_pad2", offset_of!(StepSlot, _pad2)),
             ],
             size_of::<StepSlot>(),
         );
         for k in Kernel::all().into_iter().filter(|k| k.is_step()) {
             let src = crate::shaders::expand(k.source(), 1).unwrap();
             assert_eq!(wgsl_layout(&src, "Dims"), step, "{k:?}: Dims vs StepDims");
+            assert_eq!(wgsl_layout(&src, "StepDir"), dir, "{k:?}: StepDir");
             assert_eq!(wgsl_layout(&src, "Step"), slot, "{k:?}: Step vs StepSlot");
+            assert!(
+                src.contains("const NONE: u32 = 0xffffffffu;") && super::NONE == u32::MAX,
+                "{k:?}: NONE"
+            );
         }
         let gemm = rust(
             &[

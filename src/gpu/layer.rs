@@ -7,7 +7,7 @@ use std::sync::{Arc, RwLock};
 use ndarray::{Array1, Array2, Array3, ArrayView2, ArrayView3, Ix1, Ix2, Ix3};
 
 use super::context::Buf;
-use super::kernels::{self, div_ceil, Gemm, Op, StepDims, StepSlot};
+use super::kernels::{self, div_ceil, Gemm, Op, StepDims, StepDir, StepSlot};
 use super::tensor::new_buffer;
 use super::{Context, Kernel, Tensor};
 use crate::cell::{bias_apart, with_cell, CellDef, Role};
@@ -526,6 +526,10 @@ impl Layer {
                     batch: b as u32,
                     hidden: h as u32,
                     train: train as u32,
+                    dirs: 1,
+                    x_dir: (t * bh) as u32,
+                    h_dir: ((t + 1) * bh) as u32,
+                    c_dir: (slots * bh) as u32,
                     _pad: 0,
                 },
             );
@@ -536,7 +540,7 @@ impl Layer {
                 true => Some(new_buffer(ctx, "x", &[b, h])?),
                 false => None,
             };
-            let schedule = StepSlot::forward(t, slots, reverse);
+            let schedule = StepSlot::zip(&[StepDir::forward(t, slots, reverse)], false);
             // Where the states start: slot 0 in time order; in reverse h0 at slot T (every
             // h_t at slot t), c0 likewise when every cell state is kept.
             let h_init = if reverse { t } else { 0 };
@@ -579,8 +583,8 @@ impl Layer {
             // The states in time order start at slot 1 (time order) or 0 (reverse); the
             // last made is the last entry's.
             let first = if reverse { 0 } else { bh as u64 };
-            let last = schedule.last().map_or(0, |e| e.next as usize);
-            let c_last = schedule.last().map_or(0, |e| e.c_next as usize);
+            let last = schedule.last().map_or(0, |e| e.dirs[0].next as usize);
+            let c_last = schedule.last().map_or(0, |e| e.dirs[0].c_next as usize);
             Ok(Forward {
                 h: Tensor::view_of(ctx, &hs, first, &[t, b, h]),
                 h_last: Tensor::view_of(ctx, &hs, (last * bh) as u64, &[b, h]),
@@ -807,10 +811,14 @@ impl Layer {
                     batch: b as u32,
                     hidden: h as u32,
                     train: 0,
+                    dirs: 1,
+                    x_dir: (t * bh) as u32,
+                    h_dir: ((t + 1) * bh) as u32,
+                    c_dir: ((t + 1) * bh) as u32,
                     _pad: 0,
                 },
             );
-            let schedule = StepSlot::backward(t, trace.reverse);
+            let schedule = StepSlot::zip(&[StepDir::backward(t, trace.reverse)], true);
             let steps = ctx.schedule("dh", &schedule)?;
             let phases = with_cell!(self.cell, C => C::STEP_BACK.len());
             let kernels = (0..phases as u8).map(|p| Kernel::StepBack(self.cell, p));
