@@ -1,7 +1,9 @@
 // Tiled GEMM: C[M, N] (+)= op(A)[M, K] · op(B)[K, N] (+ bias[N]).
 //
 // A is stored [M, K] row-major, or [K, M] when FLAG_TRANS_A; B is stored [K, N], or
-// [N, K] when FLAG_TRANS_B (PyTorch's weight layout). Offsets are in elements.
+// [N, K] when FLAG_TRANS_B (PyTorch's weight layout); C [M, N]. Offsets are in
+// elements; lda, ldb, ldc are the stored rows' strides (a block of a wider matrix, such
+// as one direction's columns of a bidirectional layer's rows).
 // A 128×64 tile of C per workgroup of 16×16 invocations, each owning an 8×4 block held
 // in eight vec4 registers (rows 4·ty … 4·ty+3 and 64+4·ty … 64+4·ty+3, columns
 // 4·tx … 4·tx+3); K walks in steps of 16 through workgroup-memory tiles that every
@@ -17,6 +19,10 @@ struct Params {
     c_off: u32,
     bias_off: u32,
     flags: u32,
+    lda: u32,
+    ldb: u32,
+    ldc: u32,
+    _pad: u32,
 }
 
 const FLAG_TRANS_A: u32 = 1u;
@@ -43,9 +49,9 @@ fn load_a(m: u32, k: u32, trans: bool) -> f32 {
         return 0.0;
     }
     if (trans) {
-        return a[p.a_off + k * p.m + m];
+        return a[p.a_off + k * p.lda + m];
     }
-    return a[p.a_off + m * p.k + k];
+    return a[p.a_off + m * p.lda + k];
 }
 
 fn load_b(k: u32, n: u32, trans: bool) -> f32 {
@@ -53,9 +59,9 @@ fn load_b(k: u32, n: u32, trans: bool) -> f32 {
         return 0.0;
     }
     if (trans) {
-        return b[p.b_off + n * p.k + k];
+        return b[p.b_off + n * p.ldb + k];
     }
-    return b[p.b_off + k * p.n + n];
+    return b[p.b_off + k * p.ldb + n];
 }
 
 // Four consecutive rows m .. m+3 of op(A) at column k.
@@ -76,7 +82,7 @@ fn store_row(row: u32, col0: u32, v: vec4<f32>, accumulate: bool) {
     for (var j = 0u; j < 4u; j++) {
         let col = col0 + j;
         if (col < p.n) {
-            let idx = p.c_off + row * p.n + col;
+            let idx = p.c_off + row * p.ldc + col;
             var x = v[j];
             if (accumulate) {
                 x += c[idx];

@@ -35,7 +35,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
     #include product
 
     for (var r = 0u; r < rows; r++) {
-        let bj = (b0 + r) * nh + j;
+        let bj = (b0 + r) * rs + j;
         let x = xw[at + bj];
         let gz = sigmoid(x.y);
         let gn = tanh_stable(x.z + acc[r]);

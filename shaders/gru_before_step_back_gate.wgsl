@@ -23,7 +23,7 @@
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     #include invocation
 
-    let base#ROW = at + min(b0 + #ROWu, nb - 1u) * nh;
+    let base#ROW = at + min(b0 + #ROWu, nb - 1u) * rs;
     var m#ROW = 0.0;
     for (var k = 0u; k < nh; k++) {
         m#ROW += dg[base#ROW + k].z * w[w_off + k * nh + j].z;
@@ -31,7 +31,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
     var m = array<f32, BT>(#ROWS(m#ROW));
 
     for (var r = 0u; r < rows; r++) {
-        let bj = (b0 + r) * nh + j;
+        let bj = (b0 + r) * rs + j;
         let gr = gates[at + bj].x;
         let h_prev = hs[prev + bj];
         dg[at + bj].x = m[r] * h_prev * gr * (1.0 - gr);

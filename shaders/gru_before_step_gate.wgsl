@@ -39,7 +39,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
     #include product
 
     for (var r = 0u; r < rows; r++) {
-        let bj = (b0 + r) * nh + j;
+        let bj = (b0 + r) * rs + j;
         let x = xw[at + bj];
         let gr = sigmoid(x.x + acc[r].x);
         gated[s_off + bj] = gr * hs[prev + bj];

@@ -42,7 +42,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
     let c_prev_base = c_off + e.c_prev * bh;
     let c_next_base = c_off + e.c_next * bh;
     for (var r = 0u; r < rows; r++) {
-        let bj = (b0 + r) * nh + j;
+        let bj = (b0 + r) * rs + j;
         let z = acc[r];
         let gi = sigmoid(z.x);
         let gf = sigmoid(z.y);

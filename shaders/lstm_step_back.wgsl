@@ -37,7 +37,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
 
     #include carry
     for (var r = 0u; r < rows; r++) {
-        let bj = (b0 + r) * nh + j;
+        let bj = (b0 + r) * rs + j;
         let z = gates[at + bj];
         let c = cs[c_off + e.c_next * bh + bj];
         let c_prev = cs[c_off + e.c_prev * bh + bj];

@@ -27,6 +27,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
     let src = prev;
     #include product
     for (var r = 0u; r < rows; r++) {
-        hs[next + (b0 + r) * nh + j] = tanh_stable(acc[r]);
+        hs[next + (b0 + r) * rs + j] = tanh_stable(acc[r]);
     }
 }

@@ -32,7 +32,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
 
     #include carry
     for (var r = 0u; r < rows; r++) {
-        let bj = (b0 + r) * nh + j;
+        let bj = (b0 + r) * rs + j;
         let h = hs[next + bj];
         dg[at + bj] = (1.0 - h * h) * (dh[at + bj] + carry[r]);
     }

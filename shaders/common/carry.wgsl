@@ -3,7 +3,7 @@
     // the kernel's own `weight` and `gate_dot` (a product for one gate, a vec4 dot for
     // four, common/gates_vec4.wgsl).
     let wj = w_off + j;
-    let base#ROW = x_off + e.carry * bh + min(b0 + #ROWu, nb - 1u) * nh;
+    let base#ROW = x_off + e.carry * bh + min(b0 + #ROWu, nb - 1u) * rs;
     var carry#ROW = 0.0;
     if (e.carry != NONE) {
         for (var k = 0u; k < nh; k++) {
@@ -15,7 +15,7 @@
     // ∂L/∂h_{t-1} (the GRU's), and nothing else.
     if (step.last != 0u) {
         for (var r = 0u; r < rows; r++) {
-            let bj = s_off + (b0 + r) * nh + j;
+            let bj = s_off + (b0 + r) * rs + j;
             dh0[bj] = carry[r] + direct(bj);
         }
         return;

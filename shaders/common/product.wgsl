@@ -3,7 +3,7 @@
     // with the kernel's own accumulator type `Acc`, its state source (`hs` from the slot
     // of h_{t-1}, or a gated state) and its weight layout.
     let wj = w_off + j;
-    let srow#ROW = min(b0 + #ROWu, nb - 1u) * nh;
+    let srow#ROW = min(b0 + #ROWu, nb - 1u) * rs;
     var acc#ROW = acc_init(at + srow#ROW + j);
     for (var k = 0u; k < nh; k++) {
         acc#ROW += state(src + srow#ROW + k) * weight(wj + k * nh);

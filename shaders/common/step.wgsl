@@ -10,13 +10,10 @@ struct Dims {
     // Forward: whether to keep what backward needs.
     train: u32,
     // Directions advancing in each dispatch (grid z): 1, or 2 for a bidirectional layer.
+    // Every buffer interleaves them within a row: row (t, b) holds direction 0's H units
+    // then direction 1's (the layout of a bidirectional layer's output [T, B, D·H]); the
+    // weights are one [H, H] block per direction.
     dirs: u32,
-    // Elements per direction of the row buffers (projection, kept values, gate and
-    // upstream gradients: T·B·H units), of the hidden states and of the cell states.
-    x_dir: u32,
-    h_dir: u32,
-    c_dir: u32,
-    _pad: u32,
 }
 
 // One direction's place in the sequence at one dispatch, from the step schedule the
@@ -58,10 +55,10 @@ const BT: u32 = #BTu;
 @group(0) @binding(0) var<uniform> dims: Dims;
 @group(0) @binding(1) var<uniform> step: Step;
 
-// This invocation's direction (grid z), its schedule entry, and where its direction's
-// part starts in each buffer: the row buffers, `hs`, `cs`, the one-state buffers
-// (carries, dh0, the gated state: B·H each) and the weights (H·H each). Set by
-// invocation().
+// This invocation's direction (grid z), its schedule entry, where its direction's units
+// start within a row of every buffer (column d·H: the row buffers, `hs`, `cs`, the
+// one-state buffers of carries, dh0 and the gated state) and its weights' block (d·H·H).
+// Set by invocation().
 var<private> dir: u32;
 var<private> e: StepDir;
 var<private> x_off: u32;
@@ -79,6 +76,7 @@ struct Invocation {
     b0: u32,
     rows: u32,
     bh: u32,
+    rs: u32,
     live: bool,
 }
 
@@ -87,10 +85,10 @@ fn invocation(gid: vec3<u32>, wid: vec3<u32>) -> Invocation {
     let b0 = wid.y * BT;
     dir = wid.z;
     e = step.dirs[dir];
-    x_off = dir * dims.x_dir;
-    h_off = dir * dims.h_dir;
-    c_off = dir * dims.c_dir;
-    s_off = dir * nb * dims.hidden;
+    x_off = dir * dims.hidden;
+    h_off = x_off;
+    c_off = x_off;
+    s_off = x_off;
     w_off = dir * dims.hidden * dims.hidden;
     return Invocation(
         gid.x,
@@ -98,7 +96,8 @@ fn invocation(gid: vec3<u32>, wid: vec3<u32>) -> Invocation {
         nb,
         b0,
         min(BT, nb - b0),
-        nb * dims.hidden,
+        nb * dims.dirs * dims.hidden,
+        dims.dirs * dims.hidden,
         gid.x < dims.hidden,
     );
 }

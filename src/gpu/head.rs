@@ -68,6 +68,7 @@ impl GpuHead {
                 trans_a: false,
                 trans_b: true,
                 accumulate: false,
+                ld: kernels::PACKED,
             }
             .op(ctx)?;
             let soft = kernels::softmax(ctx, &y, 0, rows, self.classes)?;

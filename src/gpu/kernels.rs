@@ -92,6 +92,10 @@ struct GemmParams {
     c_off: u32,
     bias_off: u32,
     flags: u32,
+    lda: u32,
+    ldb: u32,
+    ldc: u32,
+    _pad: u32,
 }
 
 /// A GEMM operand: buffer and element offset.
@@ -114,13 +118,40 @@ pub(crate) struct Gemm<'a> {
     pub trans_a: bool,
     pub trans_b: bool,
     pub accumulate: bool,
+    /// The stored rows' strides of A, B and C, `0` for packed (`K` or `M` for A, `N` or
+    /// `K` for B, `N` for C).
+    pub ld: [usize; 3],
 }
+
+/// [`Gemm::ld`] of packed operands.
+pub(crate) const PACKED: [usize; 3] = [0; 3];
 
 /// Tile of C per GEMM workgroup: rows × columns (as in `gemm.wgsl`).
 const GEMM_TILE_M: usize = 128;
 const GEMM_TILE_N: usize = 64;
 
 impl Gemm<'_> {
+    fn lda(&self) -> usize {
+        match (self.ld[0], self.trans_a) {
+            (0, true) => self.m,
+            (0, false) => self.k,
+            (ld, _) => ld,
+        }
+    }
+    fn ldb(&self) -> usize {
+        match (self.ld[1], self.trans_b) {
+            (0, true) => self.k,
+            (0, false) => self.n,
+            (ld, _) => ld,
+        }
+    }
+    fn ldc(&self) -> usize {
+        match self.ld[2] {
+            0 => self.n,
+            ld => ld,
+        }
+    }
+
     pub(crate) fn op(&self, ctx: &Context) -> Result<Op> {
         let flags = self.trans_a as u32
             | (self.trans_b as u32) << 1
@@ -135,6 +166,10 @@ impl Gemm<'_> {
             c_off: self.c.1 as u32,
             bias_off: self.bias.map_or(0, |b| b.1 as u32),
             flags,
+            lda: self.lda() as u32,
+            ldb: self.ldb() as u32,
+            ldc: self.ldc() as u32,
+            _pad: 0,
         };
         let gx = div_ceil(self.n, GEMM_TILE_N);
         let tiles = div_ceil(self.m, GEMM_TILE_M);
@@ -226,15 +261,8 @@ pub(crate) struct StepDims {
     pub hidden: u32,
     /// Forward: training mode.
     pub train: u32,
-    /// Directions per dispatch (grid z).
+    /// Directions per dispatch (grid z), interleaved within every buffer's rows.
     pub dirs: u32,
-    /// Elements per direction of the row buffers (`T·B·H` units).
-    pub x_dir: u32,
-    /// Elements per direction of the hidden states.
-    pub h_dir: u32,
-    /// Elements per direction of the cell states.
-    pub c_dir: u32,
-    pub _pad: u32,
 }
 
 /// "No block": a [`StepDir::carry`] with nothing to carry from.
@@ -407,6 +435,7 @@ pub fn matmul(a: &super::Tensor, b: &super::Tensor) -> Result<super::Tensor> {
             trans_a: false,
             trans_b: false,
             accumulate: false,
+            ld: PACKED,
         }
         .op(ctx)?;
         submit_pass(ctx, "matmul", |_| {}, |pass| op.record(pass))?;
@@ -529,10 +558,6 @@ mod tests {
                 ("hidden", offset_of!(StepDims, hidden)),
                 ("train", offset_of!(StepDims, train)),
                 ("dirs", offset_of!(StepDims, dirs)),
-                ("x_dir", offset_of!(StepDims, x_dir)),
-                ("h_dir", offset_of!(StepDims, h_dir)),
-                ("c_dir", offset_of!(StepDims, c_dir)),
-                ("_pad", offset_of!(StepDims, _pad)),
             ],
             size_of::<StepDims>(),
         );
@@ -579,6 +604,10 @@ mod tests {
                 ("c_off", offset_of!(GemmParams, c_off)),
                 ("bias_off", offset_of!(GemmParams, bias_off)),
                 ("flags", offset_of!(GemmParams, flags)),
+                ("lda", offset_of!(GemmParams, lda)),
+                ("ldb", offset_of!(GemmParams, ldb)),
+                ("ldc", offset_of!(GemmParams, ldc)),
+                ("_pad", offset_of!(GemmParams, _pad)),
             ],
             size_of::<GemmParams>(),
         );

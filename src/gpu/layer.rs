@@ -518,6 +518,7 @@ impl Layer {
                 trans_a: false,
                 trans_b: true,
                 accumulate: false,
+                ld: kernels::PACKED,
             }
             .op(ctx)?;
             let dims = ctx.uniform(
@@ -527,10 +528,6 @@ impl Layer {
                     hidden: h as u32,
                     train: train as u32,
                     dirs: 1,
-                    x_dir: (t * bh) as u32,
-                    h_dir: ((t + 1) * bh) as u32,
-                    c_dir: (slots * bh) as u32,
-                    _pad: 0,
                 },
             );
             // The gated state of a cell with a late gate (scratch between its phases).
@@ -812,10 +809,6 @@ impl Layer {
                     hidden: h as u32,
                     train: 0,
                     dirs: 1,
-                    x_dir: (t * bh) as u32,
-                    h_dir: ((t + 1) * bh) as u32,
-                    c_dir: ((t + 1) * bh) as u32,
-                    _pad: 0,
                 },
             );
             let schedule = StepSlot::zip(&[StepDir::backward(t, trace.reverse)], true);
@@ -856,6 +849,7 @@ impl Layer {
                     trans_a: true,
                     trans_b: false,
                     accumulate,
+                    ld: kernels::PACKED,
                 }
                 .op(ctx)?,
                 Gemm {
@@ -872,6 +866,7 @@ impl Layer {
                     trans_a: true,
                     trans_b: false,
                     accumulate,
+                    ld: kernels::PACKED,
                 }
                 .op(ctx)?,
                 Gemm {
@@ -887,6 +882,7 @@ impl Layer {
                     trans_a: false,
                     trans_b: false,
                     accumulate: false,
+                    ld: kernels::PACKED,
                 }
                 .op(ctx)?,
             ];
@@ -906,6 +902,7 @@ impl Layer {
                         trans_a: true,
                         trans_b: false,
                         accumulate: true,
+                        ld: kernels::PACKED,
                     }
                     .op(ctx)?,
                 ),
