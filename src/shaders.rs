@@ -39,11 +39,14 @@ pub const GRU_BEFORE_STEP_BACK: &str = step_kernel!("gru_before_step_back.wgsl")
 pub const GRU_BEFORE_STEP_BACK_GATE: &str = step_kernel!("gru_before_step_back_gate.wgsl");
 /// Softmax of the output head.
 pub const HEAD: &str = include_str!("../shaders/head.wgsl");
+/// Strided block copy or add (states between a network's tensors and its layers' rows).
+pub const BLOCK: &str = include_str!("../shaders/block.wgsl");
 /// Column sums (bias gradients).
 pub const REDUCE: &str = include_str!("../shaders/reduce.wgsl");
 
 /// Every shader with its file name, for validation.
-pub const ALL: [(&str, &str); 13] = [
+pub const ALL: [(&str, &str); 14] = [
+    ("block.wgsl", BLOCK),
     ("gemm.wgsl", GEMM),
     ("rnn_step.wgsl", RNN_STEP),
     ("lstm_step.wgsl", LSTM_STEP),

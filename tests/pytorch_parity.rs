@@ -507,3 +507,84 @@ fn network_gradients_match_finite_differences() {
         }
     }
 }
+
+mod common;
+
+/// The GPU network (f32) against PyTorch's float64 on every fixture without lengths,
+/// forward and backward, outputs NaN-poisoned first, on `backend`'s context.
+fn check_gpu(ctx: &wgpu_rnn::gpu::Context, name: &str) {
+    use wgpu_rnn::gpu::{Mode, Network, Tensor};
+    let f = Fixture::load(name);
+    let p = NetParams::<f64>::from_safetensors(f.config, &f.state_dict(""), "").unwrap();
+    let net = Network::new(ctx, &p.cast::<f32>()).unwrap();
+    let up = |k: &str| {
+        f.get3(k)
+            .map(|a| Tensor::from_array(ctx, "t", &a.mapv(|v| v as f32)).unwrap())
+    };
+    let (x, h0, c0) = (up("input").unwrap(), up("h0"), up("c0"));
+    let out = net
+        .forward(&x, h0.as_ref(), c0.as_ref(), Mode::Training)
+        .unwrap();
+    let close32 = |label: &str, got: &wgpu_rnn::gpu::Tensor, key: &str| {
+        let g: Vec<f64> = got.to_array().unwrap().iter().map(|&v| v as f64).collect();
+        let w: Vec<f64> = f.tensors[key].iter().copied().collect();
+        assert_eq!(g.len(), w.len(), "{name} {label}: length");
+        let scale = w.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+        let err = g
+            .iter()
+            .zip(&w)
+            .fold(0.0f64, |m, (a, b)| m.max((a - b).abs()))
+            / scale;
+        assert!(err <= 2e-4, "{name} GPU {label}: err {err:e}");
+    };
+    close32("output", &out.output, "output");
+    close32("h_n", &out.h_n, "h_n");
+    if let Some(c_n) = &out.c_n {
+        close32("c_n", c_n, "c_n");
+    }
+    let g = net
+        .backward(
+            out.trace.as_ref().unwrap(),
+            &up("grad_output").unwrap(),
+            up("grad_h_n").as_ref(),
+            up("grad_c_n").as_ref(),
+        )
+        .unwrap();
+    close32("grad input", &g.dx, "grad.input");
+    close32("grad h0", &g.dh0, "grad.h0");
+    if let Some(dc0) = &g.dc0 {
+        close32("grad c0", dc0, "grad.c0");
+    }
+    let named = g.named().unwrap();
+    assert_eq!(
+        named.len(),
+        p.layers.len() * (2 + 2 * f.config.bias as usize)
+    );
+    for (k, v) in named {
+        let w: Vec<f64> = f.tensors[&format!("grad.{k}")].iter().copied().collect();
+        assert_eq!(v.len(), w.len(), "{name} GPU grad {k}: length");
+        let scale = w.iter().fold(1.0f64, |m, x| m.max(x.abs()));
+        let err = v
+            .iter()
+            .zip(&w)
+            .fold(0.0f64, |m, (a, b)| m.max((*a as f64 - b).abs()))
+            / scale;
+        assert!(err <= 2e-4, "{name} GPU grad {k}: err {err:e}");
+    }
+}
+
+#[test]
+fn gpu_matches_pytorch_on_every_fixture() {
+    for (backend, ctx) in [
+        ("default", common::gpu::ctx()),
+        ("GL", common::gpu::gl_ctx()),
+    ] {
+        let Some(ctx) = ctx else { continue };
+        for cell in ["rnn", "lstm", "gru"] {
+            for config in ["l1_uni", "l2_bi", "l2_uni_nobias", "l1_bi_nobias"] {
+                eprintln!("{backend}: {cell}_{config}");
+                check_gpu(ctx, &format!("{cell}_{config}"));
+            }
+        }
+    }
+}

@@ -34,6 +34,7 @@ pub(crate) enum Kernel {
     StepBack(Cell, u8),
     Softmax,
     ColSum,
+    Block,
 }
 
 /// How a kernel sees each of its bindings, in binding order.
@@ -68,7 +69,7 @@ impl Bind {
 impl Kernel {
     /// Every kernel, for validation tests and warm-up.
     pub(crate) fn all() -> Vec<Kernel> {
-        let mut k = vec![Kernel::Gemm, Kernel::Softmax, Kernel::ColSum];
+        let mut k = vec![Kernel::Gemm, Kernel::Softmax, Kernel::ColSum, Kernel::Block];
         for cell in Cell::ALL {
             let (fwd, back) = with_cell!(cell, C => (C::STEP.len(), C::STEP_BACK.len()));
             k.extend((0..fwd as u8).map(|p| Kernel::Step(cell, p)));
@@ -91,6 +92,7 @@ impl Kernel {
             Kernel::Gemm => crate::shaders::GEMM,
             Kernel::Softmax => crate::shaders::HEAD,
             Kernel::ColSum => crate::shaders::REDUCE,
+            Kernel::Block => crate::shaders::BLOCK,
             // A phase past the cell's list is never made (`Kernel::all` and the engines
             // take phases from the lists); an empty source fails to compile if it were.
             _ => self.phase().map_or("", |p| p.src),
@@ -106,6 +108,7 @@ impl Kernel {
         match self {
             Kernel::Softmax => "softmax",
             Kernel::ColSum => "col_sum",
+            Kernel::Block => "block",
             _ => "main",
         }
     }
@@ -132,7 +135,7 @@ impl Kernel {
                 self.roles().iter().map(|&r| Bind::of(r, forward)).collect()
             }
             Kernel::Softmax => vec![Uniform, ReadWrite],
-            Kernel::ColSum => vec![Uniform, Read, ReadWrite],
+            Kernel::ColSum | Kernel::Block => vec![Uniform, Read, ReadWrite],
         }
     }
 }

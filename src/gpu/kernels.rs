@@ -253,6 +253,56 @@ pub(crate) fn col_sum(
     Op::new(ctx, Kernel::ColSum, &[&u, x, out], [gx, 1, 1])
 }
 
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct BlockParams {
+    rows: u32,
+    cols: u32,
+    x_off: u32,
+    x_stride: u32,
+    y_off: u32,
+    y_stride: u32,
+    accumulate: u32,
+    _pad: u32,
+}
+
+/// A strided block of a buffer: element offset and row stride.
+pub(crate) type Strided<'a> = (&'a wgpu::Buffer, u64, usize);
+
+/// `y[r, c] (+)= x[r, c]` for a `rows × cols` block of two strided matrices (`arg`
+/// names the user argument whose size drives the grid).
+pub(crate) fn block(
+    ctx: &Context,
+    arg: &'static str,
+    x: Strided<'_>,
+    y: Strided<'_>,
+    rows: usize,
+    cols: usize,
+    accumulate: bool,
+) -> Result<Op> {
+    let u = ctx.uniform(
+        "block params",
+        &BlockParams {
+            rows: rows as u32,
+            cols: cols as u32,
+            x_off: x.1 as u32,
+            x_stride: x.2 as u32,
+            y_off: y.1 as u32,
+            y_stride: y.2 as u32,
+            accumulate: accumulate as u32,
+            _pad: 0,
+        },
+    );
+    let groups = div_ceil(rows * cols, 64);
+    let (gx, gy) = if groups > 65535 {
+        (65535, groups.div_ceil(65535))
+    } else {
+        (groups, 1)
+    };
+    ctx.check_groups(arg, gy as u64)?;
+    Op::new(ctx, Kernel::Block, &[&u, x.0, y.0], [gx, gy, 1])
+}
+
 /// The per-layer dimensions uniform of the step kernels (WGSL `Dims`).
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
@@ -309,20 +359,24 @@ pub(crate) const STEP_BYTES: u64 = std::mem::size_of::<StepSlot>() as u64;
 
 impl StepDir {
     /// A direction's forward, `t = 0 … T-1`: block `t`, hidden slots `t` and `t + 1`
-    /// (slot 0 holds h0); `reverse`: `t = T-1 … 0`, hidden slots `t + 1` and `t` (slot
-    /// `T` holds h0). Cell-state slots the same when `c_slots` is `T + 1` (every state
-    /// kept), or two ping-pong slots by dispatch (`c_slots` 2).
-    pub(crate) fn forward(steps: usize, c_slots: usize, reverse: bool) -> Vec<StepDir> {
+    /// (slot 0 holds h0); `reverse`: `t = T-1 … 0`, hidden slots `t + 1 + base` and
+    /// `t + base` (slot `T + base` holds h0; `base` 1 puts both directions' h_t in slot
+    /// t + 1, as a bidirectional layer's rows do). Cell-state slots the same when every
+    /// state is kept (`keep_c`), else two ping-pong slots by dispatch.
+    pub(crate) fn forward(steps: usize, keep_c: bool, reverse: bool, base: u32) -> Vec<StepDir> {
         let n = steps as u32;
-        let keep_c = c_slots == steps + 1;
         (0..n)
             .map(|i| {
                 let t = if reverse { n - 1 - i } else { i };
-                let (prev, next) = if reverse { (t + 1, t) } else { (t, t + 1) };
+                let (prev, next) = if reverse {
+                    (t + 1 + base, t + base)
+                } else {
+                    (t, t + 1)
+                };
                 let (c_prev, c_next) = if keep_c {
                     (prev, next)
                 } else {
-                    (i % c_slots as u32, (i + 1) % c_slots as u32)
+                    (i % 2, (i + 1) % 2)
                 };
                 StepDir {
                     row: t,
@@ -340,8 +394,8 @@ impl StepDir {
     /// A direction's backward: its forward's entries in the opposite order, each with
     /// the carry from the block processed before it (none for the first), then the final
     /// entry, whose carry is the block processed last (for `dh0`).
-    pub(crate) fn backward(steps: usize, reverse: bool) -> Vec<StepDir> {
-        let mut slots = Self::forward(steps, steps + 1, reverse);
+    pub(crate) fn backward(steps: usize, reverse: bool, base: u32) -> Vec<StepDir> {
+        let mut slots = Self::forward(steps, true, reverse, base);
         slots.reverse();
         let mut carry = NONE;
         for s in &mut slots {
@@ -476,7 +530,7 @@ mod tests {
     //! reflection of each shader checks the two against each other, member by member.
     use std::mem::{offset_of, size_of};
 
-    use super::{GemmParams, RowParams, StepDims, StepDir, StepSlot};
+    use super::{BlockParams, GemmParams, RowParams, StepDims, StepDir, StepSlot};
     use crate::gpu::Kernel;
 
     /// `(member, byte offset)` and the size of the WGSL struct `name` in `src`.
@@ -612,6 +666,20 @@ mod tests {
             size_of::<GemmParams>(),
         );
         assert_eq!(wgsl_layout(crate::shaders::GEMM, "Params"), gemm, "gemm");
+        let block = rust(
+            &[
+                ("rows", offset_of!(BlockParams, rows)),
+                ("cols", offset_of!(BlockParams, cols)),
+                ("x_off", offset_of!(BlockParams, x_off)),
+                ("x_stride", offset_of!(BlockParams, x_stride)),
+                ("y_off", offset_of!(BlockParams, y_off)),
+                ("y_stride", offset_of!(BlockParams, y_stride)),
+                ("accumulate", offset_of!(BlockParams, accumulate)),
+                ("_pad", offset_of!(BlockParams, _pad)),
+            ],
+            size_of::<BlockParams>(),
+        );
+        assert_eq!(wgsl_layout(crate::shaders::BLOCK, "Params"), block, "block");
         // RowParams serves two shaders that name its third field after its use.
         for (src, third) in [
             (crate::shaders::HEAD, "off"),

@@ -28,7 +28,7 @@ pub enum Mode {
 }
 
 /// Hidden units per step-kernel workgroup (the shaders' `@workgroup_size`).
-const STEP_UNITS: usize = 64;
+pub(super) const STEP_UNITS: usize = 64;
 
 /// A recurrent layer whose weights live on the device.
 ///
@@ -176,22 +176,40 @@ impl ParamGrads {
     }
 
     fn to_host_with<C: CellDef>(&self) -> Result<HostGrads> {
-        let (g, h, sl) = (C::GATES, self.hidden, C::SLOTS);
         let dw_ih = dim::<Ix2>(self.dw_ih.to_array()?)?;
         let dw_hh = dim::<Ix2>(self.dw_hh.to_array()?)?;
         let db = dim::<Ix1>(self.db.to_array()?)?;
-        // PyTorch row gate·H + j is device row j·S + s, for the slot s holding `gate`.
-        let slot = |map: &[Option<usize>], r: usize| {
-            let gate = r / h;
-            let s = map.iter().position(|&m| m == Some(gate)).unwrap_or(0);
-            (r % h) * sl + s
-        };
-        let dw_ih = Array2::from_shape_fn((g * h, self.input), |(r, c)| dw_ih[(slot(C::IH, r), c)]);
-        let dw_hh = Array2::from_shape_fn((g * h, h), |(r, c)| dw_hh[(slot(C::HH, r), c)]);
-        let db_ih = Array1::from_shape_fn(g * h, |r| db[slot(C::IH, r)]);
-        let db_hh = Array1::from_shape_fn(g * h, |r| db[slot(C::HH, r)]);
-        Ok((dw_ih, dw_hh, db_ih, db_hh))
+        Ok(to_pytorch::<C>(
+            dw_ih.view(),
+            dw_hh.view(),
+            db.view(),
+            self.input,
+            self.hidden,
+        ))
     }
+}
+
+/// Parameter gradients of one direction in the device layout (`[S·H, I]`, `[S·H, H]`,
+/// `[S·H]`, slots interleaved per unit) as PyTorch lays them out (gate blocks).
+pub(super) fn to_pytorch<C: CellDef>(
+    dw_ih: ndarray::ArrayView2<f32>,
+    dw_hh: ndarray::ArrayView2<f32>,
+    db: ndarray::ArrayView1<f32>,
+    input: usize,
+    h: usize,
+) -> HostGrads {
+    let (g, sl) = (C::GATES, C::SLOTS);
+    // PyTorch row gate·H + j is device row j·S + s, for the slot s holding `gate`.
+    let slot = |map: &[Option<usize>], r: usize| {
+        let gate = r / h;
+        let s = map.iter().position(|&m| m == Some(gate)).unwrap_or(0);
+        (r % h) * sl + s
+    };
+    let dw_ih = Array2::from_shape_fn((g * h, input), |(r, c)| dw_ih[(slot(C::IH, r), c)]);
+    let dw_hh = Array2::from_shape_fn((g * h, h), |(r, c)| dw_hh[(slot(C::HH, r), c)]);
+    let db_ih = Array1::from_shape_fn(g * h, |r| db[slot(C::IH, r)]);
+    let db_hh = Array1::from_shape_fn(g * h, |r| db[slot(C::HH, r)]);
+    (dw_ih, dw_hh, db_ih, db_hh)
 }
 
 /// Parameter gradients on the host, PyTorch's layout: `(dw_ih, dw_hh, db_ih, db_hh)`.
@@ -240,26 +258,28 @@ pub struct InputGrads {
     pub dc0: Option<Tensor>,
 }
 
-fn dim<D: ndarray::Dimension>(a: ndarray::ArrayD<f32>) -> Result<ndarray::Array<f32, D>> {
+pub(super) fn dim<D: ndarray::Dimension>(
+    a: ndarray::ArrayD<f32>,
+) -> Result<ndarray::Array<f32, D>> {
     a.into_dimensionality::<D>()
         .map_err(|e| Error::Device(format!("downloaded tensor: {e}")))
 }
 
 /// The layer's weights in the device layouts (see [`Layer`]), on the host.
-struct DeviceWeights {
-    w_ih: Vec<f32>,
-    bias: Vec<f32>,
+pub(super) struct DeviceWeights {
+    pub(super) w_ih: Vec<f32>,
+    pub(super) bias: Vec<f32>,
     /// The recurrent bias of slots where it does not fold (the GRU's `b_hn`).
-    bias_hh: Option<Vec<f32>>,
-    w_fwd: Vec<f32>,
-    w_back: Vec<f32>,
+    pub(super) bias_hh: Option<Vec<f32>>,
+    pub(super) w_fwd: Vec<f32>,
+    pub(super) w_back: Vec<f32>,
 }
 
 impl DeviceWeights {
     /// Checks `params` and lays them out for the device: `S = C::SLOTS` slots per hidden
     /// unit, slot `s` of unit `j` holding gate `C::IH[s]` of the input side and
     /// `C::HH[s]` of the recurrent side (zeros where `None`).
-    fn from<C: CellDef>(ctx: &Context, params: &Params<f32>) -> Result<Self> {
+    pub(super) fn from<C: CellDef>(ctx: &Context, params: &Params<f32>) -> Result<Self> {
         params.check()?;
         let (sl, h, i) = (C::SLOTS, params.hidden_size(), params.input_size());
         let sh = crate::host::elems("params", &[sl, h], 1)?;
@@ -420,15 +440,7 @@ impl Layer {
     /// The step kernels' rows per invocation for batch `b` (the smallest variant that
     /// covers it, at most 8: more rows reuse each weight load more) and their grid.
     fn step_groups(&self, b: usize) -> Result<(u32, [u32; 3])> {
-        let rows = crate::shaders::STEP_ROWS
-            .into_iter()
-            .find(|&r| r as usize >= b)
-            .unwrap_or(8);
-        let gx = div_ceil(self.hidden, STEP_UNITS);
-        let gy = div_ceil(b, rows as usize);
-        // gx was checked by `Layer::new`; the batch is the caller's.
-        self.ctx.check_groups("x", gy as u64)?;
-        Ok((rows, [gx, gy, 1]))
+        step_groups(&self.ctx, self.hidden, b, 1)
     }
 
     /// Runs the layer over `x [T, B, I]` from `h0` (and `c0` for the LSTM), zeros when
@@ -537,7 +549,7 @@ impl Layer {
                 true => Some(new_buffer(ctx, "x", &[b, h])?),
                 false => None,
             };
-            let schedule = StepSlot::zip(&[StepDir::forward(t, slots, reverse)], false);
+            let schedule = StepSlot::zip(&[StepDir::forward(t, slots == t + 1, reverse, 0)], false);
             // Where the states start: slot 0 in time order; in reverse h0 at slot T (every
             // h_t at slot t), c0 likewise when every cell state is kept.
             let h_init = if reverse { t } else { 0 };
@@ -811,7 +823,7 @@ impl Layer {
                     dirs: 1,
                 },
             );
-            let schedule = StepSlot::zip(&[StepDir::backward(t, trace.reverse)], true);
+            let schedule = StepSlot::zip(&[StepDir::backward(t, trace.reverse, 0)], true);
             let steps = ctx.schedule("dh", &schedule)?;
             let phases = with_cell!(self.cell, C => C::STEP_BACK.len());
             let kernels = (0..phases as u8).map(|p| Kernel::StepBack(self.cell, p));
@@ -946,9 +958,29 @@ impl Layer {
     }
 }
 
+/// The step kernels' rows per invocation for batch `b` (the smallest variant that covers
+/// it, at most 8: more rows reuse each weight load more) and their grid over `hidden`
+/// units, the batch and `dirs` directions. (The units' groups were checked when the
+/// weights were made; the batch is the caller's.)
+pub(super) fn step_groups(
+    ctx: &Context,
+    hidden: usize,
+    b: usize,
+    dirs: u32,
+) -> Result<(u32, [u32; 3])> {
+    let rows = crate::shaders::STEP_ROWS
+        .into_iter()
+        .find(|&r| r as usize >= b)
+        .unwrap_or(8);
+    let gx = div_ceil(hidden, STEP_UNITS);
+    let gy = div_ceil(b, rows as usize);
+    ctx.check_groups("x", gy as u64)?;
+    Ok((rows, [gx, gy, dirs]))
+}
+
 /// The dispatches of a step's phases (`kernels`, in order), each bound by role through
 /// `bind`, with `rows` batch rows per invocation over `groups`.
-fn phase_ops<'b>(
+pub(super) fn phase_ops<'b>(
     ctx: &Context,
     kernels: impl Iterator<Item = Kernel>,
     rows: u32,
@@ -969,7 +1001,7 @@ fn phase_ops<'b>(
 
 /// A binding role a step kernel asks for that this call cannot give: a mismatch between
 /// a cell's definition and the engine, never the caller's doing.
-fn unbound(kernel: Kernel, role: &Role) -> Error {
+pub(super) fn unbound(kernel: Kernel, role: &Role) -> Error {
     Error::Device(format!(
         "internal: the {kernel:?} kernel binds {role:?}, which this layer or trace lacks"
     ))
@@ -978,7 +1010,7 @@ fn unbound(kernel: Kernel, role: &Role) -> Error {
 /// Fills slot `slot` of `buf` (the `len` elements of one `[B, H]` state from element
 /// `slot·len`) with `src`, or zeros; the rest of the buffer is left as it is (NaN where
 /// outputs are poisoned).
-fn init_slot(
+pub(super) fn init_slot(
     enc: &mut wgpu::CommandEncoder,
     buf: &wgpu::Buffer,
     src: Option<&Tensor>,

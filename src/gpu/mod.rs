@@ -11,6 +11,7 @@ mod context;
 mod head;
 mod kernels;
 mod layer;
+mod network;
 mod tensor;
 
 pub(crate) use context::Kernel;
@@ -18,4 +19,5 @@ pub use context::{Context, ContextOptions};
 pub use head::GpuHead;
 pub use kernels::matmul;
 pub use layer::{forward_host, Forward, Grads, InputGrads, Layer, Mode, ParamGrads, Trace};
+pub use network::{NetForward, NetGrads, NetTrace, Network};
 pub use tensor::Tensor;

@@ -11,6 +11,8 @@
 pub mod cpu;
 mod state_dict;
 
+pub(crate) use state_dict::key;
+
 use ndarray::{Array3, ArrayView3};
 
 use crate::error::{Error, Result};

@@ -1,0 +1,745 @@
+//! A network on the GPU (`nn.RNN`/`nn.LSTM`/`nn.GRU`-like: stacked, bidirectional, bias
+//! or not), forward and backward, each call one command encoder and one compute pass.
+//!
+//! Layout: every layer keeps its rows with the directions interleaved — row `(t, b)`
+//! holds direction 0's `H` units then direction 1's, the layout of the layer's output
+//! `[T, B, D·H]` — so layer `l + 1`'s input projection is one GEMM over all of layer
+//! `l`'s steps, and one step dispatch advances both directions (grid z). The hidden
+//! states of a layer are `[T + 2, B, D·H]`: slot `t + 1` holds both directions' `h_t`
+//! (the layer's output is slots `1 … T`), slot 0 the forward direction's h0 and slot
+//! `T + 1` the reverse direction's.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use ndarray::{Ix1, Ix2};
+
+use super::context::Buf;
+use super::kernels::{self, div_ceil, Gemm, Op, StepDims, StepDir, StepSlot, PACKED};
+use super::layer::{dim, phase_ops, step_groups, to_pytorch, unbound, DeviceWeights, Mode};
+use super::tensor::{new_buffer, TENSOR_USAGE};
+use super::{Context, Kernel, Tensor};
+use crate::cell::{with_cell, CellDef, Role};
+use crate::error::{Error, Result};
+use crate::net::{NetConfig, NetParams};
+
+/// One layer's weights on the device, both directions stacked: `w_ih [D·S·H, I_l]`,
+/// `bias [D·S·H]`, the recurrent weights `[D, H, H, S]` in the forward and backward
+/// step layouts, the recurrent bias kept apart `[D, H, S]` (the GRU's `b_hn`).
+#[derive(Debug)]
+struct NetLayer {
+    input: usize,
+    w_ih: Buf,
+    bias: Buf,
+    w_fwd: Buf,
+    w_back: Buf,
+    bias_hh: Option<Buf>,
+}
+
+/// A network whose weights live on the device.
+#[derive(Debug)]
+pub struct Network {
+    ctx: Context,
+    id: u64,
+    config: NetConfig,
+    layers: Vec<NetLayer>,
+}
+
+/// The next network's identity.
+static NEXT_NETWORK: AtomicU64 = AtomicU64::new(1);
+
+/// What a training-mode forward keeps of one layer.
+#[derive(Debug, Clone)]
+struct LayerTrace {
+    /// The layer's input `[T·B, I_l]`: the network's input, or the layer below's rows.
+    x: Tensor,
+    /// `[T + 2, B, D·H]`.
+    hs: Arc<Buf>,
+    /// `[T + 2, B, D·H]` (cells with a cell state).
+    cs: Option<Arc<Buf>>,
+    /// `[T, B, D·S·H]`: what the cell keeps.
+    kept: Option<Arc<Buf>>,
+}
+
+/// What [`Network::forward`] keeps for [`Network::backward`].
+#[derive(Debug, Clone)]
+pub struct NetTrace {
+    network: u64,
+    steps: usize,
+    batch: usize,
+    layers: Vec<LayerTrace>,
+}
+
+/// The result of [`Network::forward`]; everything stays on the device until read.
+#[derive(Debug)]
+pub struct NetForward {
+    /// The last layer's output `[T, B, D·H]`, forward direction first.
+    pub output: Tensor,
+    /// Final hidden states `[L·D, B, H]`.
+    pub h_n: Tensor,
+    /// Final cell states `[L·D, B, H]` (cells with a cell state).
+    pub c_n: Option<Tensor>,
+    /// What backward needs ([`Mode::Training`] only).
+    pub trace: Option<NetTrace>,
+}
+
+/// Gradients of [`Network::backward`], on the device.
+#[derive(Debug)]
+pub struct NetGrads {
+    /// `[T, B, I]`.
+    pub dx: Tensor,
+    /// `[L·D, B, H]`.
+    pub dh0: Tensor,
+    /// `[L·D, B, H]` (cells with a cell state).
+    pub dc0: Option<Tensor>,
+    config: NetConfig,
+    /// Per layer `(dw_ih [D·S·H, I_l], dw_hh [D·S·H, H], db [D·S·H])`, device layout.
+    params: Vec<(Tensor, Tensor, Tensor)>,
+}
+
+impl NetGrads {
+    /// Downloads the parameter gradients under PyTorch's `state_dict` names, in
+    /// PyTorch's order and layout (no biases when the network has none), each flattened
+    /// row-major, as [`crate::net::cpu::NetGrads::named`] has them.
+    pub fn named(&self) -> Result<Vec<(String, Vec<f32>)>> {
+        with_cell!(self.config.cell, C => self.named_with::<C>())
+    }
+
+    fn named_with<C: CellDef>(&self) -> Result<Vec<(String, Vec<f32>)>> {
+        let c = &self.config;
+        let sh = C::SLOTS * c.hidden_size;
+        let mut out = Vec::new();
+        for (l, (w_ih, w_hh, db)) in self.params.iter().enumerate() {
+            let w_ih = dim::<Ix2>(w_ih.to_array()?)?;
+            let w_hh = dim::<Ix2>(w_hh.to_array()?)?;
+            let db = dim::<Ix1>(db.to_array()?)?;
+            for d in 0..c.directions() {
+                let rows = d * sh..(d + 1) * sh;
+                let (dw_ih, dw_hh, db_ih, db_hh) = to_pytorch::<C>(
+                    w_ih.slice(ndarray::s![rows.clone(), ..]),
+                    w_hh.slice(ndarray::s![rows.clone(), ..]),
+                    db.slice(ndarray::s![rows]),
+                    c.layer_input(l),
+                    c.hidden_size,
+                );
+                let key = |what| crate::net::key(what, l, d);
+                out.push((key("weight_ih"), dw_ih.iter().copied().collect()));
+                out.push((key("weight_hh"), dw_hh.iter().copied().collect()));
+                if c.bias {
+                    out.push((key("bias_ih"), db_ih.to_vec()));
+                    out.push((key("bias_hh"), db_hh.to_vec()));
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Concatenates the directions' device layouts of one layer.
+fn stack(parts: &[DeviceWeights], pick: impl Fn(&DeviceWeights) -> &[f32]) -> Vec<f32> {
+    parts.iter().flat_map(|p| pick(p).iter().copied()).collect()
+}
+
+impl Network {
+    /// Uploads `params` (checked first).
+    pub fn new(ctx: &Context, params: &NetParams<f32>) -> Result<Self> {
+        params.check()?;
+        let c = params.config;
+        let dirs = c.directions();
+        let mut parts = Vec::with_capacity(c.num_layers);
+        for l in 0..c.num_layers {
+            let per_dir = (0..dirs)
+                .map(|d| {
+                    let p = &params.layers[l * dirs + d];
+                    with_cell!(c.cell, C => DeviceWeights::from::<C>(ctx, p))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            parts.push(per_dir);
+        }
+        let sh = with_cell!(c.cell, C => C::SLOTS) * c.hidden_size;
+        for l in 0..c.num_layers {
+            ctx.check_elems("params", &[dirs * sh, c.layer_input(l)])?;
+            for groups in [
+                div_ceil(c.hidden_size, super::layer::STEP_UNITS),
+                div_ceil(dirs * sh, 64),
+                div_ceil(c.layer_input(l), 64),
+                div_ceil(dirs * sh, 128),
+            ] {
+                ctx.check_groups("params", groups as u64)?;
+            }
+        }
+        ctx.run("uploading the network's weights", || {
+            let layers = parts
+                .iter()
+                .enumerate()
+                .map(|(l, p)| NetLayer {
+                    input: c.layer_input(l),
+                    w_ih: ctx.buf_init("w_ih", &stack(p, |d| &d.w_ih), TENSOR_USAGE),
+                    bias: ctx.buf_init("bias", &stack(p, |d| &d.bias), TENSOR_USAGE),
+                    w_fwd: ctx.buf_init("w_hh (forward)", &stack(p, |d| &d.w_fwd), TENSOR_USAGE),
+                    w_back: ctx.buf_init("w_hh (backward)", &stack(p, |d| &d.w_back), TENSOR_USAGE),
+                    bias_hh: p[0].bias_hh.as_ref().map(|_| {
+                        let b = stack(p, |d| d.bias_hh.as_deref().unwrap_or(&[]));
+                        ctx.buf_init("b_hh (kept apart)", &b, TENSOR_USAGE)
+                    }),
+                })
+                .collect();
+            ctx.submit(None)?;
+            Ok(Network {
+                ctx: ctx.clone(),
+                id: NEXT_NETWORK.fetch_add(1, Ordering::Relaxed),
+                config: c,
+                layers,
+            })
+        })
+    }
+
+    /// The network's shape.
+    pub fn config(&self) -> NetConfig {
+        self.config
+    }
+
+    /// Checks a state argument `[L·D, B, H]` (and a cell state's cell).
+    fn check_state(
+        &self,
+        arg: &'static str,
+        v: Option<&Tensor>,
+        b: usize,
+        cell: bool,
+    ) -> Result<()> {
+        let c = &self.config;
+        let Some(v) = v else { return Ok(()) };
+        if cell && !c.cell.has_cell_state() {
+            return Err(Error::Invalid {
+                arg,
+                msg: format!("a {} has no cell state: pass None", c.cell.name()),
+            });
+        }
+        self.ctx.check_owner(arg, v)?;
+        v.expect_shape(
+            arg,
+            "[L·D, B, H]",
+            &[c.num_layers * c.directions(), b, c.hidden_size],
+        )
+    }
+
+    /// Runs the network over `x [T, B, I]` from `h0` (and `c0`) `[L·D, B, H]`, zeros when
+    /// `None`: per layer one input-projection GEMM and one step dispatch per time step
+    /// for both directions (two for the lecture's GRU), all in one compute pass.
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        h0: Option<&Tensor>,
+        c0: Option<&Tensor>,
+        mode: Mode,
+    ) -> Result<NetForward> {
+        let ctx = &self.ctx;
+        let c = self.config;
+        let shape = x.shape();
+        if shape.len() != 3 || shape[0] == 0 || shape[1] == 0 || shape[2] != c.input_size {
+            return Err(Error::Shape {
+                arg: "x",
+                expected: format!("[T, B, I] with T ≥ 1, B ≥ 1, I = {}", c.input_size),
+                got: crate::error::fmt_shape(shape),
+            });
+        }
+        ctx.check_owner("x", x)?;
+        let (t, b) = (shape[0], shape[1]);
+        self.check_state("h0", h0, b, false)?;
+        self.check_state("c0", c0, b, true)?;
+        let (h, dirs) = (c.hidden_size, c.directions());
+        let dh = dirs * h;
+        let sh = with_cell!(c.cell, C => C::SLOTS) * h;
+        let (rows_per, groups) = step_groups(ctx, h, b, dirs as u32)?;
+        let train = mode == Mode::Training;
+        // Cell states: every one kept (training, States), or two ping-pong slots.
+        let c_slots = if mode == Mode::Inference { 2 } else { t + 2 };
+        ctx.check_elems("x", &[t, b, dirs * sh])?;
+        ctx.check_elems("x", &[t + 2, b, dh])?;
+        let ld = c.num_layers * dirs;
+        ctx.run("network forward", || {
+            let h_n = Arc::new(new_buffer(ctx, "x", &[ld, b, h])?);
+            let c_n = match c.cell.has_cell_state() {
+                true => Some(Arc::new(new_buffer(ctx, "x", &[ld, b, h])?)),
+                false => None,
+            };
+            let dims = ctx.uniform(
+                "step dims",
+                &StepDims {
+                    batch: b as u32,
+                    hidden: h as u32,
+                    train: train as u32,
+                    dirs: dirs as u32,
+                },
+            );
+            let schedule = StepSlot::zip(
+                &(0..dirs)
+                    .map(|d| StepDir::forward(t, mode != Mode::Inference, d == 1, 1))
+                    .collect::<Vec<_>>(),
+                false,
+            );
+            let steps = ctx.schedule("x", &schedule)?;
+            let phases = with_cell!(c.cell, C => C::STEP.len());
+            let last = schedule.last().copied().unwrap_or_default();
+            let mut recorded: Vec<LayerOps> = Vec::new();
+            let mut traces = Vec::with_capacity(c.num_layers);
+            let mut input = x.clone();
+            for (l, layer) in self.layers.iter().enumerate() {
+                let mut ops = Vec::new();
+                let xw = Arc::new(new_buffer(ctx, "x", &[t, b, dirs * sh])?);
+                let hs = Arc::new(new_buffer(ctx, "x", &[t + 2, b, dh])?);
+                let cs = match c.cell.has_cell_state() {
+                    true => Some(Arc::new(new_buffer(ctx, "x", &[c_slots, b, dh])?)),
+                    false => None,
+                };
+                let gated = match with_cell!(c.cell, C => C::STEP.iter().any(|p| p.binds.contains(&Role::Gated))) {
+                    true => Some(new_buffer(ctx, "x", &[b, dh])?),
+                    false => None,
+                };
+                ops.push(
+                    Gemm {
+                        arg: "x",
+                        arg_n: "x",
+                        m: t * b,
+                        n: dirs * sh,
+                        k: layer.input,
+                        a: (input.buffer(), input.offset()),
+                        b: (&layer.w_ih, 0),
+                        bias: Some((&layer.bias, 0)),
+                        c: (&xw, 0),
+                        trans_a: false,
+                        trans_b: true,
+                        accumulate: false,
+                        ld: PACKED,
+                    }
+                    .op(ctx)?,
+                );
+                // The initial states into their slots: h0 (c0) of direction d, rows b,
+                // into slot 0 (forward) or the reverse direction's first slot.
+                for d in 0..dirs {
+                    let k = l * dirs + d;
+                    let first = |e: &StepDir| e.prev as usize;
+                    let slot0 = first(&schedule[0].dirs[d]);
+                    let c_slot0 = schedule[0].dirs[d].c_prev as usize;
+                    for (src, dst, slot) in [(h0, Some(&hs), slot0), (c0, cs.as_ref(), c_slot0)] {
+                        let Some(dst) = dst else { continue };
+                        let y = (&***dst, (slot * b * dh + d * h) as u64, dh);
+                        match src {
+                            Some(s) => ops.push(kernels::block(
+                                ctx,
+                                "x",
+                                (s.buffer(), s.offset() + (k * b * h) as u64, h),
+                                y,
+                                b,
+                                h,
+                                false,
+                            )?),
+                            None => ops.push(zero_block(ctx, y, b, h)?),
+                        }
+                    }
+                }
+                let kernels = (0..phases as u8).map(|p| Kernel::Step(c.cell, p));
+                let steps_ops = phase_ops(ctx, kernels, rows_per, groups, |kernel, role| {
+                    Ok(match role {
+                        Role::Dims => &dims,
+                        Role::Steps => &steps,
+                        Role::Xw => &xw,
+                        Role::WFwd => &layer.w_fwd,
+                        Role::Hs => &hs,
+                        Role::Cs => cs.as_deref().ok_or_else(|| unbound(kernel, role))?,
+                        Role::BiasHh => layer
+                            .bias_hh
+                            .as_deref()
+                            .ok_or_else(|| unbound(kernel, role))?,
+                        Role::Gated => gated.as_deref().ok_or_else(|| unbound(kernel, role))?,
+                        _ => return Err(unbound(kernel, role)),
+                    })
+                })?;
+                // h_n, c_n: each direction's last state.
+                let mut fin = Vec::new();
+                for d in 0..dirs {
+                    let k = l * dirs + d;
+                    let out = |slot: usize| (slot * b * dh + d * h) as u64;
+                    fin.push(kernels::block(
+                        ctx,
+                        "x",
+                        (&hs, out(last.dirs[d].next as usize), dh),
+                        (&h_n, (k * b * h) as u64, h),
+                        b,
+                        h,
+                        false,
+                    )?);
+                    if let (Some(cs), Some(c_n)) = (&cs, &c_n) {
+                        fin.push(kernels::block(
+                            ctx,
+                            "x",
+                            (cs, out(last.dirs[d].c_next as usize), dh),
+                            (c_n, (k * b * h) as u64, h),
+                            b,
+                            h,
+                            false,
+                        )?);
+                    }
+                }
+                recorded.push(LayerOps {
+                    pre: ops,
+                    steps: steps_ops,
+                    post: fin,
+                });
+                traces.push(LayerTrace {
+                    x: input.clone(),
+                    hs: hs.clone(),
+                    cs: cs.clone(),
+                    kept: with_cell!(c.cell, C => C::kept(h) > 0).then(|| xw.clone()),
+                });
+                input = Tensor::view_of(ctx, &hs, (b * dh) as u64, &[t, b, dh]);
+            }
+            kernels::submit_pass(
+                ctx,
+                "network forward",
+                |_| {},
+                |pass| {
+                    for layer in &recorded {
+                        layer.record(pass, schedule.len(), phases);
+                    }
+                },
+            )?;
+            Ok(NetForward {
+                output: input,
+                h_n: Tensor::view_of(ctx, &h_n, 0, &[ld, b, h]),
+                c_n: c_n.map(|c| Tensor::view_of(ctx, &c, 0, &[ld, b, h])),
+                trace: train.then(|| NetTrace {
+                    network: self.id,
+                    steps: t,
+                    batch: b,
+                    layers: traces,
+                }),
+            })
+        })
+    }
+}
+
+impl Network {
+    /// Backward through time and through the stack from `d_output [T, B, D·H]` and
+    /// optional gradients on the final states `d_h_n`, `d_c_n` `[L·D, B, H]`: per layer one
+    /// dispatch per step for both directions, then the weight-gradient GEMMs over all
+    /// steps (`dW_ih`, `dW_hh` of each direction, `dX` into the layer below), all in one
+    /// compute pass. Returns fresh gradients on the device.
+    pub fn backward(
+        &self,
+        trace: &NetTrace,
+        d_output: &Tensor,
+        d_h_n: Option<&Tensor>,
+        d_c_n: Option<&Tensor>,
+    ) -> Result<NetGrads> {
+        let ctx = &self.ctx;
+        let c = self.config;
+        if trace.network != self.id {
+            return Err(Error::Invalid {
+                arg: "trace",
+                msg: "made by another network; a trace is only valid for the network whose \
+                      forward made it"
+                    .into(),
+            });
+        }
+        let (t, b, h, dirs) = (trace.steps, trace.batch, c.hidden_size, c.directions());
+        let dh = dirs * h;
+        ctx.check_owner("d_output", d_output)?;
+        d_output.expect_shape("d_output", "[T, B, D·H]", &[t, b, dh])?;
+        self.check_state("d_h_n", d_h_n, b, false)?;
+        self.check_state("d_c_n", d_c_n, b, true)?;
+        let sh = with_cell!(c.cell, C => C::SLOTS) * h;
+        let (rows_per, groups) = step_groups(ctx, h, b, dirs as u32)?;
+        let ld = c.num_layers * dirs;
+        let binds =
+            |role| with_cell!(c.cell, C => C::STEP_BACK.iter().any(|p| p.binds.contains(&role)));
+        ctx.run("network backward", || {
+            let dims = ctx.uniform(
+                "step dims",
+                &StepDims {
+                    batch: b as u32,
+                    hidden: h as u32,
+                    train: 0,
+                    dirs: dirs as u32,
+                },
+            );
+            let schedule = StepSlot::zip(
+                &(0..dirs)
+                    .map(|d| StepDir::backward(t, d == 1, 1))
+                    .collect::<Vec<_>>(),
+                true,
+            );
+            let steps = ctx.schedule("d_output", &schedule)?;
+            let phases = with_cell!(c.cell, C => C::STEP_BACK.len());
+            let dx = Arc::new(new_buffer(ctx, "d_output", &[t, b, c.input_size])?);
+            let dh0 = Arc::new(new_buffer(ctx, "d_output", &[ld, b, h])?);
+            let dc0 = match c.cell.has_cell_state() {
+                true => Some(Arc::new(new_buffer(ctx, "d_output", &[ld, b, h])?)),
+                false => None,
+            };
+            let mut params = Vec::with_capacity(c.num_layers);
+            for layer in &self.layers {
+                let make = |shape: &[usize]| -> Result<Tensor> {
+                    let buf = Arc::new(new_buffer(ctx, "d_output", shape)?);
+                    Ok(Tensor::view_of(ctx, &buf, 0, shape))
+                };
+                params.push((
+                    make(&[dirs * sh, layer.input])?,
+                    make(&[dirs * sh, h])?,
+                    make(&[dirs * sh])?,
+                ));
+            }
+            // The upstream gradient of each layer's rows: the top's is d_output, each
+            // lower one's the dX of the layer above.
+            let mut upstream: Vec<Arc<Buf>> = Vec::with_capacity(c.num_layers);
+            for _ in 0..c.num_layers {
+                upstream.push(Arc::new(new_buffer(ctx, "d_output", &[t, b, dh])?));
+            }
+            let mut recorded = Vec::with_capacity(c.num_layers);
+            for l in (0..c.num_layers).rev() {
+                let (layer, tr) = (&self.layers[l], &trace.layers[l]);
+                let dhl = &upstream[l];
+                let mut pre = Vec::new();
+                if l + 1 == c.num_layers {
+                    pre.push(kernels::block(
+                        ctx,
+                        "d_output",
+                        (d_output.buffer(), d_output.offset(), dh),
+                        (dhl, 0, dh),
+                        t * b,
+                        dh,
+                        false,
+                    )?);
+                }
+                let carry = match binds(Role::Carry) {
+                    true => Some(new_buffer(ctx, "d_output", &[b, dh])?),
+                    false => None,
+                };
+                for d in 0..dirs {
+                    let k = l * dirs + d;
+                    // d_h_n reaches the direction's last step: t = T-1, or 0 in reverse.
+                    if let Some(g) = d_h_n {
+                        let row = if d == 1 { 0 } else { t - 1 };
+                        pre.push(kernels::block(
+                            ctx,
+                            "d_h_n",
+                            (g.buffer(), g.offset() + (k * b * h) as u64, h),
+                            (dhl, (row * b * dh + d * h) as u64, dh),
+                            b,
+                            h,
+                            true,
+                        )?);
+                    }
+                    // The cell's own carry starts at d_c_n (or zero).
+                    if let Some(carry) = &carry {
+                        let y = (&**carry, (d * h) as u64, dh);
+                        match d_c_n {
+                            Some(g) => pre.push(kernels::block(
+                                ctx,
+                                "d_c_n",
+                                (g.buffer(), g.offset() + (k * b * h) as u64, h),
+                                y,
+                                b,
+                                h,
+                                false,
+                            )?),
+                            None => pre.push(zero_block(ctx, y, b, h)?),
+                        }
+                    }
+                }
+                let dg = new_buffer(ctx, "d_output", &[t, b, dirs * sh])?;
+                let dh0_l = new_buffer(ctx, "d_output", &[b, dh])?;
+                let (dgn, delta) = match binds(Role::DgGated) {
+                    true => (
+                        Some(new_buffer(ctx, "d_output", &[t, b, dirs * sh])?),
+                        Some(new_buffer(ctx, "d_output", &[t, b, dh])?),
+                    ),
+                    false => (None, None),
+                };
+                let kernels = (0..phases as u8).map(|p| Kernel::StepBack(c.cell, p));
+                let steps_ops = phase_ops(ctx, kernels, rows_per, groups, |kernel, role| {
+                    let missing = || unbound(kernel, role);
+                    Ok(match role {
+                        Role::Dims => &dims,
+                        Role::Steps => &steps,
+                        Role::Kept => tr.kept.as_deref().ok_or_else(missing)?,
+                        Role::Cs => tr.cs.as_deref().ok_or_else(missing)?,
+                        Role::Hs => &tr.hs,
+                        Role::Dh => dhl,
+                        Role::WBack => &layer.w_back,
+                        Role::Dg => &dg,
+                        Role::Carry => carry.as_deref().ok_or_else(missing)?,
+                        Role::Dh0 => &dh0_l,
+                        Role::DgGated => dgn.as_deref().ok_or_else(missing)?,
+                        Role::GatedDelta => delta.as_deref().ok_or_else(missing)?,
+                        _ => return Err(missing()),
+                    })
+                })?;
+                let (dw_ih, dw_hh, db) = &params[l];
+                let rows = t * b;
+                let mut post = vec![Gemm {
+                    arg: "d_output",
+                    arg_n: "d_output",
+                    m: dirs * sh,
+                    n: layer.input,
+                    k: rows,
+                    a: (&dg, 0),
+                    b: (tr.x.buffer(), tr.x.offset()),
+                    bias: None,
+                    c: (dw_ih.buffer(), dw_ih.offset()),
+                    trans_a: true,
+                    trans_b: false,
+                    accumulate: false,
+                    ld: PACKED,
+                }
+                .op(ctx)?];
+                for d in 0..dirs {
+                    // H_prev of block t: slot t (forward) or t + 2 (reverse).
+                    let first = if d == 1 { 2 } else { 0 };
+                    post.push(
+                        Gemm {
+                            arg: "d_output",
+                            arg_n: "d_output",
+                            m: sh,
+                            n: h,
+                            k: rows,
+                            a: (&dg, (d * sh) as u64),
+                            b: (&tr.hs, (first * b * dh + d * h) as u64),
+                            bias: None,
+                            c: (dw_hh.buffer(), dw_hh.offset() + (d * sh * h) as u64),
+                            trans_a: true,
+                            trans_b: false,
+                            accumulate: false,
+                            ld: [dirs * sh, dh, 0],
+                        }
+                        .op(ctx)?,
+                    );
+                    if let (Some(dgn), Some(delta)) = (&dgn, &delta) {
+                        post.push(
+                            Gemm {
+                                arg: "d_output",
+                                arg_n: "d_output",
+                                m: sh,
+                                n: h,
+                                k: rows,
+                                a: (dgn, (d * sh) as u64),
+                                b: (delta, (d * h) as u64),
+                                bias: None,
+                                c: (dw_hh.buffer(), dw_hh.offset() + (d * sh * h) as u64),
+                                trans_a: true,
+                                trans_b: false,
+                                accumulate: true,
+                                ld: [dirs * sh, dh, 0],
+                            }
+                            .op(ctx)?,
+                        );
+                    }
+                }
+                let below: &wgpu::Buffer = if l == 0 { &dx } else { &upstream[l - 1] };
+                post.push(
+                    Gemm {
+                        arg: "d_output",
+                        arg_n: "d_output",
+                        m: rows,
+                        n: layer.input,
+                        k: dirs * sh,
+                        a: (&dg, 0),
+                        b: (&layer.w_ih, 0),
+                        bias: None,
+                        c: (below, 0),
+                        trans_a: false,
+                        trans_b: false,
+                        accumulate: false,
+                        ld: PACKED,
+                    }
+                    .op(ctx)?,
+                );
+                post.push(kernels::col_sum(
+                    ctx,
+                    "d_output",
+                    &dg,
+                    db.buffer(),
+                    rows,
+                    dirs * sh,
+                    false,
+                )?);
+                for d in 0..dirs {
+                    let k = l * dirs + d;
+                    post.push(kernels::block(
+                        ctx,
+                        "d_output",
+                        (&dh0_l, (d * h) as u64, dh),
+                        (&dh0, (k * b * h) as u64, h),
+                        b,
+                        h,
+                        false,
+                    )?);
+                    if let (Some(carry), Some(dc0)) = (&carry, &dc0) {
+                        post.push(kernels::block(
+                            ctx,
+                            "d_output",
+                            (carry, (d * h) as u64, dh),
+                            (dc0, (k * b * h) as u64, h),
+                            b,
+                            h,
+                            false,
+                        )?);
+                    }
+                }
+                recorded.push(LayerOps {
+                    pre,
+                    steps: steps_ops,
+                    post,
+                });
+            }
+            kernels::submit_pass(
+                ctx,
+                "network backward",
+                |_| {},
+                |pass| {
+                    for layer in &recorded {
+                        layer.record(pass, schedule.len(), 1);
+                    }
+                },
+            )?;
+            Ok(NetGrads {
+                dx: Tensor::view_of(ctx, &dx, 0, &[t, b, c.input_size]),
+                dh0: Tensor::view_of(ctx, &dh0, 0, &[ld, b, h]),
+                dc0: dc0.map(|d| Tensor::view_of(ctx, &d, 0, &[ld, b, h])),
+                config: c,
+                params,
+            })
+        })
+    }
+}
+
+/// Zeroes a `rows × cols` block of a strided matrix (a [`kernels::block`] from an
+/// all-zero source would need one; a clear of each row is as many commands): a block
+/// copy from the destination onto itself times nothing is not available, so a tiny
+/// zero buffer is read with stride 0.
+fn zero_block(ctx: &Context, y: kernels::Strided<'_>, rows: usize, cols: usize) -> Result<Op> {
+    let zeros = ctx.buf_init("zeros", &vec![0f32; cols], TENSOR_USAGE);
+    kernels::block(ctx, "x", (&zeros, 0, 0), y, rows, cols, false)
+}
+
+/// One layer's part of a network call: what runs before its steps, the steps' phases,
+/// and what runs after them.
+struct LayerOps {
+    pre: Vec<Op>,
+    steps: Vec<Op>,
+    post: Vec<Op>,
+}
+
+impl LayerOps {
+    /// Records the layer: `pre`, the schedule's `entries` (`last_phases` phases for the
+    /// final one), `post`.
+    fn record(&self, pass: &mut wgpu::ComputePass<'_>, entries: usize, last_phases: usize) {
+        for op in &self.pre {
+            op.record(pass);
+        }
+        kernels::record_schedule(pass, &self.steps, entries, last_phases);
+        for op in &self.post {
+            op.record(pass);
+        }
+    }
+}
