@@ -36,6 +36,11 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
 
     for (var r = 0u; r < rows; r++) {
         let bj = (b0 + r) * rs + j;
+        // Past its sequence's end a row keeps its state (common/step.wgsl).
+        if (b0 + r >= e.live) {
+            hs[next + bj] = hs[prev + bj];
+            continue;
+        }
         let x = xw[at + bj];
         let gz = sigmoid(x.y);
         let gn = tanh_stable(x.z + acc[r]);

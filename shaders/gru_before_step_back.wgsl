@@ -37,6 +37,13 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
 
     #include carry
     for (var r = 0u; r < rows; r++) {
+        let bj = (b0 + r) * rs + j;
+        // Past its sequence's end a row has no gradient (common/step.wgsl).
+        if (b0 + r >= e.live) {
+            dg[at + bj] = vec4<f32>(0.0);
+            dgn[at + bj] = vec4<f32>(0.0);
+            continue;
+        }
         #include gru_back_row
         dg[at + bj] = vec4<f32>(0.0, d_z, d_n, 0.0);
         dgn[at + bj] = vec4<f32>(0.0, 0.0, d_n, 0.0);

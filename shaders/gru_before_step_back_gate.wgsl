@@ -32,6 +32,11 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
 
     for (var r = 0u; r < rows; r++) {
         let bj = (b0 + r) * rs + j;
+        // Past its sequence's end a row has no gradient (common/step.wgsl).
+        if (b0 + r >= e.live) {
+            delta[at + bj] = 0.0;
+            continue;
+        }
         let gr = gates[at + bj].x;
         let h_prev = hs[prev + bj];
         dg[at + bj].x = m[r] * h_prev * gr * (1.0 - gr);

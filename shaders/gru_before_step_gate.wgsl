@@ -40,6 +40,10 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
 
     for (var r = 0u; r < rows; r++) {
         let bj = (b0 + r) * rs + j;
+        // Past its sequence's end a row keeps its state (the second phase copies it).
+        if (b0 + r >= e.live) {
+            continue;
+        }
         let x = xw[at + bj];
         let gr = sigmoid(x.x + acc[r].x);
         gated[s_off + bj] = gr * hs[prev + bj];

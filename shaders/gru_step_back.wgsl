@@ -36,6 +36,12 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
 
     #include carry
     for (var r = 0u; r < rows; r++) {
+        let bj = (b0 + r) * rs + j;
+        // Past its sequence's end a row has no gradient (common/step.wgsl).
+        if (b0 + r >= e.live) {
+            dg[at + bj] = vec4<f32>(0.0);
+            continue;
+        }
         #include gru_back_row
         let d_r = d_n * q.w * q.x * (1.0 - q.x);
         dg[at + bj] = vec4<f32>(d_r, d_z, d_n, d_n * q.x);

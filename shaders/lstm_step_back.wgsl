@@ -38,6 +38,11 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
     #include carry
     for (var r = 0u; r < rows; r++) {
         let bj = (b0 + r) * rs + j;
+        // Past its sequence's end a row has no gradient (common/step.wgsl).
+        if (b0 + r >= e.live) {
+            dg[at + bj] = vec4<f32>(0.0);
+            continue;
+        }
         let z = gates[at + bj];
         let c = cs[c_off + e.c_next * bh + bj];
         let c_prev = cs[c_off + e.c_prev * bh + bj];

@@ -27,6 +27,12 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
     let src = prev;
     #include product
     for (var r = 0u; r < rows; r++) {
-        hs[next + (b0 + r) * rs + j] = tanh_stable(acc[r]);
+        let bj = (b0 + r) * rs + j;
+        // Past its sequence's end a row keeps its state (common/step.wgsl).
+        if (b0 + r >= e.live) {
+            hs[next + bj] = hs[prev + bj];
+            continue;
+        }
+        hs[next + bj] = tanh_stable(acc[r]);
     }
 }

@@ -41,11 +41,14 @@ pub const GRU_BEFORE_STEP_BACK_GATE: &str = step_kernel!("gru_before_step_back_g
 pub const HEAD: &str = include_str!("../shaders/head.wgsl");
 /// Strided block copy or add (states between a network's tensors and its layers' rows).
 pub const BLOCK: &str = include_str!("../shaders/block.wgsl");
+/// Batch-row gather with a length mask (sorting variable-length batches and back).
+pub const GATHER: &str = include_str!("../shaders/gather.wgsl");
 /// Column sums (bias gradients).
 pub const REDUCE: &str = include_str!("../shaders/reduce.wgsl");
 
 /// Every shader with its file name, for validation.
-pub const ALL: [(&str, &str); 14] = [
+pub const ALL: [(&str, &str); 15] = [
+    ("gather.wgsl", GATHER),
     ("block.wgsl", BLOCK),
     ("gemm.wgsl", GEMM),
     ("rnn_step.wgsl", RNN_STEP),

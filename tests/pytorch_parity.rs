@@ -510,8 +510,8 @@ fn network_gradients_match_finite_differences() {
 
 mod common;
 
-/// The GPU network (f32) against PyTorch's float64 on every fixture without lengths,
-/// forward and backward, outputs NaN-poisoned first, on `backend`'s context.
+/// The GPU network (f32) against PyTorch's float64 on a fixture, forward and backward,
+/// outputs NaN-poisoned first.
 fn check_gpu(ctx: &wgpu_rnn::gpu::Context, name: &str) {
     use wgpu_rnn::gpu::{Mode, Network, Tensor};
     let f = Fixture::load(name);
@@ -523,7 +523,13 @@ fn check_gpu(ctx: &wgpu_rnn::gpu::Context, name: &str) {
     };
     let (x, h0, c0) = (up("input").unwrap(), up("h0"), up("c0"));
     let out = net
-        .forward(&x, h0.as_ref(), c0.as_ref(), Mode::Training)
+        .forward(
+            &x,
+            h0.as_ref(),
+            c0.as_ref(),
+            f.lengths.as_deref(),
+            Mode::Training,
+        )
         .unwrap();
     let close32 = |label: &str, got: &wgpu_rnn::gpu::Tensor, key: &str| {
         let g: Vec<f64> = got.to_array().unwrap().iter().map(|&v| v as f64).collect();
@@ -581,7 +587,14 @@ fn gpu_matches_pytorch_on_every_fixture() {
     ] {
         let Some(ctx) = ctx else { continue };
         for cell in ["rnn", "lstm", "gru"] {
-            for config in ["l1_uni", "l2_bi", "l2_uni_nobias", "l1_bi_nobias"] {
+            for config in [
+                "l1_uni",
+                "l2_bi",
+                "l2_uni_nobias",
+                "l1_bi_nobias",
+                "l2_bi_packed",
+                "l1_uni_packed",
+            ] {
                 eprintln!("{backend}: {cell}_{config}");
                 check_gpu(ctx, &format!("{cell}_{config}"));
             }

@@ -1,7 +1,7 @@
-        // One batch row r of a GRU backward step (both variants): the gradient g reaching
+        // One batch row r (element bj) of a GRU backward step (both variants), within its
+        // sequence: the gradient g reaching
         // h_t (upstream, carry and direct part), then the update and candidate gradients
         // from the kept (r, z, n) in `q`.
-        let bj = (b0 + r) * rs + j;
         let q = gates[at + bj];
         let h_prev = hs[prev + bj];
         let g = dh[at + bj] + carry[r] + dd[s_off + bj];

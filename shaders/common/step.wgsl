@@ -33,8 +33,12 @@ struct StepDir {
     // The slots of c_{t-1} and c_t in `cs` (cells with a cell state).
     c_prev: u32,
     c_next: u32,
-    _pad0: u32,
-    _pad1: u32,
+    // Batch rows within their sequence at this step: the rows are sorted by length, so
+    // rows b < live are, the others are past their end (forward: they keep their
+    // state; backward: no gradient). B without lengths; 0 at the final entry.
+    live: u32,
+    // Backward: `live` of the carry's block (0 for none).
+    live_carry: u32,
 }
 
 // One dispatch: an entry per direction (selected by a dynamic offset).

@@ -35,6 +35,7 @@ pub(crate) enum Kernel {
     Softmax,
     ColSum,
     Block,
+    Gather,
 }
 
 /// How a kernel sees each of its bindings, in binding order.
@@ -69,7 +70,13 @@ impl Bind {
 impl Kernel {
     /// Every kernel, for validation tests and warm-up.
     pub(crate) fn all() -> Vec<Kernel> {
-        let mut k = vec![Kernel::Gemm, Kernel::Softmax, Kernel::ColSum, Kernel::Block];
+        let mut k = vec![
+            Kernel::Gemm,
+            Kernel::Softmax,
+            Kernel::ColSum,
+            Kernel::Block,
+            Kernel::Gather,
+        ];
         for cell in Cell::ALL {
             let (fwd, back) = with_cell!(cell, C => (C::STEP.len(), C::STEP_BACK.len()));
             k.extend((0..fwd as u8).map(|p| Kernel::Step(cell, p)));
@@ -93,6 +100,7 @@ impl Kernel {
             Kernel::Softmax => crate::shaders::HEAD,
             Kernel::ColSum => crate::shaders::REDUCE,
             Kernel::Block => crate::shaders::BLOCK,
+            Kernel::Gather => crate::shaders::GATHER,
             // A phase past the cell's list is never made (`Kernel::all` and the engines
             // take phases from the lists); an empty source fails to compile if it were.
             _ => self.phase().map_or("", |p| p.src),
@@ -109,6 +117,7 @@ impl Kernel {
             Kernel::Softmax => "softmax",
             Kernel::ColSum => "col_sum",
             Kernel::Block => "block",
+            Kernel::Gather => "gather",
             _ => "main",
         }
     }
@@ -136,6 +145,7 @@ impl Kernel {
             }
             Kernel::Softmax => vec![Uniform, ReadWrite],
             Kernel::ColSum | Kernel::Block => vec![Uniform, Read, ReadWrite],
+            Kernel::Gather => vec![Uniform, Read, Read, ReadWrite],
         }
     }
 }

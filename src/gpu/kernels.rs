@@ -303,6 +303,55 @@ pub(crate) fn block(
     Op::new(ctx, Kernel::Block, &[&u, x.0, y.0], [gx, gy, 1])
 }
 
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct GatherParams {
+    blocks: u32,
+    rows: u32,
+    cols: u32,
+    x_off: u32,
+    y_off: u32,
+    perm: u32,
+    lens: u32,
+    _pad: u32,
+}
+
+/// `y[t, r, :] = x[t, table[perm + r], :]` over `blocks × rows × cols`, zero where
+/// `t ≥ table[lens + r]` when `lens` is given (packed `x` and `y` from their offsets).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gather(
+    ctx: &Context,
+    arg: &'static str,
+    x: Operand<'_>,
+    table: &wgpu::Buffer,
+    y: Operand<'_>,
+    [blocks, rows, cols]: [usize; 3],
+    perm: usize,
+    lens: Option<usize>,
+) -> Result<Op> {
+    let u = ctx.uniform(
+        "gather params",
+        &GatherParams {
+            blocks: blocks as u32,
+            rows: rows as u32,
+            cols: cols as u32,
+            x_off: x.1 as u32,
+            y_off: y.1 as u32,
+            perm: perm as u32,
+            lens: lens.map_or(NONE, |l| l as u32),
+            _pad: 0,
+        },
+    );
+    let groups = div_ceil(blocks * rows * cols, 64);
+    let (gx, gy) = if groups > 65535 {
+        (65535, groups.div_ceil(65535))
+    } else {
+        (groups, 1)
+    };
+    ctx.check_groups(arg, gy as u64)?;
+    Op::new(ctx, Kernel::Gather, &[&u, x.0, table, y.0], [gx, gy, 1])
+}
+
 /// The per-layer dimensions uniform of the step kernels (WGSL `Dims`).
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
@@ -337,8 +386,10 @@ pub(crate) struct StepDir {
     pub c_prev: u32,
     /// The slot of `c_t`.
     pub c_next: u32,
-    pub _pad0: u32,
-    pub _pad1: u32,
+    /// Batch rows (sorted by length) within their sequence at this step.
+    pub live: u32,
+    /// Backward: `active` of the carry's block (0 for none).
+    pub live_carry: u32,
 }
 
 /// One dispatch of a step schedule (WGSL `Step`): an entry per direction.
@@ -362,8 +413,15 @@ impl StepDir {
     /// (slot 0 holds h0); `reverse`: `t = T-1 … 0`, hidden slots `t + 1 + base` and
     /// `t + base` (slot `T + base` holds h0; `base` 1 puts both directions' h_t in slot
     /// t + 1, as a bidirectional layer's rows do). Cell-state slots the same when every
-    /// state is kept (`keep_c`), else two ping-pong slots by dispatch.
-    pub(crate) fn forward(steps: usize, keep_c: bool, reverse: bool, base: u32) -> Vec<StepDir> {
+    /// state is kept (`keep_c`), else two ping-pong slots by dispatch. `active(t)`: the
+    /// batch rows (sorted by length) within their sequence at time `t`.
+    pub(crate) fn forward(
+        steps: usize,
+        keep_c: bool,
+        reverse: bool,
+        base: u32,
+        active: &dyn Fn(u32) -> u32,
+    ) -> Vec<StepDir> {
         let n = steps as u32;
         (0..n)
             .map(|i| {
@@ -385,7 +443,8 @@ impl StepDir {
                     carry: NONE,
                     c_prev,
                     c_next,
-                    ..Default::default()
+                    live: active(t),
+                    live_carry: 0,
                 }
             })
             .collect()
@@ -393,17 +452,24 @@ impl StepDir {
 
     /// A direction's backward: its forward's entries in the opposite order, each with
     /// the carry from the block processed before it (none for the first), then the final
-    /// entry, whose carry is the block processed last (for `dh0`).
-    pub(crate) fn backward(steps: usize, reverse: bool, base: u32) -> Vec<StepDir> {
-        let mut slots = Self::forward(steps, true, reverse, base);
+    /// entry, whose carry is the block processed last (for `dh0`). `active(t)`: the batch
+    /// rows (sorted by length) within their sequence at time `t`.
+    pub(crate) fn backward(
+        steps: usize,
+        reverse: bool,
+        base: u32,
+        active: &dyn Fn(u32) -> u32,
+    ) -> Vec<StepDir> {
+        let mut slots = Self::forward(steps, true, reverse, base, active);
         slots.reverse();
-        let mut carry = NONE;
+        let (mut carry, mut carry_active) = (NONE, 0);
         for s in &mut slots {
-            s.carry = carry;
-            carry = s.row;
+            (s.carry, s.live_carry) = (carry, carry_active);
+            (carry, carry_active) = (s.row, s.live);
         }
         slots.push(StepDir {
             carry,
+            live_carry: carry_active,
             ..Default::default()
         });
         slots
@@ -530,7 +596,7 @@ mod tests {
     //! reflection of each shader checks the two against each other, member by member.
     use std::mem::{offset_of, size_of};
 
-    use super::{BlockParams, GemmParams, RowParams, StepDims, StepDir, StepSlot};
+    use super::{BlockParams, GatherParams, GemmParams, RowParams, StepDims, StepDir, StepSlot};
     use crate::gpu::Kernel;
 
     /// `(member, byte offset)` and the size of the WGSL struct `name` in `src`.
@@ -623,8 +689,8 @@ mod tests {
                 ("carry", offset_of!(StepDir, carry)),
                 ("c_prev", offset_of!(StepDir, c_prev)),
                 ("c_next", offset_of!(StepDir, c_next)),
-                ("_pad0", offset_of!(StepDir, _pad0)),
-                ("_pad1", offset_of!(StepDir, _pad1)),
+                ("live", offset_of!(StepDir, live)),
+                ("live_carry", offset_of!(StepDir, live_carry)),
             ],
             size_of::<StepDir>(),
         );
@@ -680,6 +746,24 @@ mod tests {
             size_of::<BlockParams>(),
         );
         assert_eq!(wgsl_layout(crate::shaders::BLOCK, "Params"), block, "block");
+        let gather = rust(
+            &[
+                ("blocks", offset_of!(GatherParams, blocks)),
+                ("rows", offset_of!(GatherParams, rows)),
+                ("cols", offset_of!(GatherParams, cols)),
+                ("x_off", offset_of!(GatherParams, x_off)),
+                ("y_off", offset_of!(GatherParams, y_off)),
+                ("perm", offset_of!(GatherParams, perm)),
+                ("lens", offset_of!(GatherParams, lens)),
+                ("_pad", offset_of!(GatherParams, _pad)),
+            ],
+            size_of::<GatherParams>(),
+        );
+        assert_eq!(
+            wgsl_layout(crate::shaders::GATHER, "Params"),
+            gather,
+            "gather"
+        );
         // RowParams serves two shaders that name its third field after its use.
         for (src, third) in [
             (crate::shaders::HEAD, "off"),

@@ -549,7 +549,12 @@ impl Layer {
                 true => Some(new_buffer(ctx, "x", &[b, h])?),
                 false => None,
             };
-            let schedule = StepSlot::zip(&[StepDir::forward(t, slots == t + 1, reverse, 0)], false);
+            let schedule = StepSlot::zip(
+                &[StepDir::forward(t, slots == t + 1, reverse, 0, &|_| {
+                    b as u32
+                })],
+                false,
+            );
             // Where the states start: slot 0 in time order; in reverse h0 at slot T (every
             // h_t at slot t), c0 likewise when every cell state is kept.
             let h_init = if reverse { t } else { 0 };
@@ -823,7 +828,7 @@ impl Layer {
                     dirs: 1,
                 },
             );
-            let schedule = StepSlot::zip(&[StepDir::backward(t, trace.reverse, 0)], true);
+            let schedule = StepSlot::zip(&[StepDir::backward(t, trace.reverse, 0, &|_| b as u32)], true);
             let steps = ctx.schedule("dh", &schedule)?;
             let phases = with_cell!(self.cell, C => C::STEP_BACK.len());
             let kernels = (0..phases as u8).map(|p| Kernel::StepBack(self.cell, p));

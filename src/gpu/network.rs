@@ -67,6 +67,8 @@ pub struct NetTrace {
     network: u64,
     steps: usize,
     batch: usize,
+    /// The lengths of a variable-length batch, sorted.
+    sorted: Option<Arc<Sorted>>,
     layers: Vec<LayerTrace>,
 }
 
@@ -132,6 +134,101 @@ impl NetGrads {
             }
         }
         Ok(out)
+    }
+}
+
+/// A batch of variable-length sequences as the step kernels run it: rows sorted longest
+/// first (a stable sort), so the rows within their sequence at step t are the first
+/// `live(t)`. The table on the device holds, `B` entries each: the sorted position's
+/// original row, the sorted lengths, the original row's sorted position, the original
+/// lengths.
+#[derive(Debug)]
+struct Sorted {
+    lens: Vec<usize>,
+    table: Buf,
+}
+
+/// Offsets of the [`Sorted`] table's four parts, in units of `B`.
+const PERM: usize = 0;
+const LENS_SORTED: usize = 1;
+const INV: usize = 2;
+const LENS: usize = 3;
+
+impl Sorted {
+    /// Checks `lengths` (one per batch row, each in `1..=T`) and uploads the table.
+    fn new(ctx: &Context, lengths: &[usize], t: usize, b: usize) -> Result<Sorted> {
+        if lengths.len() != b {
+            return Err(Error::Shape {
+                arg: "lengths",
+                expected: format!("[B] = [{b}], one length per batch row"),
+                got: crate::error::fmt_shape(&[lengths.len()]),
+            });
+        }
+        if let Some((row, &len)) = lengths.iter().enumerate().find(|(_, &n)| n == 0 || n > t) {
+            return Err(Error::Invalid {
+                arg: "lengths",
+                msg: format!("lengths[{row}] = {len}; each must be in 1..={t} (T)"),
+            });
+        }
+        let mut perm: Vec<usize> = (0..b).collect();
+        perm.sort_by_key(|&r| std::cmp::Reverse(lengths[r]));
+        let mut inv = vec![0; b];
+        for (pos, &row) in perm.iter().enumerate() {
+            inv[row] = pos;
+        }
+        let lens: Vec<usize> = perm.iter().map(|&r| lengths[r]).collect();
+        let table: Vec<u32> = [&perm, &lens, &inv, &lengths.to_vec()]
+            .iter()
+            .flat_map(|v| v.iter().map(|&x| x as u32))
+            .collect();
+        Ok(Sorted {
+            lens,
+            table: ctx.buf_init("lengths", &table, TENSOR_USAGE),
+        })
+    }
+
+    /// Rows within their sequence at time `t`.
+    fn live(&self, t: u32) -> u32 {
+        self.lens.iter().filter(|&&n| n > t as usize).count() as u32
+    }
+
+    /// `(length, first sorted row, rows)` of each run of equal lengths.
+    fn runs(&self) -> Vec<(usize, usize, usize)> {
+        let mut runs: Vec<(usize, usize, usize)> = Vec::new();
+        for (r, &n) in self.lens.iter().enumerate() {
+            match runs.last_mut() {
+                Some(last) if last.0 == n => last.2 += 1,
+                _ => runs.push((n, r, 1)),
+            }
+        }
+        runs
+    }
+
+    /// A gather of `[blocks, B, cols]` rows through the table's part `part` (PERM: into
+    /// sorted order; INV: back), zeroing past each row's end with the lengths `lens`.
+    #[allow(clippy::too_many_arguments)]
+    fn gather(
+        &self,
+        ctx: &Context,
+        arg: &'static str,
+        x: kernels::Operand<'_>,
+        y: kernels::Operand<'_>,
+        blocks: usize,
+        cols: usize,
+        part: usize,
+        lens: Option<usize>,
+    ) -> Result<Op> {
+        let b = self.lens.len();
+        kernels::gather(
+            ctx,
+            arg,
+            x,
+            &self.table,
+            y,
+            [blocks, b, cols],
+            part * b,
+            lens.map(|l| l * b),
+        )
     }
 }
 
@@ -226,11 +323,16 @@ impl Network {
     /// Runs the network over `x [T, B, I]` from `h0` (and `c0`) `[L·D, B, H]`, zeros when
     /// `None`: per layer one input-projection GEMM and one step dispatch per time step
     /// for both directions (two for the lecture's GRU), all in one compute pass.
+    /// `lengths` (one per batch row, each in `1..=T`; PyTorch's packed sequences, in any
+    /// order) makes it a batch of variable-length sequences: outputs past a sequence's
+    /// end are zero, `h_n`/`c_n` are each sequence's state at its own last step, and the
+    /// reverse direction starts at each sequence's own end.
     pub fn forward(
         &self,
         x: &Tensor,
         h0: Option<&Tensor>,
         c0: Option<&Tensor>,
+        lengths: Option<&[usize]>,
         mode: Mode,
     ) -> Result<NetForward> {
         let ctx = &self.ctx;
@@ -258,11 +360,48 @@ impl Network {
         ctx.check_elems("x", &[t + 2, b, dh])?;
         let ld = c.num_layers * dirs;
         ctx.run("network forward", || {
+            let sorted = match lengths {
+                Some(l) => Some(Arc::new(Sorted::new(ctx, l, t, b)?)),
+                None => None,
+            };
             let h_n = Arc::new(new_buffer(ctx, "x", &[ld, b, h])?);
             let c_n = match c.cell.has_cell_state() {
                 true => Some(Arc::new(new_buffer(ctx, "x", &[ld, b, h])?)),
                 false => None,
             };
+            // Sorted by length: the input, h0 and c0 in sorted row order first; the final
+            // states into sorted buffers, gathered back at the end.
+            let mut pre_all = Vec::new();
+            let mut post_all = Vec::new();
+            let mut x = x.clone();
+            let (mut h0, mut c0) = (h0.cloned(), c0.cloned());
+            let (mut h_fin, mut c_fin) = (h_n.clone(), c_n.clone());
+            if let Some(s) = &sorted {
+                let into_sorted = |v: &Tensor, blocks: usize, cols: usize| -> Result<(Tensor, Op)> {
+                    let buf = Arc::new(new_buffer(ctx, "x", &[blocks, b, cols])?);
+                    let op = s.gather(ctx, "x", (v.buffer(), v.offset()), (&buf, 0), blocks, cols, PERM, None)?;
+                    Ok((Tensor::view_of(ctx, &buf, 0, &[blocks, b, cols]), op))
+                };
+                let (xs, op) = into_sorted(&x, t, c.input_size)?;
+                pre_all.push(op);
+                x = xs;
+                for v in [&mut h0, &mut c0] {
+                    if let Some(t0) = v.as_ref() {
+                        let (sv, op) = into_sorted(t0, ld, h)?;
+                        pre_all.push(op);
+                        *v = Some(sv);
+                    }
+                }
+                h_fin = Arc::new(new_buffer(ctx, "x", &[ld, b, h])?);
+                post_all.push(s.gather(ctx, "x", (&h_fin, 0), (&h_n, 0), ld, h, INV, None)?);
+                if let Some(c_n) = &c_n {
+                    let cf = Arc::new(new_buffer(ctx, "x", &[ld, b, h])?);
+                    post_all.push(s.gather(ctx, "x", (&cf, 0), (c_n, 0), ld, h, INV, None)?);
+                    c_fin = Some(cf);
+                }
+            }
+            let (h0, c0) = (h0.as_ref(), c0.as_ref());
+            let live = |t: u32| sorted.as_ref().map_or(b as u32, |s| s.live(t));
             let dims = ctx.uniform(
                 "step dims",
                 &StepDims {
@@ -274,7 +413,7 @@ impl Network {
             );
             let schedule = StepSlot::zip(
                 &(0..dirs)
-                    .map(|d| StepDir::forward(t, mode != Mode::Inference, d == 1, 1))
+                    .map(|d| StepDir::forward(t, mode != Mode::Inference, d == 1, 1, &live))
                     .collect::<Vec<_>>(),
                 false,
             );
@@ -364,12 +503,12 @@ impl Network {
                         ctx,
                         "x",
                         (&hs, out(last.dirs[d].next as usize), dh),
-                        (&h_n, (k * b * h) as u64, h),
+                        (&h_fin, (k * b * h) as u64, h),
                         b,
                         h,
                         false,
                     )?);
-                    if let (Some(cs), Some(c_n)) = (&cs, &c_n) {
+                    if let (Some(cs), Some(c_n)) = (&cs, &c_fin) {
                         fin.push(kernels::block(
                             ctx,
                             "x",
@@ -394,13 +533,25 @@ impl Network {
                 });
                 input = Tensor::view_of(ctx, &hs, (b * dh) as u64, &[t, b, dh]);
             }
+            // The output in the caller's row order, zero past each sequence's end.
+            if let Some(s) = &sorted {
+                let out = Arc::new(new_buffer(ctx, "x", &[t, b, dh])?);
+                post_all.push(s.gather(ctx, "x", (input.buffer(), input.offset()), (&out, 0), t, dh, INV, Some(LENS))?);
+                input = Tensor::view_of(ctx, &out, 0, &[t, b, dh]);
+            }
             kernels::submit_pass(
                 ctx,
                 "network forward",
                 |_| {},
                 |pass| {
+                    for op in &pre_all {
+                        op.record(pass);
+                    }
                     for layer in &recorded {
                         layer.record(pass, schedule.len(), phases);
+                    }
+                    for op in &post_all {
+                        op.record(pass);
                     }
                 },
             )?;
@@ -412,6 +563,7 @@ impl Network {
                     network: self.id,
                     steps: t,
                     batch: b,
+                    sorted: sorted.clone(),
                     layers: traces,
                 }),
             })
@@ -454,6 +606,8 @@ impl Network {
         let binds =
             |role| with_cell!(c.cell, C => C::STEP_BACK.iter().any(|p| p.binds.contains(&role)));
         ctx.run("network backward", || {
+            let sorted = trace.sorted.as_deref();
+            let live = |t: u32| sorted.map_or(b as u32, |s| s.live(t));
             let dims = ctx.uniform(
                 "step dims",
                 &StepDims {
@@ -465,7 +619,7 @@ impl Network {
             );
             let schedule = StepSlot::zip(
                 &(0..dirs)
-                    .map(|d| StepDir::backward(t, d == 1, 1))
+                    .map(|d| StepDir::backward(t, d == 1, 1, &live))
                     .collect::<Vec<_>>(),
                 true,
             );
@@ -495,21 +649,96 @@ impl Network {
             for _ in 0..c.num_layers {
                 upstream.push(Arc::new(new_buffer(ctx, "d_output", &[t, b, dh])?));
             }
+            // Sorted by length: the final states' gradients in sorted row order first;
+            // dx, dh0, dc0 gathered back to the caller's order at the end.
+            let mut pre_all = Vec::new();
+            let mut post_all = Vec::new();
+            let (mut d_h_n, mut d_c_n) = (d_h_n.cloned(), d_c_n.cloned());
+            let (mut dx_s, mut dh0_s, mut dc0_s) = (dx.clone(), dh0.clone(), dc0.clone());
+            if let Some(s) = sorted {
+                for v in [&mut d_h_n, &mut d_c_n] {
+                    if let Some(g) = v.as_ref() {
+                        let buf = Arc::new(new_buffer(ctx, "d_output", &[ld, b, h])?);
+                        pre_all.push(s.gather(
+                            ctx,
+                            "d_output",
+                            (g.buffer(), g.offset()),
+                            (&buf, 0),
+                            ld,
+                            h,
+                            PERM,
+                            None,
+                        )?);
+                        *v = Some(Tensor::view_of(ctx, &buf, 0, &[ld, b, h]));
+                    }
+                }
+                dx_s = Arc::new(new_buffer(ctx, "d_output", &[t, b, c.input_size])?);
+                post_all.push(s.gather(
+                    ctx,
+                    "d_output",
+                    (&dx_s, 0),
+                    (&dx, 0),
+                    t,
+                    c.input_size,
+                    INV,
+                    Some(LENS),
+                )?);
+                dh0_s = Arc::new(new_buffer(ctx, "d_output", &[ld, b, h])?);
+                post_all.push(s.gather(
+                    ctx,
+                    "d_output",
+                    (&dh0_s, 0),
+                    (&dh0, 0),
+                    ld,
+                    h,
+                    INV,
+                    None,
+                )?);
+                if let Some(dc0) = &dc0 {
+                    let buf = Arc::new(new_buffer(ctx, "d_output", &[ld, b, h])?);
+                    post_all.push(s.gather(
+                        ctx,
+                        "d_output",
+                        (&buf, 0),
+                        (dc0, 0),
+                        ld,
+                        h,
+                        INV,
+                        None,
+                    )?);
+                    dc0_s = Some(buf);
+                }
+            }
+            let (d_h_n, d_c_n) = (d_h_n.as_ref(), d_c_n.as_ref());
             let mut recorded = Vec::with_capacity(c.num_layers);
             for l in (0..c.num_layers).rev() {
                 let (layer, tr) = (&self.layers[l], &trace.layers[l]);
                 let dhl = &upstream[l];
                 let mut pre = Vec::new();
                 if l + 1 == c.num_layers {
-                    pre.push(kernels::block(
-                        ctx,
-                        "d_output",
-                        (d_output.buffer(), d_output.offset(), dh),
-                        (dhl, 0, dh),
-                        t * b,
-                        dh,
-                        false,
-                    )?);
+                    let d_out = (d_output.buffer(), d_output.offset());
+                    pre.push(match sorted {
+                        // Sorted, and zero past each sequence's end.
+                        Some(s) => s.gather(
+                            ctx,
+                            "d_output",
+                            d_out,
+                            (dhl, 0),
+                            t,
+                            dh,
+                            PERM,
+                            Some(LENS_SORTED),
+                        )?,
+                        None => kernels::block(
+                            ctx,
+                            "d_output",
+                            (d_out.0, d_out.1, dh),
+                            (dhl, 0, dh),
+                            t * b,
+                            dh,
+                            false,
+                        )?,
+                    });
                 }
                 let carry = match binds(Role::Carry) {
                     true => Some(new_buffer(ctx, "d_output", &[b, dh])?),
@@ -517,18 +746,26 @@ impl Network {
                 };
                 for d in 0..dirs {
                     let k = l * dirs + d;
-                    // d_h_n reaches the direction's last step: t = T-1, or 0 in reverse.
+                    // d_h_n reaches the direction's last step: t = 0 in reverse; forward,
+                    // t = T-1, or each sequence's own last step (rows of one length
+                    // together).
                     if let Some(g) = d_h_n {
-                        let row = if d == 1 { 0 } else { t - 1 };
-                        pre.push(kernels::block(
-                            ctx,
-                            "d_h_n",
-                            (g.buffer(), g.offset() + (k * b * h) as u64, h),
-                            (dhl, (row * b * dh + d * h) as u64, dh),
-                            b,
-                            h,
-                            true,
-                        )?);
+                        let runs = match (d, sorted) {
+                            (0, Some(s)) => s.runs(),
+                            (0, None) => vec![(t, 0, b)],
+                            _ => vec![(1, 0, b)],
+                        };
+                        for (len, r0, n) in runs {
+                            pre.push(kernels::block(
+                                ctx,
+                                "d_h_n",
+                                (g.buffer(), g.offset() + ((k * b + r0) * h) as u64, h),
+                                (dhl, (((len - 1) * b + r0) * dh + d * h) as u64, dh),
+                                n,
+                                h,
+                                true,
+                            )?);
+                        }
                     }
                     // The cell's own carry starts at d_c_n (or zero).
                     if let Some(carry) = &carry {
@@ -635,7 +872,7 @@ impl Network {
                         );
                     }
                 }
-                let below: &wgpu::Buffer = if l == 0 { &dx } else { &upstream[l - 1] };
+                let below: &wgpu::Buffer = if l == 0 { &dx_s } else { &upstream[l - 1] };
                 post.push(
                     Gemm {
                         arg: "d_output",
@@ -669,12 +906,12 @@ impl Network {
                         ctx,
                         "d_output",
                         (&dh0_l, (d * h) as u64, dh),
-                        (&dh0, (k * b * h) as u64, h),
+                        (&dh0_s, (k * b * h) as u64, h),
                         b,
                         h,
                         false,
                     )?);
-                    if let (Some(carry), Some(dc0)) = (&carry, &dc0) {
+                    if let (Some(carry), Some(dc0)) = (&carry, &dc0_s) {
                         post.push(kernels::block(
                             ctx,
                             "d_output",
@@ -697,8 +934,14 @@ impl Network {
                 "network backward",
                 |_| {},
                 |pass| {
+                    for op in &pre_all {
+                        op.record(pass);
+                    }
                     for layer in &recorded {
                         layer.record(pass, schedule.len(), 1);
+                    }
+                    for op in &post_all {
+                        op.record(pass);
                     }
                 },
             )?;
