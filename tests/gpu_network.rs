@@ -1,0 +1,270 @@
+//! The GPU network against the f64 CPU network for every cell (the lecture's GRU
+//! included): stacked, bidirectional, with and without biases and lengths, odd sizes,
+//! T = 1, outputs NaN-poisoned first, on lavapipe and GL; inference against training;
+//! bad input.
+
+mod common;
+
+use common::gpu::{ctx, gl_ctx};
+use ndarray::{Array3, ArrayD};
+use wgpu_rnn::gpu::{Context, Mode, Network, Tensor};
+use wgpu_rnn::net::{cpu, NetConfig, NetParams};
+use wgpu_rnn::{Cell, Error, SplitMix64};
+
+fn draw(rng: &mut SplitMix64, shape: (usize, usize, usize)) -> Array3<f64> {
+    Array3::from_shape_simple_fn(shape, || 2.0 * rng.next_f64() - 1.0)
+}
+
+/// `max |got − want| / max(1, max |want|)` within 2e-4.
+fn close(label: &str, got: &ArrayD<f32>, want: &[f64]) {
+    let g: Vec<f64> = got.iter().map(|&v| v as f64).collect();
+    assert_eq!(g.len(), want.len(), "{label}: length");
+    let scale = want.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+    let err = g
+        .iter()
+        .zip(want)
+        .fold(0.0f64, |m, (a, b)| m.max((a - b).abs()))
+        / scale;
+    assert!(err <= 2e-4, "{label}: err {err:e}");
+}
+
+/// One network shape: (layers, bidirectional, bias, I, H, B, T, lengths).
+type Shape = (
+    usize,
+    bool,
+    bool,
+    usize,
+    usize,
+    usize,
+    usize,
+    Option<Vec<usize>>,
+);
+
+fn check(ctx: &Context, cell: Cell, shape: &Shape, seed: u64, label: &str) {
+    let (layers, bi, bias, i, h, b, t, lengths) = shape.clone();
+    let config = NetConfig {
+        cell,
+        input_size: i,
+        hidden_size: h,
+        num_layers: layers,
+        bidirectional: bi,
+        bias,
+    };
+    let p = NetParams::<f64>::init(config, seed).unwrap();
+    let ld = layers * config.directions();
+    let mut rng = SplitMix64(seed + 1);
+    let x = draw(&mut rng, (t, b, i));
+    let h0 = draw(&mut rng, (ld, b, h));
+    let c0 = cell.has_cell_state().then(|| draw(&mut rng, (ld, b, h)));
+    let dout = draw(&mut rng, (t, b, config.directions() * h));
+    let dhn = draw(&mut rng, (ld, b, h));
+    let dcn = draw(&mut rng, (ld, b, h));
+    let lens = lengths.as_deref();
+    let tr = cpu::forward(
+        &p,
+        x.view(),
+        Some(h0.view()),
+        c0.as_ref().map(|a| a.view()),
+        lens,
+    )
+    .unwrap();
+    // Gradients past a sequence's end are ignored: the CPU gets them zeroed.
+    let mut dout_cpu = dout.clone();
+    if let Some(l) = lens {
+        for (row, &n) in l.iter().enumerate() {
+            dout_cpu.slice_mut(ndarray::s![n.., row, ..]).fill(0.0);
+        }
+    }
+    let dcn_v = c0.as_ref().map(|_| dcn.view());
+    let want = cpu::backward(&p, &tr, dout_cpu.view(), Some(dhn.view()), dcn_v).unwrap();
+
+    let net = Network::new(ctx, &p.cast::<f32>()).unwrap();
+    let up = |a: &Array3<f64>| Tensor::from_array(ctx, "t", &a.mapv(|v| v as f32)).unwrap();
+    let (xg, h0g, c0g) = (up(&x), up(&h0), c0.as_ref().map(up));
+    let out = net
+        .forward(&xg, Some(&h0g), c0g.as_ref(), lens, Mode::Training)
+        .unwrap();
+    let flat = |a: &Array3<f64>| a.iter().copied().collect::<Vec<_>>();
+    close(
+        &format!("{label} output"),
+        &out.output.to_array().unwrap(),
+        &flat(&tr.output),
+    );
+    close(
+        &format!("{label} h_n"),
+        &out.h_n.to_array().unwrap(),
+        &flat(&tr.h_n),
+    );
+    if let (Some(g), Some(w)) = (&out.c_n, &tr.c_n) {
+        close(&format!("{label} c_n"), &g.to_array().unwrap(), &flat(w));
+    }
+    // Inference and States give the same outputs.
+    for mode in [Mode::Inference, Mode::States] {
+        let o = net
+            .forward(&xg, Some(&h0g), c0g.as_ref(), lens, mode)
+            .unwrap();
+        assert_eq!(
+            o.output.to_array().unwrap(),
+            out.output.to_array().unwrap(),
+            "{label} {mode:?}"
+        );
+        assert_eq!(
+            o.h_n.to_array().unwrap(),
+            out.h_n.to_array().unwrap(),
+            "{label} {mode:?} h_n"
+        );
+        if let (Some(a), Some(b)) = (&o.c_n, &out.c_n) {
+            assert_eq!(
+                a.to_array().unwrap(),
+                b.to_array().unwrap(),
+                "{label} {mode:?} c_n"
+            );
+        }
+    }
+    let dcn_g = c0.as_ref().map(|_| up(&dcn));
+    let g = net
+        .backward(
+            out.trace.as_ref().unwrap(),
+            &up(&dout),
+            Some(&up(&dhn)),
+            dcn_g.as_ref(),
+        )
+        .unwrap();
+    close(
+        &format!("{label} dx"),
+        &g.dx.to_array().unwrap(),
+        &flat(&want.dx),
+    );
+    close(
+        &format!("{label} dh0"),
+        &g.dh0.to_array().unwrap(),
+        &flat(&want.dh0),
+    );
+    if let (Some(a), Some(w)) = (&g.dc0, &want.dc0) {
+        close(&format!("{label} dc0"), &a.to_array().unwrap(), &flat(w));
+    }
+    let named = g.named().unwrap();
+    let wanted = want.named();
+    assert_eq!(named.len(), wanted.len(), "{label}: parameter gradients");
+    for ((k, v), (kw, w)) in named.iter().zip(&wanted) {
+        assert_eq!(k, kw);
+        let v = ArrayD::from_shape_vec(vec![v.len()], v.clone()).unwrap();
+        close(&format!("{label} grad {k}"), &v, w);
+    }
+}
+
+fn shapes() -> Vec<Shape> {
+    vec![
+        (2, true, true, 3, 17, 5, 4, Some(vec![2, 4, 1, 4, 3])),
+        (1, false, false, 1, 1, 1, 1, None),
+        (2, false, true, 33, 9, 3, 3, None),
+        (
+            1,
+            true,
+            false,
+            5,
+            33,
+            9,
+            3,
+            Some(vec![3, 1, 1, 2, 3, 3, 2, 1, 2]),
+        ),
+    ]
+}
+
+#[test]
+fn gpu_network_matches_cpu_for_every_cell() {
+    let Some(ctx) = ctx() else { return };
+    for (c, cell) in Cell::ALL.into_iter().enumerate() {
+        for (k, shape) in shapes().iter().enumerate() {
+            check(
+                ctx,
+                cell,
+                shape,
+                100 * c as u64 + k as u64,
+                &format!("{cell:?} {shape:?}"),
+            );
+        }
+    }
+}
+
+#[test]
+fn gl_network_matches_cpu_for_every_cell() {
+    let Some(ctx) = gl_ctx() else { return };
+    for (c, cell) in Cell::ALL.into_iter().enumerate() {
+        let shape = &shapes()[0];
+        check(
+            ctx,
+            cell,
+            shape,
+            700 + c as u64,
+            &format!("GL {cell:?} {shape:?}"),
+        );
+    }
+}
+
+#[test]
+fn bad_network_input_is_an_error_naming_the_argument() {
+    let Some(ctx) = ctx() else { return };
+    let config = NetConfig {
+        num_layers: 2,
+        bidirectional: true,
+        ..NetConfig::new(Cell::Lstm, 3, 4)
+    };
+    let net = Network::new(ctx, &NetParams::<f32>::init(config, 1).unwrap()).unwrap();
+    let x = Tensor::zeros(ctx, "x", &[5, 2, 3]).unwrap();
+    let named = |r: Result<wgpu_rnn::gpu::NetForward, Error>, arg: &str| match r {
+        Err(Error::Shape { arg: a, .. }) | Err(Error::Invalid { arg: a, .. }) if a == arg => {}
+        other => panic!("expected an error naming {arg}, got {other:?}"),
+    };
+    for bad in [vec![0, 1], vec![6, 1], vec![1, 2, 3]] {
+        named(
+            net.forward(&x, None, None, Some(&bad), Mode::Training),
+            "lengths",
+        );
+    }
+    let wrong = Tensor::zeros(ctx, "h0", &[2, 2, 4]).unwrap();
+    named(
+        net.forward(&x, Some(&wrong), None, None, Mode::Training),
+        "h0",
+    );
+    named(
+        net.forward(&x, None, Some(&wrong), None, Mode::Training),
+        "c0",
+    );
+    named(
+        net.forward(
+            &Tensor::zeros(ctx, "x", &[5, 2, 4]).unwrap(),
+            None,
+            None,
+            None,
+            Mode::Training,
+        ),
+        "x",
+    );
+    let gru = Network::new(
+        ctx,
+        &NetParams::<f32>::init(NetConfig::new(Cell::GRU, 3, 4), 2).unwrap(),
+    )
+    .unwrap();
+    let c0 = Tensor::zeros(ctx, "c0", &[1, 2, 4]).unwrap();
+    named(gru.forward(&x, None, Some(&c0), None, Mode::Training), "c0");
+    // A trace of another network, and a gradient of the wrong shape.
+    let out = net.forward(&x, None, None, None, Mode::Training).unwrap();
+    let other = Network::new(ctx, &NetParams::<f32>::init(config, 3).unwrap()).unwrap();
+    let d = Tensor::zeros(ctx, "d", &[5, 2, 8]).unwrap();
+    match other.backward(out.trace.as_ref().unwrap(), &d, None, None) {
+        Err(Error::Invalid { arg: "trace", .. }) => {}
+        r => panic!("foreign trace: {r:?}"),
+    }
+    match net.backward(
+        out.trace.as_ref().unwrap(),
+        &Tensor::zeros(ctx, "d", &[5, 2, 4]).unwrap(),
+        None,
+        None,
+    ) {
+        Err(Error::Shape {
+            arg: "d_output", ..
+        }) => {}
+        r => panic!("d_output: {r:?}"),
+    }
+}
