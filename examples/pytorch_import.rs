@@ -48,6 +48,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         num_layers: arg(5, "2").parse()?,
         bidirectional: arg(6, "true").parse()?,
         bias: true,
+        dropout: 0.0,
     };
     let params = NetParams::<f32>::load(config, &path, &prefix)?;
     println!("loaded {path} (prefix {prefix:?}): {}", config.describe());
@@ -78,8 +79,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "output [T, B, D·H] = {:?} (zero past each sequence's end):",
         output.shape()
     );
-    for row in 0..b {
-        println!("  sequence {row} (length {}):", lengths[row]);
+    for (row, len) in lengths.iter().enumerate() {
+        println!("  sequence {row} (length {len}):");
         for step in 0..t {
             let v: Vec<String> = output
                 .slice(ndarray::s![step, row, ..])

@@ -43,11 +43,14 @@ pub const HEAD: &str = include_str!("../shaders/head.wgsl");
 pub const BLOCK: &str = include_str!("../shaders/block.wgsl");
 /// Batch-row gather with a length mask (sorting variable-length batches and back).
 pub const GATHER: &str = include_str!("../shaders/gather.wgsl");
+/// Dropout between a network's layers, in place, from a counter-based hash.
+pub const DROPOUT: &str = include_str!("../shaders/dropout.wgsl");
 /// Column sums (bias gradients).
 pub const REDUCE: &str = include_str!("../shaders/reduce.wgsl");
 
 /// Every shader with its file name, for validation.
-pub const ALL: [(&str, &str); 15] = [
+pub const ALL: [(&str, &str); 16] = [
+    ("dropout.wgsl", DROPOUT),
     ("gather.wgsl", GATHER),
     ("block.wgsl", BLOCK),
     ("gemm.wgsl", GEMM),

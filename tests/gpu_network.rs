@@ -41,6 +41,12 @@ type Shape = (
 );
 
 fn check(ctx: &Context, cell: Cell, shape: &Shape, seed: u64, label: &str) {
+    check_dropout(ctx, cell, shape, seed, label, 0.0);
+}
+
+/// [`check`] with dropout `dropout` between the layers in training (the GPU's masks
+/// drawn from the same seed as the CPU's).
+fn check_dropout(ctx: &Context, cell: Cell, shape: &Shape, seed: u64, label: &str, dropout: f32) {
     let (layers, bi, bias, i, h, b, t, lengths) = shape.clone();
     let config = NetConfig {
         cell,
@@ -49,6 +55,7 @@ fn check(ctx: &Context, cell: Cell, shape: &Shape, seed: u64, label: &str) {
         num_layers: layers,
         bidirectional: bi,
         bias,
+        dropout,
     };
     let p = NetParams::<f64>::init(config, seed).unwrap();
     let ld = layers * config.directions();
@@ -60,12 +67,13 @@ fn check(ctx: &Context, cell: Cell, shape: &Shape, seed: u64, label: &str) {
     let dhn = draw(&mut rng, (ld, b, h));
     let dcn = draw(&mut rng, (ld, b, h));
     let lens = lengths.as_deref();
-    let tr = cpu::forward(
+    let tr = cpu::forward_train(
         &p,
         x.view(),
         Some(h0.view()),
         c0.as_ref().map(|a| a.view()),
         lens,
+        seed + 9,
     )
     .unwrap();
     // Gradients past a sequence's end are ignored: the CPU gets them zeroed.
@@ -79,6 +87,7 @@ fn check(ctx: &Context, cell: Cell, shape: &Shape, seed: u64, label: &str) {
     let want = cpu::backward(&p, &tr, dout_cpu.view(), Some(dhn.view()), dcn_v).unwrap();
 
     let net = Network::new(ctx, &p.cast::<f32>()).unwrap();
+    net.seed_dropout(seed + 9);
     let up = |a: &Array3<f64>| Tensor::from_array(ctx, "t", &a.mapv(|v| v as f32)).unwrap();
     let (xg, h0g, c0g) = (up(&x), up(&h0), c0.as_ref().map(up));
     let out = net
@@ -98,8 +107,18 @@ fn check(ctx: &Context, cell: Cell, shape: &Shape, seed: u64, label: &str) {
     if let (Some(g), Some(w)) = (&out.c_n, &tr.c_n) {
         close(&format!("{label} c_n"), &g.to_array().unwrap(), &flat(w));
     }
-    // Inference and States give the same outputs.
-    for mode in [Mode::Inference, Mode::States] {
+    let trained_with = out.trace.as_ref().unwrap().dropout_seed();
+    assert_eq!(
+        trained_with,
+        (dropout > 0.0 && layers > 1).then_some(seed + 9)
+    );
+    // Inference and States give the same outputs (without dropout: those of training).
+    let modes: &[Mode] = if trained_with.is_some() {
+        &[]
+    } else {
+        &[Mode::Inference, Mode::States]
+    };
+    for &mode in modes {
         let o = net
             .forward(&xg, Some(&h0g), c0g.as_ref(), lens, mode)
             .unwrap();
@@ -185,6 +204,45 @@ fn gpu_network_matches_cpu_for_every_cell() {
             );
         }
     }
+}
+
+/// Dropout between layers in training: the GPU draws the CPU's masks for a seed, forward
+/// and backward, with and without lengths; training differs from inference.
+#[test]
+fn dropout_masks_are_the_cpu_masks() {
+    let Some(ctx) = ctx() else { return };
+    for (k, cell) in [Cell::Lstm, Cell::GRU, Cell::Rnn].into_iter().enumerate() {
+        let mut shape = shapes()[0].clone();
+        shape.0 = 3;
+        check_dropout(
+            ctx,
+            cell,
+            &shape,
+            300 + k as u64,
+            &format!("dropout {cell:?}"),
+            0.3,
+        );
+    }
+    let config = NetConfig {
+        num_layers: 2,
+        dropout: 0.5,
+        ..NetConfig::new(Cell::Lstm, 3, 8)
+    };
+    let net = Network::new(ctx, &NetParams::<f32>::init(config, 4).unwrap()).unwrap();
+    let x = Tensor::from_array(ctx, "x", &Array3::<f32>::from_elem((4, 2, 3), 0.5)).unwrap();
+    let eval = net.forward(&x, None, None, None, Mode::Inference).unwrap();
+    net.seed_dropout(1);
+    let a = net.forward(&x, None, None, None, Mode::Training).unwrap();
+    let b = net.forward(&x, None, None, None, Mode::Training).unwrap();
+    assert_eq!(a.trace.as_ref().unwrap().dropout_seed(), Some(1));
+    assert_eq!(b.trace.as_ref().unwrap().dropout_seed(), Some(2));
+    let (e, a, b) = (
+        eval.output.to_array().unwrap(),
+        a.output.to_array().unwrap(),
+        b.output.to_array().unwrap(),
+    );
+    assert_ne!(e, a, "training drops");
+    assert_ne!(a, b, "each training forward draws new masks");
 }
 
 #[test]

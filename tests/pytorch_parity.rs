@@ -71,6 +71,7 @@ impl Fixture {
             num_layers: num("num_layers"),
             bidirectional: meta["bidirectional"] == "true",
             bias: meta["bias"] == "true",
+            dropout: 0.0,
         };
         Fixture {
             config,
@@ -397,13 +398,18 @@ fn bad_network_input_names_the_argument() {
 
 /// The CPU network's backward against f64 central differences of every input, initial
 /// state and parameter, through 2 bidirectional layers over a variable-length batch,
-/// for every cell (the lecture's GRU included).
+/// for every cell (the lecture's GRU included), without and with dropout between the
+/// layers (a fixed mask for a fixed seed).
 #[test]
 fn network_gradients_match_finite_differences() {
     use wgpu_rnn::SplitMix64;
     let (t, b, i, h) = (3, 3, 2, 2);
     let lengths = [3, 1, 2];
-    for (k, cell) in Cell::ALL.into_iter().enumerate() {
+    let cases = Cell::ALL
+        .into_iter()
+        .map(|c| (c, 0.0))
+        .chain([(Cell::Lstm, 0.4), (Cell::GRU, 0.4)]);
+    for (k, (cell, dropout)) in cases.enumerate() {
         let config = NetConfig {
             cell,
             input_size: i,
@@ -411,6 +417,7 @@ fn network_gradients_match_finite_differences() {
             num_layers: 2,
             bidirectional: true,
             bias: true,
+            dropout,
         };
         let p = NetParams::<f64>::init(config, 40 + k as u64).unwrap();
         let mut rng = SplitMix64(90 + k as u64);
@@ -423,26 +430,29 @@ fn network_gradients_match_finite_differences() {
         let (wo, wh, wc) = (draw((t, b, 2 * h)), draw((4, b, h)), draw((4, b, h)));
         let loss =
             |p: &NetParams<f64>, x: &Array3<f64>, h0: &Array3<f64>, c0: &Option<Array3<f64>>| {
-                let tr = cpu::forward(
+                let tr = cpu::forward_train(
                     p,
                     x.view(),
                     Some(h0.view()),
                     c0.as_ref().map(|c| c.view()),
                     Some(&lengths),
+                    5,
                 )
                 .unwrap();
                 (&tr.output * &wo).sum()
                     + (&tr.h_n * &wh).sum()
                     + tr.c_n.as_ref().map_or(0.0, |c| (c * &wc).sum())
             };
-        let tr = cpu::forward(
+        let tr = cpu::forward_train(
             &p,
             x.view(),
             Some(h0.view()),
             c0.as_ref().map(|c| c.view()),
             Some(&lengths),
+            5,
         )
         .unwrap();
+        assert_eq!(tr.dropout_seed(), (dropout > 0.0).then_some(5));
         let g = cpu::backward(
             &p,
             &tr,

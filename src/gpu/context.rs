@@ -36,6 +36,7 @@ pub(crate) enum Kernel {
     ColSum,
     Block,
     Gather,
+    Dropout,
 }
 
 /// How a kernel sees each of its bindings, in binding order.
@@ -76,6 +77,7 @@ impl Kernel {
             Kernel::ColSum,
             Kernel::Block,
             Kernel::Gather,
+            Kernel::Dropout,
         ];
         for cell in Cell::ALL {
             let (fwd, back) = with_cell!(cell, C => (C::STEP.len(), C::STEP_BACK.len()));
@@ -101,6 +103,7 @@ impl Kernel {
             Kernel::ColSum => crate::shaders::REDUCE,
             Kernel::Block => crate::shaders::BLOCK,
             Kernel::Gather => crate::shaders::GATHER,
+            Kernel::Dropout => crate::shaders::DROPOUT,
             // A phase past the cell's list is never made (`Kernel::all` and the engines
             // take phases from the lists); an empty source fails to compile if it were.
             _ => self.phase().map_or("", |p| p.src),
@@ -118,6 +121,7 @@ impl Kernel {
             Kernel::ColSum => "col_sum",
             Kernel::Block => "block",
             Kernel::Gather => "gather",
+            Kernel::Dropout => "dropout",
             _ => "main",
         }
     }
@@ -144,7 +148,7 @@ impl Kernel {
                 self.roles().iter().map(|&r| Bind::of(r, forward)).collect()
             }
             Kernel::Softmax => vec![Uniform, ReadWrite],
-            Kernel::ColSum | Kernel::Block => vec![Uniform, Read, ReadWrite],
+            Kernel::ColSum | Kernel::Block | Kernel::Dropout => vec![Uniform, Read, ReadWrite],
             Kernel::Gather => vec![Uniform, Read, Read, ReadWrite],
         }
     }

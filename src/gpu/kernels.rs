@@ -352,6 +352,65 @@ pub(crate) fn gather(
     Op::new(ctx, Kernel::Gather, &[&u, x.0, table, y.0], [gx, gy, 1])
 }
 
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct DropoutParams {
+    count: u32,
+    batch: u32,
+    cols: u32,
+    y_off: u32,
+    perm: u32,
+    layer: u32,
+    seed_lo: u32,
+    seed_hi: u32,
+    p: f32,
+    scale: f32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+/// Dropout in place over `y`'s rows `[T, B, cols]` from element `y.1`: the mask of
+/// `crate::net::dropout_keep` for `layer` and `seed` (rows in sorted order map to the
+/// caller's through `table[perm + r]` when `perm` is given), kept elements scaled by
+/// `1 / (1 − p)`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn dropout(
+    ctx: &Context,
+    y: Operand<'_>,
+    table: &wgpu::Buffer,
+    [t, b, cols]: [usize; 3],
+    perm: Option<usize>,
+    layer: usize,
+    seed: u64,
+    p: f32,
+) -> Result<Op> {
+    let u = ctx.uniform(
+        "dropout params",
+        &DropoutParams {
+            count: (t * b * cols) as u32,
+            batch: b as u32,
+            cols: cols as u32,
+            y_off: y.1 as u32,
+            perm: perm.map_or(NONE, |p| p as u32),
+            layer: layer as u32,
+            seed_lo: seed as u32,
+            seed_hi: (seed >> 32) as u32,
+            p,
+            scale: 1.0 / (1.0 - p),
+            _pad0: 0,
+            _pad1: 0,
+        },
+    );
+    let groups = div_ceil(t * b * cols, 64);
+    let (gx, gy) = if groups > 65535 {
+        (65535, groups.div_ceil(65535))
+    } else {
+        (groups, 1)
+    };
+    ctx.check_groups("x", gy as u64)?;
+    Op::new(ctx, Kernel::Dropout, &[&u, table, y.0], [gx, gy, 1])
+}
+
 /// The per-layer dimensions uniform of the step kernels (WGSL `Dims`).
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
@@ -596,7 +655,10 @@ mod tests {
     //! reflection of each shader checks the two against each other, member by member.
     use std::mem::{offset_of, size_of};
 
-    use super::{BlockParams, GatherParams, GemmParams, RowParams, StepDims, StepDir, StepSlot};
+    use super::{
+        BlockParams, DropoutParams, GatherParams, GemmParams, RowParams, StepDims, StepDir,
+        StepSlot,
+    };
     use crate::gpu::Kernel;
 
     /// `(member, byte offset)` and the size of the WGSL struct `name` in `src`.
@@ -763,6 +825,28 @@ mod tests {
             wgsl_layout(crate::shaders::GATHER, "Params"),
             gather,
             "gather"
+        );
+        let dropout = rust(
+            &[
+                ("count", offset_of!(DropoutParams, count)),
+                ("batch", offset_of!(DropoutParams, batch)),
+                ("cols", offset_of!(DropoutParams, cols)),
+                ("y_off", offset_of!(DropoutParams, y_off)),
+                ("perm", offset_of!(DropoutParams, perm)),
+                ("layer", offset_of!(DropoutParams, layer)),
+                ("seed_lo", offset_of!(DropoutParams, seed_lo)),
+                ("seed_hi", offset_of!(DropoutParams, seed_hi)),
+                ("p", offset_of!(DropoutParams, p)),
+                ("scale", offset_of!(DropoutParams, scale)),
+                ("_pad0", offset_of!(DropoutParams, _pad0)),
+                ("_pad1", offset_of!(DropoutParams, _pad1)),
+            ],
+            size_of::<DropoutParams>(),
+        );
+        assert_eq!(
+            wgsl_layout(crate::shaders::DROPOUT, "Params"),
+            dropout,
+            "dropout"
         );
         // RowParams serves two shaders that name its third field after its use.
         for (src, third) in [

@@ -43,6 +43,10 @@ pub struct Network {
     id: u64,
     config: NetConfig,
     layers: Vec<NetLayer>,
+    /// The next training forward's dropout seed ([`Network::seed_dropout`]).
+    seed: AtomicU64,
+    /// A table for kernels that take one when the batch is not sorted.
+    no_table: Buf,
 }
 
 /// The next network's identity.
@@ -67,9 +71,19 @@ pub struct NetTrace {
     network: u64,
     steps: usize,
     batch: usize,
+    /// The seed of the dropout masks between layers (training with dropout).
+    dropout_seed: Option<u64>,
     /// The lengths of a variable-length batch, sorted.
     sorted: Option<Arc<Sorted>>,
     layers: Vec<LayerTrace>,
+}
+
+impl NetTrace {
+    /// The seed of the dropout masks between layers, when the forward trained with
+    /// dropout.
+    pub fn dropout_seed(&self) -> Option<u64> {
+        self.dropout_seed
+    }
 }
 
 /// The result of [`Network::forward`]; everything stays on the device until read.
@@ -287,6 +301,8 @@ impl Network {
                 id: NEXT_NETWORK.fetch_add(1, Ordering::Relaxed),
                 config: c,
                 layers,
+                seed: AtomicU64::new(0),
+                no_table: ctx.buf_init("no table", &[0u32; 4], TENSOR_USAGE),
             })
         })
     }
@@ -294,6 +310,14 @@ impl Network {
     /// The network's shape.
     pub fn config(&self) -> NetConfig {
         self.config
+    }
+
+    /// Sets the seed of the next training forward's dropout masks; each training forward
+    /// with dropout takes the current seed and leaves the next one (its trace says which
+    /// it took, [`NetTrace::dropout_seed`]). `crate::net::cpu::forward_train` with the
+    /// same seed draws the same masks.
+    pub fn seed_dropout(&self, seed: u64) {
+        self.seed.store(seed, Ordering::Relaxed);
     }
 
     /// Checks a state argument `[L·D, B, H]` (and a cell state's cell).
@@ -402,6 +426,12 @@ impl Network {
             }
             let (h0, c0) = (h0.as_ref(), c0.as_ref());
             let live = |t: u32| sorted.as_ref().map_or(b as u32, |s| s.live(t));
+            let dropout_seed = (train && c.dropout > 0.0 && c.num_layers > 1)
+                .then(|| self.seed.fetch_add(1, Ordering::Relaxed));
+            let (table, perm): (&wgpu::Buffer, Option<usize>) = match &sorted {
+                Some(s) => (&s.table, Some(PERM * b)),
+                None => (&self.no_table, None),
+            };
             let dims = ctx.uniform(
                 "step dims",
                 &StepDims {
@@ -532,6 +562,15 @@ impl Network {
                     kept: with_cell!(c.cell, C => C::kept(h) > 0).then(|| xw.clone()),
                 });
                 input = Tensor::view_of(ctx, &hs, (b * dh) as u64, &[t, b, dh]);
+                // Dropout on the way to the next layer, on a copy (backward needs the
+                // layer's own states).
+                if let Some(seed) = dropout_seed.filter(|_| l + 1 < c.num_layers) {
+                    let dropped = Arc::new(new_buffer(ctx, "x", &[t, b, dh])?);
+                    let post = &mut recorded.last_mut().expect("this layer").post;
+                    post.push(kernels::block(ctx, "x", (&hs, (b * dh) as u64, dh), (&dropped, 0, dh), t * b, dh, false)?);
+                    post.push(kernels::dropout(ctx, (&dropped, 0), table, [t, b, dh], perm, l, seed, c.dropout)?);
+                    input = Tensor::view_of(ctx, &dropped, 0, &[t, b, dh]);
+                }
             }
             // The output in the caller's row order, zero past each sequence's end.
             if let Some(s) = &sorted {
@@ -563,6 +602,7 @@ impl Network {
                     network: self.id,
                     steps: t,
                     batch: b,
+                    dropout_seed,
                     sorted: sorted.clone(),
                     layers: traces,
                 }),
@@ -873,6 +913,10 @@ impl Network {
                     }
                 }
                 let below: &wgpu::Buffer = if l == 0 { &dx_s } else { &upstream[l - 1] };
+                let (table, perm): (&wgpu::Buffer, Option<usize>) = match sorted {
+                    Some(s) => (&s.table, Some(PERM * b)),
+                    None => (&self.no_table, None),
+                };
                 post.push(
                     Gemm {
                         arg: "d_output",
@@ -891,6 +935,19 @@ impl Network {
                     }
                     .op(ctx)?,
                 );
+                // Layer l's input was layer l − 1's output after dropout: the same mask.
+                if let Some(seed) = trace.dropout_seed.filter(|_| l > 0) {
+                    post.push(kernels::dropout(
+                        ctx,
+                        (below, 0),
+                        table,
+                        [t, b, dh],
+                        perm,
+                        l - 1,
+                        seed,
+                        c.dropout,
+                    )?);
+                }
                 post.push(kernels::col_sum(
                     ctx,
                     "d_output",

@@ -35,8 +35,31 @@ pub struct NetTrace<A> {
     config: NetConfig,
     batch: usize,
     steps: usize,
+    /// The seed of the dropout masks between layers (training with dropout).
+    dropout_seed: Option<u64>,
     /// `L·D` entries, each the runs of one layer's direction.
     runs: Vec<Vec<Run<A>>>,
+}
+
+impl<A> NetTrace<A> {
+    /// The seed of the dropout masks between layers, when the forward trained with
+    /// dropout ([`forward_train`]).
+    pub fn dropout_seed(&self) -> Option<u64> {
+        self.dropout_seed
+    }
+}
+
+/// Dropout in place on layer `layer`'s output `[T, B, D·H]` (the caller's batch order):
+/// the mask of [`super::dropout_keep`], kept elements scaled by `1 / (1 − p)`.
+fn drop_out<A: Real>(a: &mut Array3<A>, layer: usize, seed: u64, p: f32) {
+    let scale = A::from_f64((1.0 / (1.0 - p)) as f64);
+    for (k, v) in a.iter_mut().enumerate() {
+        *v = if super::dropout_keep(seed, layer as u32, k as u32, p) {
+            *v * scale
+        } else {
+            A::zero()
+        };
+    }
 }
 
 /// Gradients of a network backward.
@@ -166,13 +189,38 @@ fn state_rows<A: Real>(v: &Option<ArrayView3<A>>, k: usize, rows: &[usize]) -> O
 
 /// Network forward over `x [T, B, I]` from `h0` (and `c0`) `[L·D, B, H]`, zeros when
 /// `None`; `lengths` (one per batch row, each in `1..=T`) makes it a batch of
-/// variable-length sequences.
+/// variable-length sequences. No dropout (PyTorch's evaluation mode).
 pub fn forward<A: Real>(
     p: &NetParams<A>,
     x: ArrayView3<A>,
     h0: Option<ArrayView3<A>>,
     c0: Option<ArrayView3<A>>,
     lengths: Option<&[usize]>,
+) -> Result<NetTrace<A>> {
+    run(p, x, h0, c0, lengths, None)
+}
+
+/// [`forward`] in training: dropout of probability `config.dropout` on every layer's
+/// output but the last's, the masks drawn from `seed` — the same masks as the GPU
+/// network's for that seed ([`backward`] applies them again).
+pub fn forward_train<A: Real>(
+    p: &NetParams<A>,
+    x: ArrayView3<A>,
+    h0: Option<ArrayView3<A>>,
+    c0: Option<ArrayView3<A>>,
+    lengths: Option<&[usize]>,
+    seed: u64,
+) -> Result<NetTrace<A>> {
+    run(p, x, h0, c0, lengths, Some(seed))
+}
+
+fn run<A: Real>(
+    p: &NetParams<A>,
+    x: ArrayView3<A>,
+    h0: Option<ArrayView3<A>>,
+    c0: Option<ArrayView3<A>>,
+    lengths: Option<&[usize]>,
+    seed: Option<u64>,
 ) -> Result<NetTrace<A>> {
     p.check()?;
     let c = p.config;
@@ -241,6 +289,9 @@ pub fn forward<A: Real>(
             runs.push(layer_runs);
         }
         input = out;
+        if let Some(seed) = seed.filter(|_| c.dropout > 0.0 && l + 1 < c.num_layers) {
+            drop_out(&mut input, l, seed, c.dropout);
+        }
     }
     Ok(NetTrace {
         output: input,
@@ -249,6 +300,7 @@ pub fn forward<A: Real>(
         config: c,
         batch: b,
         steps: t,
+        dropout_seed: seed.filter(|_| c.dropout > 0.0),
         runs,
     })
 }
@@ -347,6 +399,11 @@ pub fn backward<A: Real>(
                 dc0: None,
                 ..g
             });
+        }
+        // Layer l's input was layer l − 1's output after dropout: its gradient goes
+        // through the same mask.
+        if let Some(seed) = trace.dropout_seed.filter(|_| l > 0) {
+            drop_out(&mut d_in, l - 1, seed, c.dropout);
         }
         d_out = d_in;
     }

@@ -20,7 +20,7 @@ use crate::params::{Cell, Params, SplitMix64};
 use crate::real::Real;
 
 /// The shape of a network, as PyTorch's module arguments say it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct NetConfig {
     /// The cell of every layer.
     pub cell: Cell,
@@ -34,6 +34,10 @@ pub struct NetConfig {
     pub bidirectional: bool,
     /// Whether the layers have biases (`false`: they are zero and stay so).
     pub bias: bool,
+    /// PyTorch's `dropout`: the probability of zeroing each element of every layer's
+    /// output but the last's, in training ([`cpu::forward_train`],
+    /// `gpu::Network::forward` in `Mode::Training`); in `[0, 1)`.
+    pub dropout: f32,
 }
 
 impl NetConfig {
@@ -46,6 +50,7 @@ impl NetConfig {
             num_layers: 1,
             bidirectional: false,
             bias: true,
+            dropout: 0.0,
         }
     }
 
@@ -75,6 +80,9 @@ impl NetConfig {
                 "input_size, hidden_size and num_layers must be at least 1, got {}, {} and {}",
                 self.input_size, self.hidden_size, self.num_layers
             ));
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return bad(format!("dropout = {}; it must be in [0, 1)", self.dropout));
         }
         crate::host::elems("config", &[self.directions(), self.hidden_size], 1)?;
         crate::host::elems("config", &[self.directions(), self.num_layers], 1)?;
@@ -186,6 +194,21 @@ impl<A: Real> NetParams<A> {
             layers: self.layers.iter().map(Params::cast).collect(),
         }
     }
+}
+
+/// PCG's output hash of one 32-bit state (the WGSL `pcg` of `shaders/dropout.wgsl`).
+fn pcg(v: u32) -> u32 {
+    let state = v.wrapping_mul(747_796_405).wrapping_add(2_891_336_453);
+    let word = ((state >> ((state >> 28) + 4)) ^ state).wrapping_mul(277_803_737);
+    (word >> 22) ^ word
+}
+
+/// Whether dropout keeps element `index` (row-major in layer `layer`'s output
+/// `[T, B, D·H]`, the caller's batch order) for `seed` and probability `p`: a
+/// counter-based hash, so the CPU path and the GPU kernel draw the same mask.
+pub(crate) fn dropout_keep(seed: u64, layer: u32, index: u32, p: f32) -> bool {
+    let h = pcg(index ^ pcg((seed as u32) ^ pcg(((seed >> 32) as u32) ^ pcg(layer))));
+    ((h >> 8) as f32) * (1.0 / 16_777_216.0) >= p
 }
 
 /// `[B, T, F]` (PyTorch's `batch_first=True`) as the time-major `[T, B, F]` every
