@@ -850,82 +850,29 @@ impl Layer {
                     _ => return Err(missing()),
                 })
             })?;
-            let rows = t * b;
             let x = &trace.x;
-            let ops = [
-                Gemm {
-                    arg: "dh",
-                    arg_n: "trace",
-                    m: gh,
-                    n: i,
-                    k: rows,
-                    a: (&dg, 0),
-                    b: (x.buffer(), x.offset()),
-                    bias: None,
-                    c: (grads.dw_ih.buffer(), grads.dw_ih.offset()),
-                    trans_a: true,
-                    trans_b: false,
-                    accumulate,
-                    ld: kernels::PACKED,
-                }
-                .op(ctx)?,
-                Gemm {
-                    arg: "dh",
-                    arg_n: "dh",
-                    m: gh,
-                    n: h,
-                    k: rows,
-                    a: (&dg, 0),
-                    // H_prev: h_{t-1} of block t is slot t (time order) or t + 1.
-                    b: (&trace.hs, if trace.reverse { bh as u64 } else { 0 }),
-                    bias: None,
-                    c: (grads.dw_hh.buffer(), grads.dw_hh.offset()),
-                    trans_a: true,
-                    trans_b: false,
-                    accumulate,
-                    ld: kernels::PACKED,
-                }
-                .op(ctx)?,
-                Gemm {
-                    arg: "dh",
-                    arg_n: "trace",
-                    m: rows,
-                    n: i,
-                    k: gh,
-                    a: (&dg, 0),
-                    b: (&self.w_ih, 0),
-                    bias: None,
-                    c: (&dx, 0),
-                    trans_a: false,
-                    trans_b: false,
-                    accumulate: false,
-                    ld: kernels::PACKED,
-                }
-                .op(ctx)?,
-            ];
-            // A late gate's rows of dW_hh meet ĥ, not h_{t-1}: add dG_lateᵀ·(Ĥ − H_prev).
-            let late = match (&dg_gated, &delta) {
-                (Some(dgn), Some(delta)) => Some(
-                    Gemm {
-                        arg: "dh",
-                        arg_n: "dh",
-                        m: gh,
-                        n: h,
-                        k: rows,
-                        a: (dgn, 0),
-                        b: (delta, 0),
-                        bias: None,
-                        c: (grads.dw_hh.buffer(), grads.dw_hh.offset()),
-                        trans_a: true,
-                        trans_b: false,
-                        accumulate: true,
-                        ld: kernels::PACKED,
-                    }
-                    .op(ctx)?,
-                ),
-                _ => None,
-            };
-            let db = kernels::col_sum(ctx, "dh", &dg, grads.db.buffer(), rows, gh, accumulate)?;
+            let ops = BackwardGemms {
+                arg: "dh",
+                dg: &dg,
+                late: dg_gated.as_ref().zip(delta.as_ref()).map(|(a, b)| (&**a, &**b)),
+                x: (x.buffer(), x.offset()),
+                hs: &trace.hs,
+                // H_prev: h_{t-1} of block t is slot t (time order) or t + 1.
+                prev0: [trace.reverse as usize, 0],
+                w_ih: &self.w_ih,
+                dx: &dx,
+                dw_ih: (grads.dw_ih.buffer(), grads.dw_ih.offset()),
+                dw_hh: (grads.dw_hh.buffer(), grads.dw_hh.offset()),
+                db: grads.db.buffer(),
+                rows: t * b,
+                batch: b,
+                input: i,
+                hidden: h,
+                sh: gh,
+                dirs: 1,
+                accumulate,
+            }
+            .ops(ctx)?;
             kernels::submit_pass(
                 ctx,
                 "backward",
@@ -946,10 +893,9 @@ impl Layer {
                 },
                 |pass| {
                     kernels::record_schedule(pass, &step, schedule.len(), 1);
-                    for op in ops.iter().chain(&late) {
+                    for op in &ops {
                         op.record(pass);
                     }
-                    db.record(pass);
                 },
             )?;
             Ok(InputGrads {
@@ -960,6 +906,127 @@ impl Layer {
                     .map(|dc| Tensor::view_of(ctx, &dc, 0, &[b, h])),
             })
         })
+    }
+}
+
+/// What a layer's backward multiplies after its steps, from the gate gradients
+/// `dg [T·B, D·S·H]`: `dW_ih = dGᵀ·X` (both directions in one GEMM), `dW_hh = dG_dᵀ·H_prev`
+/// per direction (strided blocks of the interleaved rows; plus `dG_lateᵀ·(Ĥ − H_prev)`
+/// for a cell with a late gate), `dX = dG·W_ih` (both directions summed) and
+/// `db = Σ dG`.
+pub(super) struct BackwardGemms<'a> {
+    /// The user argument whose size drives the grids, for errors.
+    pub arg: &'static str,
+    pub dg: &'a wgpu::Buffer,
+    /// A late gate's masked gate gradients and `ĥ − h_{t-1}` (`[T·B, D·H]`).
+    pub late: Option<(&'a wgpu::Buffer, &'a wgpu::Buffer)>,
+    /// The layer's input `[T·B, I]`.
+    pub x: kernels::Operand<'a>,
+    /// Hidden states `[slots, B, D·H]`.
+    pub hs: &'a wgpu::Buffer,
+    /// Per direction, the slot of block 0's `h_{t-1}` (blocks follow one slot apart).
+    pub prev0: [usize; 2],
+    pub w_ih: &'a wgpu::Buffer,
+    /// Where `dX [T·B, I]` goes.
+    pub dx: &'a wgpu::Buffer,
+    pub dw_ih: kernels::Operand<'a>,
+    pub dw_hh: kernels::Operand<'a>,
+    pub db: &'a wgpu::Buffer,
+    pub rows: usize,
+    pub batch: usize,
+    pub input: usize,
+    pub hidden: usize,
+    /// Device slots of one direction, `S·H`.
+    pub sh: usize,
+    pub dirs: usize,
+    /// Add to the parameter gradients rather than write them.
+    pub accumulate: bool,
+}
+
+impl BackwardGemms<'_> {
+    pub(super) fn ops(&self, ctx: &Context) -> Result<Vec<Op>> {
+        let (arg, rows, h, sh, dirs) = (self.arg, self.rows, self.hidden, self.sh, self.dirs);
+        let dh = dirs * h;
+        let gemm = |m, n, k, a, b, c, trans_a, acc, ld| {
+            Gemm {
+                arg,
+                arg_n: arg,
+                m,
+                n,
+                k,
+                a,
+                b,
+                bias: None,
+                c,
+                trans_a,
+                trans_b: false,
+                accumulate: acc,
+                ld,
+            }
+            .op(ctx)
+        };
+        let mut ops = vec![gemm(
+            dirs * sh,
+            self.input,
+            rows,
+            (self.dg, 0),
+            self.x,
+            self.dw_ih,
+            true,
+            self.accumulate,
+            kernels::PACKED,
+        )?];
+        for d in 0..dirs {
+            let dw_hh = (self.dw_hh.0, self.dw_hh.1 + (d * sh * h) as u64);
+            let at = (self.prev0[d] * self.batch * dh + d * h) as u64;
+            let ld = [dirs * sh, dh, 0];
+            ops.push(gemm(
+                sh,
+                h,
+                rows,
+                (self.dg, (d * sh) as u64),
+                (self.hs, at),
+                dw_hh,
+                true,
+                self.accumulate,
+                ld,
+            )?);
+            if let Some((dgn, delta)) = self.late {
+                let b = (delta, (d * h) as u64);
+                ops.push(gemm(
+                    sh,
+                    h,
+                    rows,
+                    (dgn, (d * sh) as u64),
+                    b,
+                    dw_hh,
+                    true,
+                    true,
+                    ld,
+                )?);
+            }
+        }
+        ops.push(gemm(
+            rows,
+            self.input,
+            dirs * sh,
+            (self.dg, 0),
+            (self.w_ih, 0),
+            (self.dx, 0),
+            false,
+            false,
+            kernels::PACKED,
+        )?);
+        ops.push(kernels::col_sum(
+            ctx,
+            arg,
+            self.dg,
+            self.db,
+            rows,
+            dirs * sh,
+            self.accumulate,
+        )?);
+        Ok(ops)
     }
 }
 

@@ -16,7 +16,9 @@ use ndarray::{Ix1, Ix2};
 
 use super::context::Buf;
 use super::kernels::{self, div_ceil, Gemm, Op, StepDims, StepDir, StepSlot, PACKED};
-use super::layer::{dim, phase_ops, step_groups, to_pytorch, unbound, DeviceWeights, Mode};
+use super::layer::{
+    dim, phase_ops, step_groups, to_pytorch, unbound, BackwardGemms, DeviceWeights, Mode,
+};
 use super::tensor::{new_buffer, TENSOR_USAGE};
 use super::{Context, Kernel, Tensor};
 use crate::cell::{with_cell, CellDef, Role};
@@ -853,90 +855,35 @@ impl Network {
                     })
                 })?;
                 let (dw_ih, dw_hh, db) = &params[l];
-                let rows = t * b;
-                let mut post = vec![Gemm {
-                    arg: "d_output",
-                    arg_n: "d_output",
-                    m: dirs * sh,
-                    n: layer.input,
-                    k: rows,
-                    a: (&dg, 0),
-                    b: (tr.x.buffer(), tr.x.offset()),
-                    bias: None,
-                    c: (dw_ih.buffer(), dw_ih.offset()),
-                    trans_a: true,
-                    trans_b: false,
-                    accumulate: false,
-                    ld: PACKED,
-                }
-                .op(ctx)?];
-                for d in 0..dirs {
-                    // H_prev of block t: slot t (forward) or t + 2 (reverse).
-                    let first = if d == 1 { 2 } else { 0 };
-                    post.push(
-                        Gemm {
-                            arg: "d_output",
-                            arg_n: "d_output",
-                            m: sh,
-                            n: h,
-                            k: rows,
-                            a: (&dg, (d * sh) as u64),
-                            b: (&tr.hs, (first * b * dh + d * h) as u64),
-                            bias: None,
-                            c: (dw_hh.buffer(), dw_hh.offset() + (d * sh * h) as u64),
-                            trans_a: true,
-                            trans_b: false,
-                            accumulate: false,
-                            ld: [dirs * sh, dh, 0],
-                        }
-                        .op(ctx)?,
-                    );
-                    if let (Some(dgn), Some(delta)) = (&dgn, &delta) {
-                        post.push(
-                            Gemm {
-                                arg: "d_output",
-                                arg_n: "d_output",
-                                m: sh,
-                                n: h,
-                                k: rows,
-                                a: (dgn, (d * sh) as u64),
-                                b: (delta, (d * h) as u64),
-                                bias: None,
-                                c: (dw_hh.buffer(), dw_hh.offset() + (d * sh * h) as u64),
-                                trans_a: true,
-                                trans_b: false,
-                                accumulate: true,
-                                ld: [dirs * sh, dh, 0],
-                            }
-                            .op(ctx)?,
-                        );
-                    }
-                }
                 let below: &wgpu::Buffer = if l == 0 { &dx_s } else { &upstream[l - 1] };
-                let (table, perm): (&wgpu::Buffer, Option<usize>) = match sorted {
-                    Some(s) => (&s.table, Some(PERM * b)),
-                    None => (&self.no_table, None),
-                };
-                post.push(
-                    Gemm {
-                        arg: "d_output",
-                        arg_n: "d_output",
-                        m: rows,
-                        n: layer.input,
-                        k: dirs * sh,
-                        a: (&dg, 0),
-                        b: (&layer.w_ih, 0),
-                        bias: None,
-                        c: (below, 0),
-                        trans_a: false,
-                        trans_b: false,
-                        accumulate: false,
-                        ld: PACKED,
-                    }
-                    .op(ctx)?,
-                );
+                let mut post = BackwardGemms {
+                    arg: "d_output",
+                    dg: &dg,
+                    late: dgn.as_ref().zip(delta.as_ref()).map(|(a, b)| (&**a, &**b)),
+                    x: (tr.x.buffer(), tr.x.offset()),
+                    hs: &tr.hs,
+                    // H_prev of block t: slot t (forward) or t + 2 (reverse).
+                    prev0: [0, 2],
+                    w_ih: &layer.w_ih,
+                    dx: below,
+                    dw_ih: (dw_ih.buffer(), dw_ih.offset()),
+                    dw_hh: (dw_hh.buffer(), dw_hh.offset()),
+                    db: db.buffer(),
+                    rows: t * b,
+                    batch: b,
+                    input: layer.input,
+                    hidden: h,
+                    sh,
+                    dirs,
+                    accumulate: false,
+                }
+                .ops(ctx)?;
                 // Layer l's input was layer l − 1's output after dropout: the same mask.
                 if let Some(seed) = trace.dropout_seed.filter(|_| l > 0) {
+                    let (table, perm): (&wgpu::Buffer, Option<usize>) = match sorted {
+                        Some(s) => (&s.table, Some(PERM * b)),
+                        None => (&self.no_table, None),
+                    };
                     post.push(kernels::dropout(
                         ctx,
                         (below, 0),
@@ -948,15 +895,6 @@ impl Network {
                         c.dropout,
                     )?);
                 }
-                post.push(kernels::col_sum(
-                    ctx,
-                    "d_output",
-                    &dg,
-                    db.buffer(),
-                    rows,
-                    dirs * sh,
-                    false,
-                )?);
                 for d in 0..dirs {
                     let k = l * dirs + d;
                     post.push(kernels::block(
