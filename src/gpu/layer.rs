@@ -562,22 +562,18 @@ impl Layer {
             let steps = ctx.schedule("x", &schedule)?;
             let phases = with_cell!(self.cell, C => C::STEP.len());
             let kernels = (0..phases as u8).map(|p| Kernel::Step(self.cell, p));
-            let step = phase_ops(ctx, kernels, rows_per, groups, |kernel, role| {
-                Ok(match role {
-                    Role::Dims => &dims,
-                    Role::Steps => &steps,
-                    Role::Xw => &xw,
-                    Role::WFwd => &self.w_fwd,
-                    Role::Hs => &hs,
-                    Role::Cs => cs.as_deref().ok_or_else(|| unbound(kernel, role))?,
-                    Role::BiasHh => self
-                        .bias_hh
-                        .as_deref()
-                        .ok_or_else(|| unbound(kernel, role))?,
-                    Role::Gated => gated.as_ref().ok_or_else(|| unbound(kernel, role))?,
-                    _ => return Err(unbound(kernel, role)),
-                })
-            })?;
+            let bind = Bindings {
+                dims: Some(&dims),
+                steps: Some(&steps),
+                xw: Some(&xw),
+                w_fwd: Some(&self.w_fwd),
+                hs: Some(&hs),
+                cs: cs.as_deref().map(|b| &**b),
+                bias_hh: self.bias_hh.as_deref(),
+                gated: gated.as_deref(),
+                ..Default::default()
+            };
+            let step = phase_ops(ctx, kernels, rows_per, groups, &bind)?;
 
             kernels::submit_pass(
                 ctx,
@@ -832,24 +828,22 @@ impl Layer {
             let steps = ctx.schedule("dh", &schedule)?;
             let phases = with_cell!(self.cell, C => C::STEP_BACK.len());
             let kernels = (0..phases as u8).map(|p| Kernel::StepBack(self.cell, p));
-            let step = phase_ops(ctx, kernels, rows_per, groups, |kernel, role| {
-                let missing = || unbound(kernel, role);
-                Ok(match role {
-                    Role::Dims => &dims,
-                    Role::Steps => &steps,
-                    Role::Kept => trace.gates.as_deref().ok_or_else(missing)?,
-                    Role::Cs => trace.cs.as_deref().ok_or_else(missing)?,
-                    Role::Hs => &trace.hs,
-                    Role::Dh => dh_ref,
-                    Role::WBack => &self.w_back,
-                    Role::Dg => &dg,
-                    Role::Carry => carry.as_deref().ok_or_else(missing)?,
-                    Role::Dh0 => &dh0,
-                    Role::DgGated => dg_gated.as_ref().ok_or_else(missing)?,
-                    Role::GatedDelta => delta.as_ref().ok_or_else(missing)?,
-                    _ => return Err(missing()),
-                })
-            })?;
+            let bind = Bindings {
+                dims: Some(&dims),
+                steps: Some(&steps),
+                kept: trace.gates.as_deref().map(|b| &**b),
+                cs: trace.cs.as_deref().map(|b| &**b),
+                hs: Some(&trace.hs),
+                dh: Some(dh_ref),
+                w_back: Some(&self.w_back),
+                dg: Some(&dg),
+                carry: carry.as_deref().map(|b| &**b),
+                dh0: Some(&dh0),
+                dg_gated: dg_gated.as_deref(),
+                gated_delta: delta.as_deref(),
+                ..Default::default()
+            };
+            let step = phase_ops(ctx, kernels, rows_per, groups, &bind)?;
             let x = &trace.x;
             let ops = BackwardGemms {
                 arg: "dh",
@@ -1050,21 +1044,67 @@ pub(super) fn step_groups(
     Ok((rows, [gx, gy, dirs]))
 }
 
-/// The dispatches of a step's phases (`kernels`, in order), each bound by role through
+/// The buffers one call can give a step's kernels, by [`Role`] (`None`: this call has
+/// none of that role, an internal error if a kernel asks for it).
+#[derive(Default)]
+pub(super) struct Bindings<'a> {
+    pub dims: Option<&'a wgpu::Buffer>,
+    pub steps: Option<&'a wgpu::Buffer>,
+    pub xw: Option<&'a wgpu::Buffer>,
+    pub w_fwd: Option<&'a wgpu::Buffer>,
+    pub hs: Option<&'a wgpu::Buffer>,
+    pub cs: Option<&'a wgpu::Buffer>,
+    pub bias_hh: Option<&'a wgpu::Buffer>,
+    pub gated: Option<&'a wgpu::Buffer>,
+    pub kept: Option<&'a wgpu::Buffer>,
+    pub dh: Option<&'a wgpu::Buffer>,
+    pub w_back: Option<&'a wgpu::Buffer>,
+    pub dg: Option<&'a wgpu::Buffer>,
+    pub carry: Option<&'a wgpu::Buffer>,
+    pub dh0: Option<&'a wgpu::Buffer>,
+    pub dg_gated: Option<&'a wgpu::Buffer>,
+    pub gated_delta: Option<&'a wgpu::Buffer>,
+}
+
+impl<'a> Bindings<'a> {
+    fn get(&self, kernel: Kernel, role: Role) -> Result<&'a wgpu::Buffer> {
+        match role {
+            Role::Dims => self.dims,
+            Role::Steps => self.steps,
+            Role::Xw => self.xw,
+            Role::WFwd => self.w_fwd,
+            Role::Hs => self.hs,
+            Role::Cs => self.cs,
+            Role::BiasHh => self.bias_hh,
+            Role::Gated => self.gated,
+            Role::Kept => self.kept,
+            Role::Dh => self.dh,
+            Role::WBack => self.w_back,
+            Role::Dg => self.dg,
+            Role::Carry => self.carry,
+            Role::Dh0 => self.dh0,
+            Role::DgGated => self.dg_gated,
+            Role::GatedDelta => self.gated_delta,
+        }
+        .ok_or_else(|| unbound(kernel, &role))
+    }
+}
+
+/// The dispatches of a step's phases (`kernels`, in order), each bound by role from
 /// `bind`, with `rows` batch rows per invocation over `groups`.
-pub(super) fn phase_ops<'b>(
+pub(super) fn phase_ops(
     ctx: &Context,
     kernels: impl Iterator<Item = Kernel>,
     rows: u32,
     groups: [u32; 3],
-    bind: impl Fn(Kernel, &Role) -> Result<&'b wgpu::Buffer>,
+    bind: &Bindings<'_>,
 ) -> Result<Vec<Op>> {
     kernels
         .map(|kernel| {
             let buffers = kernel
                 .roles()
                 .iter()
-                .map(|role| bind(kernel, role))
+                .map(|&role| bind.get(kernel, role))
                 .collect::<Result<Vec<_>>>()?;
             Op::variant(ctx, kernel, rows, &buffers, groups)
         })

@@ -17,7 +17,7 @@ use ndarray::{Ix1, Ix2};
 use super::context::Buf;
 use super::kernels::{self, div_ceil, Gemm, Op, StepDims, StepDir, StepSlot, PACKED};
 use super::layer::{
-    dim, phase_ops, step_groups, to_pytorch, unbound, BackwardGemms, DeviceWeights, Mode,
+    dim, phase_ops, step_groups, to_pytorch, BackwardGemms, Bindings, DeviceWeights, Mode,
 };
 use super::tensor::{new_buffer, TENSOR_USAGE};
 use super::{Context, Kernel, Tensor};
@@ -510,22 +510,18 @@ impl Network {
                     }
                 }
                 let kernels = (0..phases as u8).map(|p| Kernel::Step(c.cell, p));
-                let steps_ops = phase_ops(ctx, kernels, rows_per, groups, |kernel, role| {
-                    Ok(match role {
-                        Role::Dims => &dims,
-                        Role::Steps => &steps,
-                        Role::Xw => &xw,
-                        Role::WFwd => &layer.w_fwd,
-                        Role::Hs => &hs,
-                        Role::Cs => cs.as_deref().ok_or_else(|| unbound(kernel, role))?,
-                        Role::BiasHh => layer
-                            .bias_hh
-                            .as_deref()
-                            .ok_or_else(|| unbound(kernel, role))?,
-                        Role::Gated => gated.as_deref().ok_or_else(|| unbound(kernel, role))?,
-                        _ => return Err(unbound(kernel, role)),
-                    })
-                })?;
+                let bind = Bindings {
+                    dims: Some(&dims),
+                    steps: Some(&steps),
+                    xw: Some(&xw),
+                    w_fwd: Some(&layer.w_fwd),
+                    hs: Some(&hs),
+                    cs: cs.as_deref().map(|b| &**b),
+                    bias_hh: layer.bias_hh.as_deref(),
+                    gated: gated.as_deref(),
+                    ..Default::default()
+                };
+                let steps_ops = phase_ops(ctx, kernels, rows_per, groups, &bind)?;
                 // h_n, c_n: each direction's last state.
                 let mut fin = Vec::new();
                 for d in 0..dirs {
@@ -836,24 +832,22 @@ impl Network {
                     false => (None, None),
                 };
                 let kernels = (0..phases as u8).map(|p| Kernel::StepBack(c.cell, p));
-                let steps_ops = phase_ops(ctx, kernels, rows_per, groups, |kernel, role| {
-                    let missing = || unbound(kernel, role);
-                    Ok(match role {
-                        Role::Dims => &dims,
-                        Role::Steps => &steps,
-                        Role::Kept => tr.kept.as_deref().ok_or_else(missing)?,
-                        Role::Cs => tr.cs.as_deref().ok_or_else(missing)?,
-                        Role::Hs => &tr.hs,
-                        Role::Dh => dhl,
-                        Role::WBack => &layer.w_back,
-                        Role::Dg => &dg,
-                        Role::Carry => carry.as_deref().ok_or_else(missing)?,
-                        Role::Dh0 => &dh0_l,
-                        Role::DgGated => dgn.as_deref().ok_or_else(missing)?,
-                        Role::GatedDelta => delta.as_deref().ok_or_else(missing)?,
-                        _ => return Err(missing()),
-                    })
-                })?;
+                let bind = Bindings {
+                    dims: Some(&dims),
+                    steps: Some(&steps),
+                    kept: tr.kept.as_deref().map(|b| &**b),
+                    cs: tr.cs.as_deref().map(|b| &**b),
+                    hs: Some(&tr.hs),
+                    dh: Some(dhl),
+                    w_back: Some(&layer.w_back),
+                    dg: Some(&dg),
+                    carry: carry.as_deref(),
+                    dh0: Some(&dh0_l),
+                    dg_gated: dgn.as_deref(),
+                    gated_delta: delta.as_deref(),
+                    ..Default::default()
+                };
+                let steps_ops = phase_ops(ctx, kernels, rows_per, groups, &bind)?;
                 let (dw_ih, dw_hh, db) = &params[l];
                 let below: &wgpu::Buffer = if l == 0 { &dx_s } else { &upstream[l - 1] };
                 let mut post = BackwardGemms {
