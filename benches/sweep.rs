@@ -2,16 +2,22 @@
 //! CPU paths. `cargo bench --bench sweep -- --help` lists the flags; `--quick` finishes in
 //! under two minutes on lavapipe.
 //!
-//! FLOPs counted (GEMM work only, elementwise ignored), with G gates (1 RNN, 4 LSTM):
+//! FLOPs counted (GEMM work only, elementwise ignored), with G gates (1 RNN, 4 LSTM, 3 GRU):
 //!   forward          2·T·B·G·H·(I + H)
 //!   forward+backward 3 × that (backward: recurrent carry, dW_hh, dW_ih, dX).
+//!
+//! `--layers N` / `--bidirectional` time whole networks (`wgpu_rnn::net` on the CPU,
+//! `wgpu_rnn::gpu::Network` on the GPU) instead of single layers; their FLOPs are the sum
+//! over layers and directions of the formula above with `I_l` (`I` for layer 0, `D·H`
+//! above it) in place of `I`.
 
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::time::Instant;
 
-use ndarray::{Array2, Array3, Ix2, Ix3};
-use wgpu_rnn::gpu::{matmul, Context, Layer, Mode, Tensor};
+use ndarray::{Array1, Array2, Array3, Ix2, Ix3};
+use wgpu_rnn::gpu::{matmul, Context, Layer, Mode, Network, Tensor};
+use wgpu_rnn::net::{self, NetConfig, NetParams};
 use wgpu_rnn::{cpu, Cell, Params, SplitMix64};
 
 #[derive(Debug, Clone)]
@@ -27,6 +33,8 @@ struct Opts {
     warmup: usize,
     gemm: Option<(usize, usize, usize)>,
     out: String,
+    layers: usize,
+    bidirectional: bool,
 }
 
 const HELP: &str = "sweep: GPU and CPU RNN/LSTM/GRU benchmark
@@ -42,6 +50,13 @@ flags (comma-separated lists):
   --runs N --warmup N      timed runs (median, min) after warm-up runs
   --gemm M,N,K             also time the GEMM alone (default 64,512,512)
   --no-gemm                skip the GEMM timing
+  --layers N               stacked layers L (default 1)
+  --bidirectional          two directions per layer (D = 2)
+                           with L > 1 or D = 2 each point times a whole network
+                           (wgpu_rnn::net on the CPU, gpu::Network on the GPU; FLOPs
+                           summed over layers and directions, I_l = D·H above layer 0;
+                           host µs per time step of the whole network); L = 1, D = 1
+                           times single layers (gpu::Layer, cpu::forward/backward)
   --out DIR                where the CSV and SVG go (default target/sweep)
   --quick                  preset: lstm, B 1,16,64, H 64,256, I 128, T 50, 3 runs";
 
@@ -73,6 +88,8 @@ fn parse() -> Opts {
         warmup: 1,
         gemm: Some((64, 512, 512)),
         out: "target/sweep".into(),
+        layers: 1,
+        bidirectional: false,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut it = args.iter();
@@ -140,11 +157,16 @@ fn parse() -> Opts {
             }
             "--no-gemm" => o.gemm = None,
             "--out" => o.out = val(),
+            "--layers" => o.layers = list(&val(), a)[0],
+            "--bidirectional" => o.bidirectional = true,
             other => die(&format!("unknown flag {other:?}")),
         }
     }
     if o.runs == 0 {
         die("--runs must be at least 1");
+    }
+    if o.layers == 0 {
+        die("--layers must be at least 1");
     }
     o
 }
@@ -158,12 +180,33 @@ struct Point {
     b: usize,
     i: usize,
     h: usize,
+    /// Layers L and directions D (1 and 1: a single layer).
+    layers: usize,
+    dirs: usize,
+}
+
+impl Point {
+    /// Whether this point times a whole network (L > 1 or D = 2).
+    fn is_net(&self) -> bool {
+        self.layers > 1 || self.dirs > 1
+    }
+
+    fn config(&self) -> NetConfig {
+        // From `new` (biases, PyTorch's defaults for everything else), so fields the
+        // crate adds later keep their defaults here.
+        let mut c = NetConfig::new(self.cell, self.i, self.h);
+        c.num_layers = self.layers;
+        c.bidirectional = self.dirs == 2;
+        c
+    }
 }
 
 struct Row {
     cell: Cell,
     mode: &'static str,
     backend: &'static str,
+    l: usize,
+    d: usize,
     t: usize,
     b: usize,
     i: usize,
@@ -230,6 +273,7 @@ fn gpu_point(ctx: &Context, o: &Opts, pt: Point) -> wgpu_rnn::Result<Row> {
         b,
         i,
         h,
+        ..
     } = pt;
     let pr = problem(cell, t, b, i, h);
     let layer = Layer::new(ctx, &pr.p)?;
@@ -319,14 +363,24 @@ fn row(
         b,
         i,
         h,
+        ..
     } = pt;
     let med = median(&mut times);
     let min = times.iter().cloned().fold(f64::INFINITY, f64::min);
-    let flops = 2.0 * (t * b * cell.gates() * h * (i + h)) as f64 * if bwd { 3.0 } else { 1.0 };
+    // Summed over layers and directions: layer 0 reads I, the layers above it D·H.
+    let flops = (0..pt.layers)
+        .map(|l| {
+            let il = if l == 0 { i } else { pt.dirs * h };
+            pt.dirs as f64 * 2.0 * (t * b * cell.gates() * h * (il + h)) as f64
+        })
+        .sum::<f64>()
+        * if bwd { 3.0 } else { 1.0 };
     Row {
         cell,
         mode: if bwd { "fwdbwd" } else { "fwd" },
         backend,
+        l: pt.layers,
+        d: pt.dirs,
         t,
         b,
         i,
@@ -348,6 +402,7 @@ fn cpu_point(o: &Opts, pt: Point) -> wgpu_rnn::Result<Row> {
         b,
         i,
         h,
+        ..
     } = pt;
     let pr = problem(cell, t, b, i, h);
     let mut times = Vec::new();
@@ -363,6 +418,142 @@ fn cpu_point(o: &Opts, pt: Point) -> wgpu_rnn::Result<Row> {
         }
     }
     Ok(row(pt, "cpu", times, f64::NAN, "wall", None))
+}
+
+/// A network point's weights, input and output gradient.
+struct NetProblem {
+    p: NetParams<f32>,
+    x: Array3<f32>,
+    d_output: Array3<f32>,
+}
+
+fn net_problem(pt: Point) -> wgpu_rnn::Result<NetProblem> {
+    let Point { t, b, i, h, .. } = pt;
+    let mut rng = SplitMix64(7 + (t * 31 + b * 7 + i * 3 + h) as u64);
+    let mut u = |n: usize, m: usize, k: usize| {
+        Array3::from_shape_simple_fn((n, m, k), || rng.next_f64() as f32 * 2.0 - 1.0)
+    };
+    let x = u(t, b, i);
+    let d_output = u(t, b, pt.dirs * h);
+    Ok(NetProblem {
+        p: NetParams::init(pt.config(), 3)?,
+        x,
+        d_output,
+    })
+}
+
+/// Times one GPU network point (`gpu::Network`), as [`gpu_point`] times a layer; the
+/// correctness guard compares the output, `dx` and the parameter gradients with the CPU
+/// network's.
+fn gpu_net_point(ctx: &Context, o: &Opts, pt: Point) -> wgpu_rnn::Result<Row> {
+    let Point { bwd, t, .. } = pt;
+    let pr = net_problem(pt)?;
+    let network = Network::new(ctx, &pr.p)?;
+    let x = Tensor::from_array(ctx, "x", &pr.x)?;
+    let d_output = Tensor::from_array(ctx, "d_output", &pr.d_output)?;
+    let mode = if bwd { Mode::Training } else { Mode::Inference };
+    // Host recording cost per time step of the whole network (every layer and direction),
+    // from instrumented runs on an idle GPU (median of 3).
+    let mut hosts = Vec::new();
+    for _ in 0..3 {
+        ctx.wait()?;
+        let s = Instant::now();
+        let out = network.forward(&x, None, None, None, mode)?;
+        let mut host = s.elapsed().as_secs_f64();
+        if bwd {
+            ctx.wait()?;
+            let s = Instant::now();
+            network.backward(out.trace.as_ref().expect("training"), &d_output, None, None)?;
+            host += s.elapsed().as_secs_f64();
+        }
+        hosts.push(host * 1e6 / (t as f64 * if bwd { 2.0 } else { 1.0 }));
+    }
+    let host_us = median(&mut hosts);
+    ctx.wait()?;
+
+    let profiling = ctx.set_profiling(true);
+    let mut walls = Vec::new();
+    let mut gpus = Vec::new();
+    let mut err = None;
+    for run in 0..o.warmup + o.runs {
+        ctx.wait()?;
+        let _ = ctx.take_gpu_time_ms()?;
+        let start = Instant::now();
+        let out = network.forward(&x, None, None, None, mode)?;
+        let grads = if bwd {
+            Some(network.backward(out.trace.as_ref().expect("training"), &d_output, None, None)?)
+        } else {
+            None
+        };
+        ctx.wait()?;
+        let wall = start.elapsed().as_secs_f64() * 1e3;
+        let gpu = ctx.take_gpu_time_ms()?;
+        if run == 0 {
+            // Correctness guard: the GPU network against the CPU network, once per point.
+            let tr = net::cpu::forward(&pr.p, pr.x.view(), None, None, None)?;
+            let got = out
+                .output
+                .to_array()?
+                .into_dimensionality::<Ix3>()
+                .expect("3-d");
+            let mut e = rel_err(&got, &tr.output);
+            if let Some(g) = &grads {
+                let want = net::cpu::backward(&pr.p, &tr, pr.d_output.view(), None, None)?;
+                let got = g.dx.to_array()?.into_dimensionality::<Ix3>().expect("3-d");
+                e = e.max(rel_err(&got, &want.dx));
+                for ((_, got), (_, want)) in g.named()?.into_iter().zip(want.named()) {
+                    e = e.max(rel_err(&Array1::from(got), &Array1::from(want)));
+                }
+            }
+            err = Some(e);
+        }
+        if run >= o.warmup {
+            walls.push(wall);
+            if let Some(g) = gpu {
+                gpus.push(g);
+            }
+        }
+    }
+    ctx.set_profiling(false);
+    let (times, timing) = if profiling && gpus.len() == walls.len() {
+        (gpus, "gpu-timestamps")
+    } else {
+        (walls, "wall")
+    };
+    Ok(row(pt, "gpu", times, host_us, timing, err))
+}
+
+/// Times one CPU network point (`net::cpu::forward`, `net::cpu::backward`), wall time.
+fn cpu_net_point(o: &Opts, pt: Point) -> wgpu_rnn::Result<Row> {
+    let pr = net_problem(pt)?;
+    let mut times = Vec::new();
+    for run in 0..o.warmup + o.runs {
+        let start = Instant::now();
+        let tr = net::cpu::forward(&pr.p, pr.x.view(), None, None, None)?;
+        if pt.bwd {
+            std::hint::black_box(net::cpu::backward(
+                &pr.p,
+                &tr,
+                pr.d_output.view(),
+                None,
+                None,
+            )?);
+        }
+        std::hint::black_box(&tr);
+        if run >= o.warmup {
+            times.push(start.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    Ok(row(pt, "cpu", times, f64::NAN, "wall", None))
+}
+
+/// Step dispatches per layer per time step of the GPU network (both directions share
+/// one): two for the lecture's GRU, one for every other cell.
+fn step_dispatches(cell: Cell) -> usize {
+    match cell {
+        Cell::Gru { reset_after: false } => 2,
+        _ => 1,
+    }
 }
 
 fn gemm_point(
@@ -581,6 +772,16 @@ fn main() {
             .unwrap_or(1)
     );
     println!("flops: forward 2·T·B·G·H·(I+H), forward+backward 3× that (G = 1 rnn, 4 lstm, 3 gru)");
+    let dirs = if o.bidirectional { 2 } else { 1 };
+    let is_net = o.layers > 1 || o.bidirectional;
+    if is_net {
+        println!(
+            "network: L = {} layer{}, D = {dirs} direction{}; flops summed over layers and directions, I_l = I for layer 0, D·H above",
+            o.layers,
+            if o.layers == 1 { "" } else { "s" },
+            if dirs == 1 { "" } else { "s" }
+        );
+    }
     if let (Some(c), Some(g)) = (&ctx, o.gemm) {
         c.warm_up().unwrap_or_else(|e| {
             eprintln!("error: {e}");
@@ -619,33 +820,47 @@ fn main() {
             b,
             i,
             h,
+            layers: o.layers,
+            dirs,
+        };
+        let net_tag = if is_net {
+            format!(" L={} D={dirs}", o.layers)
+        } else {
+            String::new()
         };
         progress(
             k,
             total,
             &format!(
-                "{} {} {backend} T={t} B={b} I={i} H={h}",
+                "{} {} {backend}{net_tag} T={t} B={b} I={i} H={h}",
                 cell.name(),
                 if bwd { "fwdbwd" } else { "fwd" }
             ),
         );
-        let r = match (backend.as_str(), &ctx) {
-            ("gpu", Some(c)) => gpu_point(c, &o, pt),
-            _ => cpu_point(&o, pt),
+        let r = match (backend.as_str(), &ctx, pt.is_net()) {
+            ("gpu", Some(c), false) => gpu_point(c, &o, pt),
+            ("gpu", Some(c), true) => gpu_net_point(c, &o, pt),
+            (_, _, false) => cpu_point(&o, pt),
+            (_, _, true) => cpu_net_point(&o, pt),
         };
         match r {
             Ok(r) => rows.push(r),
-            Err(e) => eprintln!("\n{} T={t} B={b} H={h} {backend}: {e}", cell.name()),
+            Err(e) => eprintln!(
+                "\n{}{net_tag} T={t} B={b} H={h} {backend}: {e}",
+                cell.name()
+            ),
         }
     }
     progress(total, total, "done");
     eprintln!();
 
     println!(
-        "{:<5} {:<7} {:<4} {:>4} {:>5} {:>5} {:>5} {:>10} {:>10} {:>9} {:>9} {:>9} {:<15}",
+        "{:<5} {:<7} {:<4} {:>2} {:>2} {:>4} {:>5} {:>5} {:>5} {:>10} {:>10} {:>9} {:>9} {:>9} {:<15}",
         "cell",
         "mode",
         "dev",
+        "L",
+        "D",
         "T",
         "B",
         "I",
@@ -659,10 +874,12 @@ fn main() {
     );
     for r in &rows {
         println!(
-            "{:<5} {:<7} {:<4} {:>4} {:>5} {:>5} {:>5} {:>10.3} {:>10.3} {:>9.2} {:>9} {:>9} {:<15}",
+            "{:<5} {:<7} {:<4} {:>2} {:>2} {:>4} {:>5} {:>5} {:>5} {:>10.3} {:>10.3} {:>9.2} {:>9} {:>9} {:<15}",
             r.cell.name(),
             r.mode,
             r.backend,
+            r.l,
+            r.d,
             r.t,
             r.b,
             r.i,
@@ -675,13 +892,38 @@ fn main() {
             r.timing
         );
     }
+    // Step dispatches of the GPU network, once per cell.
+    let mut seen = Vec::new();
+    for r in rows
+        .iter()
+        .filter(|r| r.backend == "gpu" && (r.l > 1 || r.d > 1))
+    {
+        if seen.contains(&r.cell) {
+            continue;
+        }
+        seen.push(r.cell);
+        let n = step_dispatches(r.cell);
+        println!(
+            "{} L={} D={}: {n} step dispatch{} per layer per step ({}), {} per step in all",
+            r.cell.name(),
+            r.l,
+            r.d,
+            if n == 1 { "" } else { "es" },
+            if r.d == 2 {
+                "both directions"
+            } else {
+                "one direction"
+            },
+            n * r.l
+        );
+    }
     // Backward over forward, per backend, where both modes ran: (fwdbwd - fwd) / fwd.
     for r in rows.iter().filter(|r| r.mode == "fwd") {
         if let Some(fb) = rows.iter().find(|c| {
             c.mode == "fwdbwd"
                 && c.backend == r.backend
                 && c.cell == r.cell
-                && (c.t, c.b, c.i, c.h) == (r.t, r.b, r.i, r.h)
+                && (c.l, c.d, c.t, c.b, c.i, c.h) == (r.l, r.d, r.t, r.b, r.i, r.h)
         }) {
             println!(
                 "  {} {} T={} B={} I={} H={}: backward/forward time {:.2}",
@@ -701,6 +943,7 @@ fn main() {
             c.backend == "cpu"
                 && c.cell == r.cell
                 && c.mode == r.mode
+                && (c.l, c.d) == (r.l, r.d)
                 && c.t == r.t
                 && c.b == r.b
                 && c.h == r.h
@@ -721,15 +964,17 @@ fn main() {
         return;
     }
     let mut csv = String::from(
-        "cell,mode,backend,T,B,I,H,median_ms,min_ms,gflops,host_us_per_step,max_rel_err,timing\n",
+        "cell,mode,backend,L,D,T,B,I,H,median_ms,min_ms,gflops,host_us_per_step,max_rel_err,timing\n",
     );
     for r in &rows {
         let _ = writeln!(
             csv,
-            "{},{},{},{},{},{},{},{:.4},{:.4},{:.3},{:.2},{},{}",
+            "{},{},{},{},{},{},{},{},{},{:.4},{:.4},{:.3},{:.2},{},{}",
             r.cell.name(),
             r.mode,
             r.backend,
+            r.l,
+            r.d,
             r.t,
             r.b,
             r.i,
