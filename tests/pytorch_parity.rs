@@ -13,6 +13,16 @@ use safetensors::SafeTensors;
 use wgpu_rnn::net::{cpu, NetConfig, NetParams};
 use wgpu_rnn::{Cell, Error};
 
+/// A difference that is not a number counts as infinitely large (`f64::max` would skip
+/// it and let a NaN-poisoned result pass).
+fn nan_inf(d: f64) -> f64 {
+    if d.is_nan() {
+        f64::INFINITY
+    } else {
+        d
+    }
+}
+
 /// PyTorch's float64 against the CPU path's: every element within this.
 const TOL: f64 = 1e-6;
 
@@ -118,7 +128,7 @@ fn close(label: &str, got: &[f64], want: &[f64]) {
     let err = got
         .iter()
         .zip(want)
-        .fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
+        .fold(0.0f64, |m, (a, b)| m.max(nan_inf((a - b).abs())));
     assert!(err <= TOL, "{label}: max |got − want| = {err:e} > {TOL:e}");
 }
 
@@ -210,11 +220,11 @@ fn weights_load_in_every_dtype_and_round_trip() {
         for (a, b) in p.layers.iter().zip(&exact.layers) {
             let err = (&a.w_ih - &b.w_ih)
                 .iter()
-                .fold(0.0f64, |m, v| m.max(v.abs()));
+                .fold(0.0f64, |m, v| m.max(nan_inf(v.abs())));
             assert!(err <= tol, "{dtype}: w_ih off by {err:e}");
             let err = (&a.b_hh - &b.b_hh)
                 .iter()
-                .fold(0.0f64, |m, v| m.max(v.abs()));
+                .fold(0.0f64, |m, v| m.max(nan_inf(v.abs())));
             assert!(err <= tol, "{dtype}: b_hh off by {err:e}");
         }
         // Without the prefix every key is unexpected, and the error says which prefix.
@@ -472,7 +482,7 @@ fn network_gradients_match_finite_differences() {
             let err = a
                 .iter()
                 .zip(&n)
-                .fold(0.0f64, |m, (x, y)| m.max((x - y).abs()))
+                .fold(0.0f64, |m, (x, y)| m.max(nan_inf((x - y).abs())))
                 / scale;
             assert!(err < 1e-7, "{cell:?} d{label}: err {err:e}\n{a:?}\n{n:?}");
         };
@@ -549,7 +559,7 @@ fn check_gpu(ctx: &wgpu_rnn::gpu::Context, name: &str) {
         let err = g
             .iter()
             .zip(&w)
-            .fold(0.0f64, |m, (a, b)| m.max((a - b).abs()))
+            .fold(0.0f64, |m, (a, b)| m.max(nan_inf((a - b).abs())))
             / scale;
         assert!(err <= 2e-4, "{name} GPU {label}: err {err:e}");
     };
@@ -583,7 +593,7 @@ fn check_gpu(ctx: &wgpu_rnn::gpu::Context, name: &str) {
         let err = v
             .iter()
             .zip(&w)
-            .fold(0.0f64, |m, (a, b)| m.max((*a as f64 - b).abs()))
+            .fold(0.0f64, |m, (a, b)| m.max(nan_inf((*a as f64 - b).abs())))
             / scale;
         assert!(err <= 2e-4, "{name} GPU grad {k}: err {err:e}");
     }

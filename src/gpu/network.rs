@@ -272,6 +272,7 @@ impl Network {
         let sh = with_cell!(c.cell, C => C::SLOTS) * c.hidden_size;
         for l in 0..c.num_layers {
             ctx.check_elems("params", &[dirs * sh, c.layer_input(l)])?;
+            ctx.check_elems("params", &[dirs * sh, c.hidden_size])?;
             for groups in [
                 div_ceil(c.hidden_size, super::layer::STEP_UNITS),
                 div_ceil(dirs * sh, 64),
@@ -403,17 +404,18 @@ impl Network {
             let (mut h0, mut c0) = (h0.cloned(), c0.cloned());
             let (mut h_fin, mut c_fin) = (h_n.clone(), c_n.clone());
             if let Some(s) = &sorted {
-                let into_sorted = |v: &Tensor, blocks: usize, cols: usize| -> Result<(Tensor, Op)> {
+                let into_sorted = |v: &Tensor, blocks: usize, cols: usize, lens| -> Result<(Tensor, Op)> {
                     let buf = Arc::new(new_buffer(ctx, "x", &[blocks, b, cols])?);
-                    let op = s.gather(ctx, "x", (v.buffer(), v.offset()), (&buf, 0), blocks, cols, PERM, None)?;
+                    let op = s.gather(ctx, "x", (v.buffer(), v.offset()), (&buf, 0), blocks, cols, PERM, lens)?;
                     Ok((Tensor::view_of(ctx, &buf, 0, &[blocks, b, cols]), op))
                 };
-                let (xs, op) = into_sorted(&x, t, c.input_size)?;
+                // The input zero past each end: padding (NaN, say) must not reach dW_ih.
+                let (xs, op) = into_sorted(&x, t, c.input_size, Some(LENS_SORTED))?;
                 pre_all.push(op);
                 x = xs;
                 for v in [&mut h0, &mut c0] {
                     if let Some(t0) = v.as_ref() {
-                        let (sv, op) = into_sorted(t0, ld, h)?;
+                        let (sv, op) = into_sorted(t0, ld, h, None)?;
                         pre_all.push(op);
                         *v = Some(sv);
                     }

@@ -300,7 +300,7 @@ fn run<A: Real>(
         config: c,
         batch: b,
         steps: t,
-        dropout_seed: seed.filter(|_| c.dropout > 0.0),
+        dropout_seed: seed.filter(|_| c.dropout > 0.0 && c.num_layers > 1),
         runs,
     })
 }
