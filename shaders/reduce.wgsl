@@ -5,7 +5,8 @@ struct Params {
     rows: u32,
     cols: u32,
     accumulate: u32,
-    _pad: u32,
+    // The first element of x (a long column sum runs in chunks of rows).
+    x_off: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -20,7 +21,7 @@ fn col_sum(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     var s = 0.0;
     for (var r = 0u; r < p.rows; r++) {
-        s += x[r * p.cols + j];
+        s += x[p.x_off + r * p.cols + j];
     }
     if (p.accumulate != 0u) {
         s += out[j];

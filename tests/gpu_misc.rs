@@ -245,3 +245,38 @@ fn set_params_updates_the_weights() {
         }
     }
 }
+
+/// Reductions longer than 65535 iterations, which llvmpipe (lavapipe, GL) cuts short
+/// inside one dispatch: a GEMM with K = 70000, and a backward whose weight gradients sum
+/// over T·B = 70000 rows (GEMMs and the bias column sum), on both backends.
+#[test]
+fn long_reductions_are_not_cut_short() {
+    for ctx in [ctx(), gl_ctx()].into_iter().flatten() {
+        let mut rng = NumpyRng::new(12);
+        let a = rng.uniform_array((4, 70_000), -1.0, 1.0);
+        let b = rng.uniform_array((70_000, 3), -1.0, 1.0);
+        let up = |x: &Array2<f64>| Tensor::from_array(ctx, "t", &x.mapv(|v| v as f32)).unwrap();
+        let got = matmul(&up(&a), &up(&b)).unwrap().to_array().unwrap();
+        let want = a.dot(&b).into_dyn();
+        assert_close("matmul K = 70000", &got, &want, 1e-4);
+
+        let (t, bsz) = (35, 2000);
+        let p = Params::<f64>::init(Cell::Rnn, 1, 1, 3).unwrap();
+        let x = rng.uniform_array((t, bsz, 1), -1.0, 1.0);
+        let dh = rng.uniform_array((t, bsz, 1), -1.0, 1.0);
+        let tr = cpu::forward(&p, x.view(), None, None).unwrap();
+        let want = cpu::backward(&p, &tr, dh.view(), None).unwrap();
+        let layer = Layer::new(ctx, &p.cast::<f32>()).unwrap();
+        let x3 = Tensor::from_array(ctx, "x", &x.mapv(|v| v as f32)).unwrap();
+        let out = layer.forward(&x3, None, None, Mode::Training).unwrap();
+        let dh3 = Tensor::from_array(ctx, "dh", &dh.mapv(|v| v as f32)).unwrap();
+        let g = layer
+            .backward(out.trace.as_ref().unwrap(), &dh3, None)
+            .unwrap()
+            .to_cpu()
+            .unwrap();
+        assert_close("dw_ih over 70000 rows", &g.dw_ih, &want.dw_ih, 1e-4);
+        assert_close("dw_hh over 70000 rows", &g.dw_hh, &want.dw_hh, 1e-4);
+        assert_close("db over 70000 rows", &g.db_ih, &want.db_ih, 1e-4);
+    }
+}

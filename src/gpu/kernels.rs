@@ -12,6 +12,8 @@ pub(crate) struct Op {
     pipeline: Arc<Pipeline>,
     bind_group: wgpu::BindGroup,
     groups: [u32; 3],
+    /// Dispatches recorded right after this one (a long reduction split in chunks).
+    more: Vec<Op>,
 }
 
 impl Op {
@@ -64,6 +66,7 @@ impl Op {
             pipeline,
             bind_group,
             groups,
+            more: Vec::new(),
         })
     }
 
@@ -73,6 +76,9 @@ impl Op {
         pass.set_bind_group(0, &self.bind_group, &[]);
         let [x, y, z] = self.groups;
         pass.dispatch_workgroups(x, y, z);
+        for op in &self.more {
+            op.record(pass);
+        }
     }
 }
 
@@ -126,6 +132,12 @@ pub(crate) struct Gemm<'a> {
 /// [`Gemm::ld`] of packed operands.
 pub(crate) const PACKED: [usize; 3] = [0; 3];
 
+/// The most iterations of one kernel's long loop (the GEMM's `K`, a column sum's rows) a
+/// dispatch takes; longer ones are split across dispatches. llvmpipe (lavapipe, GL)
+/// stops a loop silently after 65535 iterations in all (a guard against endless
+/// shaders), which cut `K = 70000` GEMMs short; a multiple of the GEMM's 16.
+pub(crate) const LOOP_CHUNK: usize = 32768;
+
 /// Tile of C per GEMM workgroup: rows × columns (as in `gemm.wgsl`).
 const GEMM_TILE_M: usize = 128;
 const GEMM_TILE_N: usize = 64;
@@ -152,17 +164,44 @@ impl Gemm<'_> {
         }
     }
 
+    /// The dispatches of the GEMM: one, or one per [`LOOP_CHUNK`] of `K` (each after the
+    /// first accumulating, without the bias), recorded together.
     pub(crate) fn op(&self, ctx: &Context) -> Result<Op> {
+        let (lda, ldb) = (self.lda(), self.ldb());
+        let mut chunks = (0..self.k.max(1)).step_by(LOOP_CHUNK).map(|k0| {
+            let k = (self.k - k0).min(LOOP_CHUNK);
+            // Where row (or column) k0 of op(A) and row k0 of op(B) start.
+            let a_off = self.a.1 as usize + if self.trans_a { k0 * lda } else { k0 };
+            let b_off = self.b.1 as usize + if self.trans_b { k0 } else { k0 * ldb };
+            self.chunk(ctx, k, a_off, b_off, k0 == 0)
+        });
+        let mut first = chunks.next().expect("at least one chunk")?;
+        for op in chunks {
+            first.more.push(op?);
+        }
+        Ok(first)
+    }
+
+    /// One dispatch over `k` of `K` from the given offsets; `first` writes (or
+    /// accumulates, as asked) and adds the bias, later ones accumulate.
+    fn chunk(
+        &self,
+        ctx: &Context,
+        k: usize,
+        a_off: usize,
+        b_off: usize,
+        first: bool,
+    ) -> Result<Op> {
         let flags = self.trans_a as u32
             | (self.trans_b as u32) << 1
-            | (self.bias.is_some() as u32) << 2
-            | (self.accumulate as u32) << 3;
+            | ((first && self.bias.is_some()) as u32) << 2
+            | ((self.accumulate || !first) as u32) << 3;
         let params = GemmParams {
             m: self.m as u32,
             n: self.n as u32,
-            k: self.k as u32,
-            a_off: self.a.1 as u32,
-            b_off: self.b.1 as u32,
+            k: k as u32,
+            a_off: a_off as u32,
+            b_off: b_off as u32,
             c_off: self.c.1 as u32,
             bias_off: self.bias.map_or(0, |b| b.1 as u32),
             flags,
@@ -198,7 +237,8 @@ struct RowParams {
     rows: u32,
     cols: u32,
     extra: u32,
-    _pad: u32,
+    /// The column sum's first element of `x` (unused by the softmax: its `_pad`).
+    x_off: u32,
 }
 
 /// Softmax over the last axis of `y [rows, classes]` from element `off`, in place.
@@ -215,7 +255,7 @@ pub(crate) fn softmax(
             rows: rows as u32,
             cols: classes as u32,
             extra: off as u32,
-            _pad: 0,
+            x_off: 0,
         },
     );
     // Rows beyond 65535 workgroups spill into y (the kernel folds gid.y back in).
@@ -239,18 +279,26 @@ pub(crate) fn col_sum(
     cols: usize,
     accumulate: bool,
 ) -> Result<Op> {
-    let u = ctx.uniform(
-        "col_sum params",
-        &RowParams {
-            rows: rows as u32,
-            cols: cols as u32,
-            extra: accumulate as u32,
-            _pad: 0,
-        },
-    );
     let gx = div_ceil(cols, 64);
     ctx.check_groups(arg, gx as u64)?;
-    Op::new(ctx, Kernel::ColSum, &[&u, x, out], [gx, 1, 1])
+    // In chunks of LOOP_CHUNK rows, each after the first accumulating.
+    let mut ops = (0..rows.max(1)).step_by(LOOP_CHUNK).map(|r0| {
+        let u = ctx.uniform(
+            "col_sum params",
+            &RowParams {
+                rows: (rows - r0).min(LOOP_CHUNK) as u32,
+                cols: cols as u32,
+                extra: (accumulate || r0 > 0) as u32,
+                x_off: (r0 * cols) as u32,
+            },
+        );
+        Op::new(ctx, Kernel::ColSum, &[&u, x, out], [gx, 1, 1])
+    });
+    let mut first = ops.next().expect("at least one chunk")?;
+    for op in ops {
+        first.more.push(op?);
+    }
+    Ok(first)
 }
 
 #[repr(C)]
@@ -861,7 +909,10 @@ mod tests {
                         offset_of!(RowParams, cols),
                     ),
                     (third, offset_of!(RowParams, extra)),
-                    ("_pad", offset_of!(RowParams, _pad)),
+                    (
+                        if third == "off" { "_pad" } else { "x_off" },
+                        offset_of!(RowParams, x_off),
+                    ),
                 ],
                 size_of::<RowParams>(),
             );
