@@ -46,6 +46,7 @@ pub mod gpu;
 mod host;
 pub mod net;
 pub mod notebook;
+pub mod numpy;
 mod params;
 mod real;
 pub mod shaders;

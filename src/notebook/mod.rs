@@ -8,6 +8,7 @@
 //! code, which drops both recurrent carries.
 
 mod gru;
+pub mod rnn_utils;
 mod shared;
 
 pub use gru::*;
