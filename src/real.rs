@@ -28,6 +28,8 @@ pub trait Real:
     fn to_f64(self) -> f64;
     /// `e^self`.
     fn exp(self) -> Self;
+    /// The natural logarithm.
+    fn ln(self) -> Self;
     /// Hyperbolic tangent (for `f32` through one `exp`: 4× faster than `tanhf`, within
     /// 1e-7 absolute; `f64`, the oracle, uses the exact library function).
     fn tanh(self) -> Self;
@@ -66,6 +68,9 @@ macro_rules! impl_real {
             }
             fn exp(self) -> Self {
                 <$t>::exp(self)
+            }
+            fn ln(self) -> Self {
+                <$t>::ln(self)
             }
             fn tanh(self) -> Self {
                 $tanh(self)

@@ -45,11 +45,14 @@ pub const BLOCK: &str = include_str!("../shaders/block.wgsl");
 pub const GATHER: &str = include_str!("../shaders/gather.wgsl");
 /// Dropout between a network's layers, in place, from a counter-based hash.
 pub const DROPOUT: &str = include_str!("../shaders/dropout.wgsl");
+/// Softmax cross-entropy in place: the rows' losses and the logits' gradient.
+pub const XENT: &str = include_str!("../shaders/xent.wgsl");
 /// Column sums (bias gradients).
 pub const REDUCE: &str = include_str!("../shaders/reduce.wgsl");
 
 /// Every shader with its file name, for validation.
-pub const ALL: [(&str, &str); 16] = [
+pub const ALL: [(&str, &str); 17] = [
+    ("xent.wgsl", XENT),
     ("dropout.wgsl", DROPOUT),
     ("gather.wgsl", GATHER),
     ("block.wgsl", BLOCK),

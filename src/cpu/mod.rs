@@ -7,9 +7,11 @@
 //! `dG`, then gets every weight gradient and `dX` from three GEMMs over all rows.
 //! Nothing is allocated per element or per step beyond the outputs.
 
-mod head;
+pub(crate) mod head;
 
-pub use head::{head_forward, softmax_last_axis};
+pub use head::{
+    head_forward, head_loss, head_loss_backward, softmax_last_axis, HeadGrads, HeadLoss, Reduction,
+};
 
 use ndarray::linalg::general_mat_mul;
 use ndarray::{s, Array1, Array2, Array3, ArrayView2, ArrayView3, ArrayViewMut2, Axis, Zip};

@@ -37,6 +37,7 @@ pub(crate) enum Kernel {
     Block,
     Gather,
     Dropout,
+    Xent,
 }
 
 /// How a kernel sees each of its bindings, in binding order.
@@ -78,6 +79,7 @@ impl Kernel {
             Kernel::Block,
             Kernel::Gather,
             Kernel::Dropout,
+            Kernel::Xent,
         ];
         for cell in Cell::ALL {
             let (fwd, back) = with_cell!(cell, C => (C::STEP.len(), C::STEP_BACK.len()));
@@ -104,6 +106,7 @@ impl Kernel {
             Kernel::Block => crate::shaders::BLOCK,
             Kernel::Gather => crate::shaders::GATHER,
             Kernel::Dropout => crate::shaders::DROPOUT,
+            Kernel::Xent => crate::shaders::XENT,
             // A phase past the cell's list is never made (`Kernel::all` and the engines
             // take phases from the lists); an empty source fails to compile if it were.
             _ => self.phase().map_or("", |p| p.src),
@@ -122,6 +125,7 @@ impl Kernel {
             Kernel::Block => "block",
             Kernel::Gather => "gather",
             Kernel::Dropout => "dropout",
+            Kernel::Xent => "xent",
             _ => "main",
         }
     }
@@ -150,6 +154,7 @@ impl Kernel {
             Kernel::Softmax => vec![Uniform, ReadWrite],
             Kernel::ColSum | Kernel::Block | Kernel::Dropout => vec![Uniform, Read, ReadWrite],
             Kernel::Gather => vec![Uniform, Read, Read, ReadWrite],
+            Kernel::Xent => vec![Uniform, Read, ReadWrite, ReadWrite],
         }
     }
 }

@@ -459,6 +459,45 @@ pub(crate) fn dropout(
     Op::new(ctx, Kernel::Dropout, &[&u, table, y.0], [gx, gy, 1])
 }
 
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct XentParams {
+    rows: u32,
+    classes: u32,
+    scale: f32,
+    _pad: u32,
+}
+
+/// Softmax cross-entropy in place over the logits `z [rows, classes]` with `targets`
+/// (`u32`, [`NONE`] ignored): each row's loss times `scale` into `loss [rows]`, and `z`
+/// becomes the logits' gradient times `scale`.
+pub(crate) fn xent(
+    ctx: &Context,
+    targets: &wgpu::Buffer,
+    z: &wgpu::Buffer,
+    loss: &wgpu::Buffer,
+    rows: usize,
+    classes: usize,
+    scale: f32,
+) -> Result<Op> {
+    let u = ctx.uniform(
+        "xent params",
+        &XentParams {
+            rows: rows as u32,
+            classes: classes as u32,
+            scale,
+            _pad: 0,
+        },
+    );
+    let groups = div_ceil(rows, 64);
+    let (gx, gy) = if groups > 65535 {
+        (65535, groups.div_ceil(65535))
+    } else {
+        (groups, 1)
+    };
+    Op::new(ctx, Kernel::Xent, &[&u, targets, z, loss], [gx, gy, 1])
+}
+
 /// The per-layer dimensions uniform of the step kernels (WGSL `Dims`).
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
@@ -705,7 +744,7 @@ mod tests {
 
     use super::{
         BlockParams, DropoutParams, GatherParams, GemmParams, RowParams, StepDims, StepDir,
-        StepSlot,
+        StepSlot, XentParams,
     };
     use crate::gpu::Kernel;
 
@@ -896,6 +935,16 @@ mod tests {
             dropout,
             "dropout"
         );
+        let xent = rust(
+            &[
+                ("rows", offset_of!(XentParams, rows)),
+                ("classes", offset_of!(XentParams, classes)),
+                ("scale", offset_of!(XentParams, scale)),
+                ("_pad", offset_of!(XentParams, _pad)),
+            ],
+            size_of::<XentParams>(),
+        );
+        assert_eq!(wgsl_layout(crate::shaders::XENT, "Params"), xent, "xent");
         // RowParams serves two shaders that name its third field after its use.
         for (src, third) in [
             (crate::shaders::HEAD, "off"),

@@ -16,7 +16,7 @@ mod tensor;
 
 pub(crate) use context::Kernel;
 pub use context::{Context, ContextOptions};
-pub use head::GpuHead;
+pub use head::{GpuHead, GpuHeadLoss};
 pub use kernels::matmul;
 pub use layer::{forward_host, Forward, Grads, InputGrads, Layer, Mode, ParamGrads, Trace};
 pub use network::{NetForward, NetGrads, NetTrace, Network};
