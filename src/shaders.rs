@@ -47,11 +47,14 @@ pub const GATHER: &str = include_str!("../shaders/gather.wgsl");
 pub const DROPOUT: &str = include_str!("../shaders/dropout.wgsl");
 /// Softmax cross-entropy in place: the rows' losses and the logits' gradient.
 pub const XENT: &str = include_str!("../shaders/xent.wgsl");
+/// The embedding's deterministic backward (per token, its positions in order).
+pub const EMBED_BACK: &str = include_str!("../shaders/embed_back.wgsl");
 /// Column sums (bias gradients).
 pub const REDUCE: &str = include_str!("../shaders/reduce.wgsl");
 
 /// Every shader with its file name, for validation.
-pub const ALL: [(&str, &str); 17] = [
+pub const ALL: [(&str, &str); 18] = [
+    ("embed_back.wgsl", EMBED_BACK),
     ("xent.wgsl", XENT),
     ("dropout.wgsl", DROPOUT),
     ("gather.wgsl", GATHER),

@@ -38,6 +38,7 @@ pub(crate) enum Kernel {
     Gather,
     Dropout,
     Xent,
+    EmbedBack,
 }
 
 /// How a kernel sees each of its bindings, in binding order.
@@ -80,6 +81,7 @@ impl Kernel {
             Kernel::Gather,
             Kernel::Dropout,
             Kernel::Xent,
+            Kernel::EmbedBack,
         ];
         for cell in Cell::ALL {
             let (fwd, back) = with_cell!(cell, C => (C::STEP.len(), C::STEP_BACK.len()));
@@ -107,6 +109,7 @@ impl Kernel {
             Kernel::Gather => crate::shaders::GATHER,
             Kernel::Dropout => crate::shaders::DROPOUT,
             Kernel::Xent => crate::shaders::XENT,
+            Kernel::EmbedBack => crate::shaders::EMBED_BACK,
             // A phase past the cell's list is never made (`Kernel::all` and the engines
             // take phases from the lists); an empty source fails to compile if it were.
             _ => self.phase().map_or("", |p| p.src),
@@ -126,6 +129,7 @@ impl Kernel {
             Kernel::Gather => "gather",
             Kernel::Dropout => "dropout",
             Kernel::Xent => "xent",
+            Kernel::EmbedBack => "embed_back",
             _ => "main",
         }
     }
@@ -153,7 +157,7 @@ impl Kernel {
             }
             Kernel::Softmax => vec![Uniform, ReadWrite],
             Kernel::ColSum | Kernel::Block | Kernel::Dropout => vec![Uniform, Read, ReadWrite],
-            Kernel::Gather => vec![Uniform, Read, Read, ReadWrite],
+            Kernel::Gather | Kernel::EmbedBack => vec![Uniform, Read, Read, ReadWrite],
             Kernel::Xent => vec![Uniform, Read, ReadWrite, ReadWrite],
         }
     }

@@ -498,6 +498,44 @@ pub(crate) fn xent(
     Op::new(ctx, Kernel::Xent, &[&u, targets, z, loss], [gx, gy, 1])
 }
 
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct EmbedBackParams {
+    vocab: u32,
+    dim: u32,
+    accumulate: u32,
+    _pad: u32,
+}
+
+/// `dW [vocab, dim] (+)= Σ d_out[p]` over each token's positions, from the CSR `table`
+/// (`vocab + 1` offsets, then the positions).
+pub(crate) fn embed_back(
+    ctx: &Context,
+    table: &wgpu::Buffer,
+    d_out: &wgpu::Buffer,
+    dw: &wgpu::Buffer,
+    vocab: usize,
+    dim: usize,
+    accumulate: bool,
+) -> Result<Op> {
+    let u = ctx.uniform(
+        "embed_back params",
+        &EmbedBackParams {
+            vocab: vocab as u32,
+            dim: dim as u32,
+            accumulate: accumulate as u32,
+            _pad: 0,
+        },
+    );
+    let groups = div_ceil(vocab * dim, 64);
+    let (gx, gy) = if groups > 65535 {
+        (65535, groups.div_ceil(65535))
+    } else {
+        (groups, 1)
+    };
+    Op::new(ctx, Kernel::EmbedBack, &[&u, table, d_out, dw], [gx, gy, 1])
+}
+
 /// The per-layer dimensions uniform of the step kernels (WGSL `Dims`).
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
@@ -743,8 +781,8 @@ mod tests {
     use std::mem::{offset_of, size_of};
 
     use super::{
-        BlockParams, DropoutParams, GatherParams, GemmParams, RowParams, StepDims, StepDir,
-        StepSlot, XentParams,
+        BlockParams, DropoutParams, EmbedBackParams, GatherParams, GemmParams, RowParams, StepDims,
+        StepDir, StepSlot, XentParams,
     };
     use crate::gpu::Kernel;
 
@@ -945,6 +983,20 @@ mod tests {
             size_of::<XentParams>(),
         );
         assert_eq!(wgsl_layout(crate::shaders::XENT, "Params"), xent, "xent");
+        let embed = rust(
+            &[
+                ("vocab", offset_of!(EmbedBackParams, vocab)),
+                ("dim", offset_of!(EmbedBackParams, dim)),
+                ("accumulate", offset_of!(EmbedBackParams, accumulate)),
+                ("_pad", offset_of!(EmbedBackParams, _pad)),
+            ],
+            size_of::<EmbedBackParams>(),
+        );
+        assert_eq!(
+            wgsl_layout(crate::shaders::EMBED_BACK, "Params"),
+            embed,
+            "embed_back"
+        );
         // RowParams serves two shaders that name its third field after its use.
         for (src, third) in [
             (crate::shaders::HEAD, "off"),

@@ -8,6 +8,7 @@
 //! [`Tensor`]s until downloaded.
 
 mod context;
+mod embedding;
 mod head;
 mod kernels;
 mod layer;
@@ -16,6 +17,7 @@ mod tensor;
 
 pub(crate) use context::Kernel;
 pub use context::{Context, ContextOptions};
+pub use embedding::Embedding;
 pub use head::{GpuHead, GpuHeadLoss};
 pub use kernels::matmul;
 pub use layer::{forward_host, Forward, Grads, InputGrads, Layer, Mode, ParamGrads, Trace};
