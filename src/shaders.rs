@@ -49,11 +49,15 @@ pub const DROPOUT: &str = include_str!("../shaders/dropout.wgsl");
 pub const XENT: &str = include_str!("../shaders/xent.wgsl");
 /// The embedding's deterministic backward (per token, its positions in order).
 pub const EMBED_BACK: &str = include_str!("../shaders/embed_back.wgsl");
+/// Gradient clipping in place: the global norm (two deterministic passes) and the
+/// scaling, or clipping by value.
+pub const CLIP: &str = include_str!("../shaders/clip.wgsl");
 /// Column sums (bias gradients).
 pub const REDUCE: &str = include_str!("../shaders/reduce.wgsl");
 
 /// Every shader with its file name, for validation.
-pub const ALL: [(&str, &str); 18] = [
+pub const ALL: [(&str, &str); 19] = [
+    ("clip.wgsl", CLIP),
     ("embed_back.wgsl", EMBED_BACK),
     ("xent.wgsl", XENT),
     ("dropout.wgsl", DROPOUT),

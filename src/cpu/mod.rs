@@ -7,9 +7,11 @@
 //! `dG`, then gets every weight gradient and `dX` from three GEMMs over all rows.
 //! Nothing is allocated per element or per step beyond the outputs.
 
+mod clip;
 pub(crate) mod embedding;
 pub(crate) mod head;
 
+pub use clip::{clip_grad_norm, clip_grad_value};
 pub use embedding::{embedding, embedding_backward};
 pub use head::{
     head_forward, head_loss, head_loss_backward, softmax_last_axis, HeadGrads, HeadLoss, Reduction,

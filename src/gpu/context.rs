@@ -39,6 +39,7 @@ pub(crate) enum Kernel {
     Dropout,
     Xent,
     EmbedBack,
+    Clip,
 }
 
 /// How a kernel sees each of its bindings, in binding order.
@@ -82,6 +83,7 @@ impl Kernel {
             Kernel::Dropout,
             Kernel::Xent,
             Kernel::EmbedBack,
+            Kernel::Clip,
         ];
         for cell in Cell::ALL {
             let (fwd, back) = with_cell!(cell, C => (C::STEP.len(), C::STEP_BACK.len()));
@@ -110,6 +112,7 @@ impl Kernel {
             Kernel::Dropout => crate::shaders::DROPOUT,
             Kernel::Xent => crate::shaders::XENT,
             Kernel::EmbedBack => crate::shaders::EMBED_BACK,
+            Kernel::Clip => crate::shaders::CLIP,
             // A phase past the cell's list is never made (`Kernel::all` and the engines
             // take phases from the lists); an empty source fails to compile if it were.
             _ => self.phase().map_or("", |p| p.src),
@@ -130,6 +133,7 @@ impl Kernel {
             Kernel::Dropout => "dropout",
             Kernel::Xent => "xent",
             Kernel::EmbedBack => "embed_back",
+            Kernel::Clip => "clip",
             _ => "main",
         }
     }
@@ -156,6 +160,7 @@ impl Kernel {
                 self.roles().iter().map(|&r| Bind::of(r, forward)).collect()
             }
             Kernel::Softmax => vec![Uniform, ReadWrite],
+            Kernel::Clip => vec![Uniform, ReadWrite, ReadWrite],
             Kernel::ColSum | Kernel::Block | Kernel::Dropout => vec![Uniform, Read, ReadWrite],
             Kernel::Gather | Kernel::EmbedBack => vec![Uniform, Read, Read, ReadWrite],
             Kernel::Xent => vec![Uniform, Read, ReadWrite, ReadWrite],

@@ -536,6 +536,60 @@ pub(crate) fn embed_back(
     Op::new(ctx, Kernel::EmbedBack, &[&u, table, d_out, dw], [gx, gy, 1])
 }
 
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct ClipParams {
+    n: u32,
+    off: u32,
+    p_off: u32,
+    mode: u32,
+    max: f32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+/// Elements per partial sum of squares in `clip.wgsl`.
+pub(crate) const CLIP_CHUNK: usize = 4096;
+
+/// One pass of `clip.wgsl` (see its header for the modes) over `n` elements of `x` from
+/// `x.1`, with the partial sums from `p_off`.
+pub(crate) fn clip(
+    ctx: &Context,
+    x: Operand<'_>,
+    partial: &wgpu::Buffer,
+    n: usize,
+    p_off: usize,
+    mode: u32,
+    max: f32,
+) -> Result<Op> {
+    let u = ctx.uniform(
+        "clip params",
+        &ClipParams {
+            n: n as u32,
+            off: x.1 as u32,
+            p_off: p_off as u32,
+            mode,
+            max,
+            _pad0: 0,
+            _pad1: 0,
+            _pad2: 0,
+        },
+    );
+    let invocations = match mode {
+        0 => n.div_ceil(CLIP_CHUNK),
+        1 => 1,
+        _ => n,
+    };
+    let groups = div_ceil(invocations.max(1), 64);
+    let (gx, gy) = if groups > 65535 {
+        (65535, groups.div_ceil(65535))
+    } else {
+        (groups, 1)
+    };
+    Op::new(ctx, Kernel::Clip, &[&u, x.0, partial], [gx, gy, 1])
+}
+
 /// The per-layer dimensions uniform of the step kernels (WGSL `Dims`).
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
@@ -781,8 +835,8 @@ mod tests {
     use std::mem::{offset_of, size_of};
 
     use super::{
-        BlockParams, DropoutParams, EmbedBackParams, GatherParams, GemmParams, RowParams, StepDims,
-        StepDir, StepSlot, XentParams,
+        BlockParams, ClipParams, DropoutParams, EmbedBackParams, GatherParams, GemmParams,
+        RowParams, StepDims, StepDir, StepSlot, XentParams,
     };
     use crate::gpu::Kernel;
 
@@ -997,6 +1051,20 @@ mod tests {
             embed,
             "embed_back"
         );
+        let clip = rust(
+            &[
+                ("n", offset_of!(ClipParams, n)),
+                ("off", offset_of!(ClipParams, off)),
+                ("p_off", offset_of!(ClipParams, p_off)),
+                ("mode", offset_of!(ClipParams, mode)),
+                ("max", offset_of!(ClipParams, max)),
+                ("_pad0", offset_of!(ClipParams, _pad0)),
+                ("_pad1", offset_of!(ClipParams, _pad1)),
+                ("_pad2", offset_of!(ClipParams, _pad2)),
+            ],
+            size_of::<ClipParams>(),
+        );
+        assert_eq!(wgsl_layout(crate::shaders::CLIP, "Params"), clip, "clip");
         // RowParams serves two shaders that name its third field after its use.
         for (src, third) in [
             (crate::shaders::HEAD, "off"),

@@ -7,6 +7,7 @@
 //! per step, then three GEMMs and one column sum. Results stay on the device as
 //! [`Tensor`]s until downloaded.
 
+mod clip;
 mod context;
 mod embedding;
 mod head;
@@ -15,6 +16,7 @@ mod layer;
 mod network;
 mod tensor;
 
+pub use clip::{clip_grad_norm, clip_grad_value};
 pub(crate) use context::Kernel;
 pub use context::{Context, ContextOptions};
 pub use embedding::Embedding;
