@@ -52,11 +52,14 @@ pub const EMBED_BACK: &str = include_str!("../shaders/embed_back.wgsl");
 /// Gradient clipping in place: the global norm (two deterministic passes) and the
 /// scaling, or clipping by value.
 pub const CLIP: &str = include_str!("../shaders/clip.wgsl");
+/// One optimizer step over a parameter tensor (SGD, momentum, Adam, AdamW).
+pub const OPTIM: &str = include_str!("../shaders/optim.wgsl");
 /// Column sums (bias gradients).
 pub const REDUCE: &str = include_str!("../shaders/reduce.wgsl");
 
 /// Every shader with its file name, for validation.
-pub const ALL: [(&str, &str); 19] = [
+pub const ALL: [(&str, &str); 20] = [
+    ("optim.wgsl", OPTIM),
     ("clip.wgsl", CLIP),
     ("embed_back.wgsl", EMBED_BACK),
     ("xent.wgsl", XENT),

@@ -10,12 +10,14 @@
 mod clip;
 pub(crate) mod embedding;
 pub(crate) mod head;
+mod optim;
 
 pub use clip::{clip_grad_norm, clip_grad_value};
 pub use embedding::{embedding, embedding_backward};
 pub use head::{
     head_forward, head_loss, head_loss_backward, softmax_last_axis, HeadGrads, HeadLoss, Reduction,
 };
+pub use optim::{optim_step, OptimState, Optimizer};
 
 use ndarray::linalg::general_mat_mul;
 use ndarray::{s, Array1, Array2, Array3, ArrayView2, ArrayView3, ArrayViewMut2, Axis, Zip};

@@ -40,6 +40,7 @@ pub(crate) enum Kernel {
     Xent,
     EmbedBack,
     Clip,
+    Optim,
 }
 
 /// How a kernel sees each of its bindings, in binding order.
@@ -84,6 +85,7 @@ impl Kernel {
             Kernel::Xent,
             Kernel::EmbedBack,
             Kernel::Clip,
+            Kernel::Optim,
         ];
         for cell in Cell::ALL {
             let (fwd, back) = with_cell!(cell, C => (C::STEP.len(), C::STEP_BACK.len()));
@@ -113,6 +115,7 @@ impl Kernel {
             Kernel::Xent => crate::shaders::XENT,
             Kernel::EmbedBack => crate::shaders::EMBED_BACK,
             Kernel::Clip => crate::shaders::CLIP,
+            Kernel::Optim => crate::shaders::OPTIM,
             // A phase past the cell's list is never made (`Kernel::all` and the engines
             // take phases from the lists); an empty source fails to compile if it were.
             _ => self.phase().map_or("", |p| p.src),
@@ -134,6 +137,7 @@ impl Kernel {
             Kernel::Xent => "xent",
             Kernel::EmbedBack => "embed_back",
             Kernel::Clip => "clip",
+            Kernel::Optim => "optim",
             _ => "main",
         }
     }
@@ -161,6 +165,7 @@ impl Kernel {
             }
             Kernel::Softmax => vec![Uniform, ReadWrite],
             Kernel::Clip => vec![Uniform, ReadWrite, ReadWrite],
+            Kernel::Optim => vec![Uniform, ReadWrite, Read, ReadWrite, ReadWrite],
             Kernel::ColSum | Kernel::Block | Kernel::Dropout => vec![Uniform, Read, ReadWrite],
             Kernel::Gather | Kernel::EmbedBack => vec![Uniform, Read, Read, ReadWrite],
             Kernel::Xent => vec![Uniform, Read, ReadWrite, ReadWrite],

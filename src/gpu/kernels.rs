@@ -590,6 +590,48 @@ pub(crate) fn clip(
     Op::new(ctx, Kernel::Clip, &[&u, x.0, partial], [gx, gy, 1])
 }
 
+/// The uniform of `optim.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+pub(crate) struct OptimParams {
+    pub n: u32,
+    pub p_off: u32,
+    pub g_off: u32,
+    pub kind: u32,
+    pub first: u32,
+    pub lr: f32,
+    pub beta1: f32,
+    pub beta2: f32,
+    pub eps: f32,
+    pub wd: f32,
+    pub bc1: f32,
+    pub bc2: f32,
+    pub momentum: f32,
+    pub _pad0: u32,
+    pub _pad1: u32,
+    pub _pad2: u32,
+}
+
+/// One optimizer step over `params.n` elements of `param` with `grad` and the state
+/// `m`, `v` (see `optim.wgsl`).
+pub(crate) fn optim(
+    ctx: &Context,
+    params: &OptimParams,
+    param: &wgpu::Buffer,
+    grad: &wgpu::Buffer,
+    m: &wgpu::Buffer,
+    v: &wgpu::Buffer,
+) -> Result<Op> {
+    let u = ctx.uniform("optim params", params);
+    let groups = div_ceil((params.n as usize).max(1), 64);
+    let (gx, gy) = if groups > 65535 {
+        (65535, groups.div_ceil(65535))
+    } else {
+        (groups, 1)
+    };
+    Op::new(ctx, Kernel::Optim, &[&u, param, grad, m, v], [gx, gy, 1])
+}
+
 /// The per-layer dimensions uniform of the step kernels (WGSL `Dims`).
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
@@ -836,7 +878,7 @@ mod tests {
 
     use super::{
         BlockParams, ClipParams, DropoutParams, EmbedBackParams, GatherParams, GemmParams,
-        RowParams, StepDims, StepDir, StepSlot, XentParams,
+        OptimParams, RowParams, StepDims, StepDir, StepSlot, XentParams,
     };
     use crate::gpu::Kernel;
 
@@ -1065,6 +1107,20 @@ mod tests {
             size_of::<ClipParams>(),
         );
         assert_eq!(wgsl_layout(crate::shaders::CLIP, "Params"), clip, "clip");
+        let names = [
+            "n", "p_off", "g_off", "kind", "first", "lr", "beta1", "beta2", "eps", "wd", "bc1",
+            "bc2", "momentum", "_pad0", "_pad1", "_pad2",
+        ];
+        let optim = rust(
+            &names
+                .iter()
+                .enumerate()
+                .map(|(k, n)| (*n, 4 * k))
+                .collect::<Vec<_>>(),
+            size_of::<OptimParams>(),
+        );
+        assert_eq!(offset_of!(OptimParams, momentum), 48);
+        assert_eq!(wgsl_layout(crate::shaders::OPTIM, "Params"), optim, "optim");
         // RowParams serves two shaders that name its third field after its use.
         for (src, third) in [
             (crate::shaders::HEAD, "off"),

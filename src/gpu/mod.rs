@@ -14,6 +14,7 @@ mod head;
 mod kernels;
 mod layer;
 mod network;
+mod optim;
 mod tensor;
 
 pub use clip::{clip_grad_norm, clip_grad_value};
@@ -24,4 +25,5 @@ pub use head::{GpuHead, GpuHeadLoss};
 pub use kernels::matmul;
 pub use layer::{forward_host, Forward, Grads, InputGrads, Layer, Mode, ParamGrads, Trace};
 pub use network::{NetForward, NetGrads, NetTrace, Network};
+pub use optim::Optim;
 pub use tensor::Tensor;
