@@ -342,3 +342,44 @@ fn bad_network_input_is_an_error_naming_the_argument() {
         r => panic!("d_output: {r:?}"),
     }
 }
+
+/// Truncated backpropagation through time: a long sequence run in chunks, each chunk's
+/// `h_n`/`c_n` (device tensors) the next one's `h0`/`c0`, gives the outputs of one run
+/// over the whole sequence, on the GPU as on the CPU; each chunk's backward stops at its
+/// own initial state (its `dh0` is simply not carried on).
+#[test]
+fn chunks_carry_the_state() {
+    let Some(ctx) = ctx() else { return };
+    for cell in [Cell::Lstm, Cell::GRU] {
+        let config = NetConfig {
+            num_layers: 2,
+            ..NetConfig::new(cell, 3, 5)
+        };
+        let p = NetParams::<f32>::init(config, 8).unwrap();
+        let mut rng = SplitMix64(3);
+        let x = draw(&mut rng, (12, 2, 3)).mapv(|v| v as f32);
+        let whole = cpu::forward(&p, x.view(), None, None, None).unwrap();
+        let net = Network::new(ctx, &p).unwrap();
+        let (mut h, mut c): (Option<Tensor>, Option<Tensor>) = (None, None);
+        for k in 0..3 {
+            let chunk = x.slice(ndarray::s![4 * k..4 * (k + 1), .., ..]).to_owned();
+            let xt = Tensor::from_array(ctx, "x", &chunk).unwrap();
+            let out = net
+                .forward(&xt, h.as_ref(), c.as_ref(), None, Mode::Training)
+                .unwrap();
+            let got = out.output.to_array().unwrap();
+            let want = whole.output.slice(ndarray::s![4 * k..4 * (k + 1), .., ..]);
+            let err = got
+                .iter()
+                .zip(want.iter())
+                .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+            assert!(err < 1e-5, "{cell:?} chunk {k}: {err}");
+            // The chunk's backward runs; its dh0 is where the truncation cuts.
+            let d = Tensor::zeros(ctx, "d", &[4, 2, 5]).unwrap();
+            net.backward(out.trace.as_ref().unwrap(), &d, None, None)
+                .unwrap();
+            h = Some(out.h_n);
+            c = out.c_n;
+        }
+    }
+}
