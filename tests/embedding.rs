@@ -101,3 +101,22 @@ fn bad_ids_name_the_argument() {
         named(emb.backward(ok.view(), &dt).map(|_| ()), "d_out");
     }
 }
+
+/// A token at 70000 positions of one batch: its gradient row sums more than llvmpipe's
+/// 65535 loop iterations, so the kernel takes it in slices (checked on both backends).
+#[test]
+fn a_frequent_token_is_summed_whole() {
+    for ctx in [ctx(), gl_ctx()].into_iter().flatten() {
+        let (t, b) = (70, 1000);
+        let ids = Array2::from_shape_fn((t, b), |(i, j)| usize::from((i + j) % 50 == 0));
+        let mut rng = NumpyRng::new(9);
+        let d = rng.uniform_array((t, b, 2), -1.0, 1.0).mapv(|v| v as f32);
+        let emb = Embedding::new(ctx, Array2::<f32>::zeros((2, 2)).view()).unwrap();
+        let dt = Tensor::from_array(ctx, "d", &d).unwrap();
+        let got = emb.backward(ids.view(), &dt).unwrap().to_array().unwrap();
+        let want = embedding_backward(2, ids.view(), d.mapv(|v| v as f64).view()).unwrap();
+        for (a, w) in got.iter().zip(want.iter()) {
+            assert!((*a as f64 - w).abs() < 1e-2, "{a} vs {w}");
+        }
+    }
+}

@@ -95,6 +95,10 @@ impl Embedding {
             positions[next[v] as usize] = p as u32;
             next[v] += 1;
         }
+        let most = (0..self.vocab)
+            .map(|v| (offsets[v + 1] - offsets[v]) as usize)
+            .max()
+            .unwrap_or(0);
         let table: Vec<u32> = offsets.into_iter().chain(positions).collect();
         ctx.run("embedding backward", || {
             let table = ctx.buf_init("ids", &table, TENSOR_USAGE);
@@ -106,7 +110,7 @@ impl Embedding {
             };
             let dw = Arc::new(new_buffer(ctx, "d_out", &[self.vocab, self.dim])?);
             let d: &wgpu::Buffer = src.as_deref().unwrap_or(d_out.buffer());
-            let op = kernels::embed_back(ctx, &table, d, &dw, self.vocab, self.dim, false)?;
+            let op = kernels::embed_back(ctx, &table, d, &dw, self.vocab, self.dim, most, false)?;
             kernels::submit_pass(
                 ctx,
                 "embedding backward",

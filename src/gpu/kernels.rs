@@ -504,11 +504,17 @@ struct EmbedBackParams {
     vocab: u32,
     dim: u32,
     accumulate: u32,
-    _pad: u32,
+    skip: u32,
+    take: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 /// `dW [vocab, dim] (+)= Σ d_out[p]` over each token's positions, from the CSR `table`
-/// (`vocab + 1` offsets, then the positions).
+/// (`vocab + 1` offsets, then the positions), the most frequent token's `most` positions
+/// in slices of [`LOOP_CHUNK`] (one dispatch each, later ones accumulating).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn embed_back(
     ctx: &Context,
     table: &wgpu::Buffer,
@@ -516,24 +522,36 @@ pub(crate) fn embed_back(
     dw: &wgpu::Buffer,
     vocab: usize,
     dim: usize,
+    most: usize,
     accumulate: bool,
 ) -> Result<Op> {
-    let u = ctx.uniform(
-        "embed_back params",
-        &EmbedBackParams {
-            vocab: vocab as u32,
-            dim: dim as u32,
-            accumulate: accumulate as u32,
-            _pad: 0,
-        },
-    );
     let groups = div_ceil(vocab * dim, 64);
     let (gx, gy) = if groups > 65535 {
         (65535, groups.div_ceil(65535))
     } else {
         (groups, 1)
     };
-    Op::new(ctx, Kernel::EmbedBack, &[&u, table, d_out, dw], [gx, gy, 1])
+    let mut ops = (0..most.max(1)).step_by(LOOP_CHUNK).map(|skip| {
+        let u = ctx.uniform(
+            "embed_back params",
+            &EmbedBackParams {
+                vocab: vocab as u32,
+                dim: dim as u32,
+                accumulate: (accumulate || skip > 0) as u32,
+                skip: skip as u32,
+                take: LOOP_CHUNK as u32,
+                _pad0: 0,
+                _pad1: 0,
+                _pad2: 0,
+            },
+        );
+        Op::new(ctx, Kernel::EmbedBack, &[&u, table, d_out, dw], [gx, gy, 1])
+    });
+    let mut first = ops.next().expect("at least one slice")?;
+    for op in ops {
+        first.more.push(op?);
+    }
+    Ok(first)
 }
 
 #[repr(C)]
@@ -1084,7 +1102,11 @@ mod tests {
                 ("vocab", offset_of!(EmbedBackParams, vocab)),
                 ("dim", offset_of!(EmbedBackParams, dim)),
                 ("accumulate", offset_of!(EmbedBackParams, accumulate)),
-                ("_pad", offset_of!(EmbedBackParams, _pad)),
+                ("skip", offset_of!(EmbedBackParams, skip)),
+                ("take", offset_of!(EmbedBackParams, take)),
+                ("_pad0", offset_of!(EmbedBackParams, _pad0)),
+                ("_pad1", offset_of!(EmbedBackParams, _pad1)),
+                ("_pad2", offset_of!(EmbedBackParams, _pad2)),
             ],
             size_of::<EmbedBackParams>(),
         );
