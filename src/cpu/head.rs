@@ -10,26 +10,7 @@ use crate::real::Real;
 /// Applies the head to every step of `h [T, B, H]`: `y [T, B, C]`, a softmax over the
 /// class axis (the last), each row shifted by its own max so no logit overflows.
 pub fn head_forward<A: Real>(head: &Head<A>, h: ArrayView3<A>) -> Result<Array3<A>> {
-    head.check()?;
-    let (t, b, hs) = h.dim();
-    if t == 0 || b == 0 || hs != head.w_y.ncols() {
-        return Err(Error::Shape {
-            arg: "h",
-            expected: format!("[T, B, H] with T ≥ 1, B ≥ 1, H = {}", head.w_y.ncols()),
-            got: crate::error::fmt_shape(h.shape()),
-        });
-    }
-    let c = head.classes();
-    let h = crate::host::copy("h", &h)?;
-    let h2 = h
-        .view()
-        .into_shape_with_order((t * b, hs))
-        .expect("standard layout");
-    let rows = crate::host::elems("h", &[t, b], 1)?;
-    let mut y = crate::host::tiled("h", rows, &head.b_y)?;
-    general_mat_mul(A::one(), &h2, &head.w_y.t(), A::one(), &mut y);
-    softmax_last_axis(y.view_mut());
-    Ok(y.into_shape_with_order((t, b, c)).expect("standard layout"))
+    Ok(logits_and_probs(head, h)?.1)
 }
 
 /// Softmax of every row of `z` in place, each row shifted by its own max.

@@ -10,7 +10,7 @@
 mod clip;
 pub(crate) mod embedding;
 pub(crate) mod head;
-mod optim;
+pub(crate) mod optim;
 
 pub use clip::{clip_grad_norm, clip_grad_value};
 pub use embedding::{embedding, embedding_backward};

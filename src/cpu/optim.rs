@@ -50,7 +50,82 @@ pub enum Optimizer {
     },
 }
 
+/// Which update an [`Optimizer`] makes (the `kind` of `optim.wgsl`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Sgd = 0,
+    Momentum = 1,
+    Adam = 2,
+    AdamW = 3,
+}
+
+/// An optimizer's hyper-parameters in one flat form (zeros where the kind has none).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Hyper {
+    pub kind: Kind,
+    pub lr: f32,
+    pub momentum: f32,
+    pub beta1: f32,
+    pub beta2: f32,
+    pub eps: f32,
+    pub wd: f32,
+}
+
+impl Hyper {
+    /// Adam's bias corrections `(1 − β1ᵗ, 1 − β2ᵗ)` at step `t` (1 for the others).
+    pub fn corrections(&self, t: u64) -> (f64, f64) {
+        match self.kind {
+            Kind::Adam | Kind::AdamW => (
+                1.0 - (self.beta1 as f64).powi(t as i32),
+                1.0 - (self.beta2 as f64).powi(t as i32),
+            ),
+            _ => (1.0, 1.0),
+        }
+    }
+}
+
 impl Optimizer {
+    /// The hyper-parameters in one flat form.
+    pub(crate) fn hyper(&self) -> Hyper {
+        let mut h = Hyper {
+            kind: Kind::Sgd,
+            lr: 0.0,
+            momentum: 0.0,
+            beta1: 0.0,
+            beta2: 0.0,
+            eps: 0.0,
+            wd: 0.0,
+        };
+        match *self {
+            Optimizer::Sgd { lr } => h.lr = lr,
+            Optimizer::Momentum { lr, momentum } => {
+                (h.kind, h.lr, h.momentum) = (Kind::Momentum, lr, momentum)
+            }
+            Optimizer::Adam {
+                lr,
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+            }
+            | Optimizer::AdamW {
+                lr,
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+            } => {
+                h.kind = if matches!(self, Optimizer::AdamW { .. }) {
+                    Kind::AdamW
+                } else {
+                    Kind::Adam
+                };
+                (h.lr, h.beta1, h.beta2, h.eps, h.wd) = (lr, beta1, beta2, eps, weight_decay);
+            }
+        }
+        h
+    }
+
     /// Adam with PyTorch's defaults: `β = (0.9, 0.999)`, `ε = 1e-8`, no weight decay.
     pub fn adam(lr: f32) -> Self {
         Optimizer::Adam {
@@ -76,44 +151,27 @@ impl Optimizer {
     /// Checks the hyper-parameters (finite; `lr`, `ε` above 0 where used; `β` in
     /// `[0, 1)`; momentum and weight decay at least 0).
     pub fn check(&self) -> Result<()> {
+        let h = self.hyper();
         let bad = |msg: String| {
             Err(Error::Invalid {
                 arg: "optimizer",
                 msg,
             })
         };
-        let (lr, rest): (f32, Vec<(&str, f32, bool)>) = match *self {
-            Optimizer::Sgd { lr } => (lr, vec![]),
-            Optimizer::Momentum { lr, momentum } => (lr, vec![("momentum", momentum, false)]),
-            Optimizer::Adam {
-                lr,
-                beta1,
-                beta2,
-                eps,
-                weight_decay,
-            }
-            | Optimizer::AdamW {
-                lr,
-                beta1,
-                beta2,
-                eps,
-                weight_decay,
-            } => (
-                lr,
-                vec![
-                    ("beta1", beta1, true),
-                    ("beta2", beta2, true),
-                    ("eps", eps, false),
-                    ("weight_decay", weight_decay, false),
-                ],
-            ),
-        };
-        if !(lr.is_finite() && lr > 0.0) {
-            return bad(format!("lr = {lr}; it must be finite and above 0"));
+        if !(h.lr.is_finite() && h.lr > 0.0) {
+            return bad(format!("lr = {}; it must be finite and above 0", h.lr));
         }
-        for (name, v, beta) in rest {
+        let adam = matches!(h.kind, Kind::Adam | Kind::AdamW);
+        let rest = [
+            ("momentum", h.momentum, false, h.kind == Kind::Momentum),
+            ("beta1", h.beta1, true, adam),
+            ("beta2", h.beta2, true, adam),
+            ("eps", h.eps, false, adam),
+            ("weight_decay", h.wd, false, adam),
+        ];
+        for (name, v, beta, used) in rest {
             let ok = v.is_finite() && v >= 0.0 && (!beta || v < 1.0);
-            if !ok {
+            if used && !ok {
                 let range = if beta {
                     "[0, 1)"
                 } else {
@@ -169,47 +227,38 @@ pub fn optim_step<A: Real>(
     }
     state.step += 1;
     let t = state.step;
+    let h = opt.hyper();
     let f = |v: f32| A::from_f64(v as f64);
+    let (lr, mu, b1, b2, eps, wd) = (
+        f(h.lr),
+        f(h.momentum),
+        f(h.beta1),
+        f(h.beta2),
+        f(h.eps),
+        f(h.wd),
+    );
+    let (bc1, bc2) = h.corrections(t);
+    let (bc1, bc2) = (A::from_f64(bc1), A::from_f64(bc2));
     for (k, (p, g)) in params.iter_mut().zip(grads).enumerate() {
         let (m, v) = (&mut state.m[k], &mut state.v[k]);
         for i in 0..p.len() {
-            match *opt {
-                Optimizer::Sgd { lr } => p[i] -= f(lr) * g[i],
-                Optimizer::Momentum { lr, momentum } => {
-                    m[i] = if t == 1 {
-                        g[i]
-                    } else {
-                        f(momentum) * m[i] + g[i]
-                    };
-                    p[i] -= f(lr) * m[i];
+            match h.kind {
+                Kind::Sgd => p[i] -= lr * g[i],
+                Kind::Momentum => {
+                    m[i] = if t == 1 { g[i] } else { mu * m[i] + g[i] };
+                    p[i] -= lr * m[i];
                 }
-                Optimizer::Adam {
-                    lr,
-                    beta1,
-                    beta2,
-                    eps,
-                    weight_decay,
-                }
-                | Optimizer::AdamW {
-                    lr,
-                    beta1,
-                    beta2,
-                    eps,
-                    weight_decay,
-                } => {
-                    let decoupled = matches!(opt, Optimizer::AdamW { .. });
+                Kind::Adam | Kind::AdamW => {
                     let mut gi = g[i];
-                    if decoupled {
-                        p[i] -= f(lr) * f(weight_decay) * p[i];
+                    if h.kind == Kind::AdamW {
+                        p[i] -= lr * wd * p[i];
                     } else {
-                        gi += f(weight_decay) * p[i];
+                        gi += wd * p[i];
                     }
-                    m[i] = f(beta1) * m[i] + (A::one() - f(beta1)) * gi;
-                    v[i] = f(beta2) * v[i] + (A::one() - f(beta2)) * gi * gi;
-                    let bc1 = A::from_f64(1.0 - (beta1 as f64).powi(t as i32));
-                    let bc2 = A::from_f64(1.0 - (beta2 as f64).powi(t as i32));
-                    let denom = A::from_f64((v[i] / bc2).to_f64().sqrt()) + f(eps);
-                    p[i] -= f(lr) * (m[i] / bc1) / denom;
+                    m[i] = b1 * m[i] + (A::one() - b1) * gi;
+                    v[i] = b2 * v[i] + (A::one() - b2) * gi * gi;
+                    let denom = A::from_f64((v[i] / bc2).to_f64().sqrt()) + eps;
+                    p[i] -= lr * (m[i] / bc1) / denom;
                 }
             }
         }

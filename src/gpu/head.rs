@@ -55,10 +55,8 @@ impl GpuHead {
         })
     }
 
-    /// `y [T, B, C] = softmax(h · W_yᵀ + b_y)` over the class axis, for `h [T, B, H]`:
-    /// one GEMM over all `T·B` rows and one softmax dispatch, each row shifted by its max.
-    pub fn forward(&self, h: &Tensor) -> Result<Tensor> {
-        let ctx = &self.ctx;
+    /// Checks `h [T, B, H]` (this head's `H`, this context); returns its shape.
+    fn check_h<'t>(&self, h: &'t Tensor) -> Result<&'t [usize]> {
         let s = h.shape();
         if s.len() != 3 || s[0] == 0 || s[1] == 0 || s[2] != self.hidden {
             return Err(Error::Shape {
@@ -67,7 +65,15 @@ impl GpuHead {
                 got: crate::error::fmt_shape(s),
             });
         }
-        ctx.check_owner("h", h)?;
+        self.ctx.check_owner("h", h)?;
+        Ok(s)
+    }
+
+    /// `y [T, B, C] = softmax(h · W_yᵀ + b_y)` over the class axis, for `h [T, B, H]`:
+    /// one GEMM over all `T·B` rows and one softmax dispatch, each row shifted by its max.
+    pub fn forward(&self, h: &Tensor) -> Result<Tensor> {
+        let ctx = &self.ctx;
+        let s = self.check_h(h)?;
         let rows = s[0] * s[1];
         ctx.check_elems("h", &[rows, self.classes])?;
         ctx.run("head", || {
@@ -118,15 +124,7 @@ impl GpuHead {
         reduction: Reduction,
     ) -> Result<GpuHeadLoss> {
         let ctx = &self.ctx;
-        let s = h.shape();
-        if s.len() != 3 || s[0] == 0 || s[1] == 0 || s[2] != self.hidden {
-            return Err(Error::Shape {
-                arg: "h",
-                expected: format!("[T, B, H] with T ≥ 1, B ≥ 1, H = {}", self.hidden),
-                got: crate::error::fmt_shape(s),
-            });
-        }
-        ctx.check_owner("h", h)?;
+        let s = self.check_h(h)?;
         let (c, hs) = (self.classes, self.hidden);
         let counted = check_targets(&targets, s[0], s[1], c, ignore_index)?;
         let rows = s[0] * s[1];

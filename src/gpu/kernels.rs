@@ -82,6 +82,18 @@ impl Op {
     }
 }
 
+/// The grid of a kernel with one invocation per element over `invocations` elements in
+/// workgroups of 64: past 65535 workgroups the rest continue along y (the kernels fold
+/// `gid.y` back in).
+fn flat_grid(invocations: usize) -> [u32; 2] {
+    let groups = div_ceil(invocations, 64);
+    if groups > 65535 {
+        [65535, groups.div_ceil(65535)]
+    } else {
+        [groups, 1]
+    }
+}
+
 /// `ceil(a / b)`.
 pub(crate) fn div_ceil(a: usize, b: usize) -> u32 {
     a.div_ceil(b) as u32
@@ -258,13 +270,7 @@ pub(crate) fn softmax(
             x_off: 0,
         },
     );
-    // Rows beyond 65535 workgroups spill into y (the kernel folds gid.y back in).
-    let groups = div_ceil(rows, 64);
-    let (gx, gy) = if groups > 65535 {
-        (65535, groups.div_ceil(65535))
-    } else {
-        (groups, 1)
-    };
+    let [gx, gy] = flat_grid(rows);
     Op::new(ctx, Kernel::Softmax, &[&u, y], [gx, gy, 1])
 }
 
@@ -341,12 +347,7 @@ pub(crate) fn block(
             _pad: 0,
         },
     );
-    let groups = div_ceil(rows * cols, 64);
-    let (gx, gy) = if groups > 65535 {
-        (65535, groups.div_ceil(65535))
-    } else {
-        (groups, 1)
-    };
+    let [gx, gy] = flat_grid(rows * cols);
     ctx.check_groups(arg, gy as u64)?;
     Op::new(ctx, Kernel::Block, &[&u, x.0, y.0], [gx, gy, 1])
 }
@@ -390,12 +391,7 @@ pub(crate) fn gather(
             _pad: 0,
         },
     );
-    let groups = div_ceil(blocks * rows * cols, 64);
-    let (gx, gy) = if groups > 65535 {
-        (65535, groups.div_ceil(65535))
-    } else {
-        (groups, 1)
-    };
+    let [gx, gy] = flat_grid(blocks * rows * cols);
     ctx.check_groups(arg, gy as u64)?;
     Op::new(ctx, Kernel::Gather, &[&u, x.0, table, y.0], [gx, gy, 1])
 }
@@ -449,12 +445,7 @@ pub(crate) fn dropout(
             _pad1: 0,
         },
     );
-    let groups = div_ceil(t * b * cols, 64);
-    let (gx, gy) = if groups > 65535 {
-        (65535, groups.div_ceil(65535))
-    } else {
-        (groups, 1)
-    };
+    let [gx, gy] = flat_grid(t * b * cols);
     ctx.check_groups("x", gy as u64)?;
     Op::new(ctx, Kernel::Dropout, &[&u, table, y.0], [gx, gy, 1])
 }
@@ -489,12 +480,7 @@ pub(crate) fn xent(
             _pad: 0,
         },
     );
-    let groups = div_ceil(rows, 64);
-    let (gx, gy) = if groups > 65535 {
-        (65535, groups.div_ceil(65535))
-    } else {
-        (groups, 1)
-    };
+    let [gx, gy] = flat_grid(rows);
     Op::new(ctx, Kernel::Xent, &[&u, targets, z, loss], [gx, gy, 1])
 }
 
@@ -525,12 +511,7 @@ pub(crate) fn embed_back(
     most: usize,
     accumulate: bool,
 ) -> Result<Op> {
-    let groups = div_ceil(vocab * dim, 64);
-    let (gx, gy) = if groups > 65535 {
-        (65535, groups.div_ceil(65535))
-    } else {
-        (groups, 1)
-    };
+    let [gx, gy] = flat_grid(vocab * dim);
     let mut ops = (0..most.max(1)).step_by(LOOP_CHUNK).map(|skip| {
         let u = ctx.uniform(
             "embed_back params",
@@ -599,12 +580,7 @@ pub(crate) fn clip(
         1 => 1,
         _ => n,
     };
-    let groups = div_ceil(invocations.max(1), 64);
-    let (gx, gy) = if groups > 65535 {
-        (65535, groups.div_ceil(65535))
-    } else {
-        (groups, 1)
-    };
+    let [gx, gy] = flat_grid(invocations.max(1));
     Op::new(ctx, Kernel::Clip, &[&u, x.0, partial], [gx, gy, 1])
 }
 
@@ -641,12 +617,7 @@ pub(crate) fn optim(
     v: &wgpu::Buffer,
 ) -> Result<Op> {
     let u = ctx.uniform("optim params", params);
-    let groups = div_ceil((params.n as usize).max(1), 64);
-    let (gx, gy) = if groups > 65535 {
-        (65535, groups.div_ceil(65535))
-    } else {
-        (groups, 1)
-    };
+    let [gx, gy] = flat_grid((params.n as usize).max(1));
     Op::new(ctx, Kernel::Optim, &[&u, param, grad, m, v], [gx, gy, 1])
 }
 

@@ -81,53 +81,26 @@ impl Optim {
                 });
             }
             let t = state.0 + 1;
-            let mut u = OptimParams {
+            let h = self.opt.hyper();
+            let (bc1, bc2) = h.corrections(t);
+            let u = OptimParams {
                 n: 0,
                 p_off: 0,
                 g_off: 0,
-                kind: 0,
+                kind: h.kind as u32,
                 first: (t == 1) as u32,
-                lr: 0.0,
-                beta1: 0.0,
-                beta2: 0.0,
-                eps: 0.0,
-                wd: 0.0,
-                bc1: 1.0,
-                bc2: 1.0,
-                momentum: 0.0,
+                lr: h.lr,
+                beta1: h.beta1,
+                beta2: h.beta2,
+                eps: h.eps,
+                wd: h.wd,
+                bc1: bc1 as f32,
+                bc2: bc2 as f32,
+                momentum: h.momentum,
                 _pad0: 0,
                 _pad1: 0,
                 _pad2: 0,
             };
-            match self.opt {
-                Optimizer::Sgd { lr } => u.lr = lr,
-                Optimizer::Momentum { lr, momentum } => {
-                    (u.kind, u.lr, u.momentum) = (1, lr, momentum)
-                }
-                Optimizer::Adam {
-                    lr,
-                    beta1,
-                    beta2,
-                    eps,
-                    weight_decay,
-                }
-                | Optimizer::AdamW {
-                    lr,
-                    beta1,
-                    beta2,
-                    eps,
-                    weight_decay,
-                } => {
-                    u.kind = if matches!(self.opt, Optimizer::AdamW { .. }) {
-                        3
-                    } else {
-                        2
-                    };
-                    (u.lr, u.beta1, u.beta2, u.eps, u.wd) = (lr, beta1, beta2, eps, weight_decay);
-                    u.bc1 = (1.0 - (beta1 as f64).powi(t as i32)) as f32;
-                    u.bc2 = (1.0 - (beta2 as f64).powi(t as i32)) as f32;
-                }
-            }
             let ops = params
                 .iter()
                 .zip(grads)

@@ -9,73 +9,25 @@ use ndarray::{Array, Array2, Array3, ArrayBase, Data, Dimension, ShapeBuilder};
 use wgpu_rnn::cpu::{self, Grads, Trace};
 use wgpu_rnn::{Cell, Params, Real};
 
-/// numpy's legacy `RandomState` (MT19937 + polar-method `randn` with a cached value),
-/// bit-compatible with `np.random.seed(s); np.random.randn(...)`.
-pub struct NumpyRng {
-    mt: [u32; 624],
-    idx: usize,
-    cached: Option<f64>,
-}
+/// numpy's legacy `RandomState` for the tests: the crate's own
+/// [`wgpu_rnn::numpy::RandomState`] (checked against numpy's published draws in
+/// `notebook_parity.rs` and `notebook_utils.rs`), with the array helpers the tests use.
+pub struct NumpyRng(wgpu_rnn::numpy::RandomState);
 
 impl NumpyRng {
-    /// `np.random.seed(seed)` (MT19937 `init_genrand`).
+    /// `np.random.seed(seed)`.
     pub fn new(seed: u32) -> Self {
-        let mut mt = [0u32; 624];
-        mt[0] = seed;
-        for i in 1..624 {
-            mt[i] = 1812433253u32
-                .wrapping_mul(mt[i - 1] ^ (mt[i - 1] >> 30))
-                .wrapping_add(i as u32);
-        }
-        NumpyRng {
-            mt,
-            idx: 624,
-            cached: None,
-        }
-    }
-
-    fn next_u32(&mut self) -> u32 {
-        if self.idx >= 624 {
-            for i in 0..624 {
-                let y = (self.mt[i] & 0x8000_0000) | (self.mt[(i + 1) % 624] & 0x7fff_ffff);
-                let mut v = self.mt[(i + 397) % 624] ^ (y >> 1);
-                if y & 1 != 0 {
-                    v ^= 0x9908_b0df;
-                }
-                self.mt[i] = v;
-            }
-            self.idx = 0;
-        }
-        let mut y = self.mt[self.idx];
-        self.idx += 1;
-        y ^= y >> 11;
-        y ^= (y << 7) & 0x9d2c_5680;
-        y ^= (y << 15) & 0xefc6_0000;
-        y ^ (y >> 18)
+        NumpyRng(wgpu_rnn::numpy::RandomState::new(seed))
     }
 
     /// A double in `[0, 1)` with 53 random bits, as numpy's `random_sample`.
     pub fn uniform(&mut self) -> f64 {
-        let a = (self.next_u32() >> 5) as f64;
-        let b = (self.next_u32() >> 6) as f64;
-        (a * 67108864.0 + b) / 9007199254740992.0
+        self.0.random_sample()
     }
 
     /// One standard normal, numpy's legacy polar method.
     pub fn gauss(&mut self) -> f64 {
-        if let Some(v) = self.cached.take() {
-            return v;
-        }
-        loop {
-            let x1 = 2.0 * self.uniform() - 1.0;
-            let x2 = 2.0 * self.uniform() - 1.0;
-            let r2 = x1 * x1 + x2 * x2;
-            if r2 < 1.0 && r2 != 0.0 {
-                let f = (-2.0 * r2.ln() / r2).sqrt();
-                self.cached = Some(f * x1);
-                return f * x2;
-            }
-        }
+        self.0.randn()
     }
 
     /// `np.random.randn(*shape)` in C order.
