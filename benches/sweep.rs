@@ -264,37 +264,32 @@ fn problem(cell: Cell, t: usize, b: usize, i: usize, h: usize) -> Problem {
     }
 }
 
-/// Times one GPU point; returns the row.
-fn gpu_point(ctx: &Context, o: &Opts, pt: Point) -> wgpu_rnn::Result<Row> {
-    let Point {
-        cell,
-        bwd,
-        t,
-        b,
-        i,
-        h,
-        ..
-    } = pt;
-    let pr = problem(cell, t, b, i, h);
-    let layer = Layer::new(ctx, &pr.p)?;
-    let x = Tensor::from_array(ctx, "x", &pr.x)?;
-    let dh = Tensor::from_array(ctx, "dh", &pr.dh)?;
-    let mode = if bwd { Mode::Training } else { Mode::Inference };
-    // Host recording cost, from instrumented runs on an idle GPU (median of 3): the time
-    // the forward (and backward) calls take to record and submit, per recorded step.
+/// Times one GPU point: the host recording cost per recorded step (median of 3 runs on an
+/// idle GPU: the forward and backward calls alone), then warm-up and timed runs of
+/// `fwd` (and `bwd` of its result, for a forward+backward point), GPU timestamps where the
+/// adapter has them, and `check`'s error of the first run's results against the CPU.
+fn time_gpu<F, G>(
+    ctx: &Context,
+    o: &Opts,
+    pt: Point,
+    fwd: impl Fn() -> wgpu_rnn::Result<F>,
+    bwd: impl Fn(&F) -> wgpu_rnn::Result<G>,
+    check: impl Fn(&F, Option<&G>) -> wgpu_rnn::Result<f64>,
+) -> wgpu_rnn::Result<Row> {
+    let (t, backward) = (pt.t, pt.bwd);
     let mut hosts = Vec::new();
     for _ in 0..3 {
         ctx.wait()?;
         let s = Instant::now();
-        let out = layer.forward(&x, None, None, mode)?;
+        let out = fwd()?;
         let mut host = s.elapsed().as_secs_f64();
-        if bwd {
+        if backward {
             ctx.wait()?;
             let s = Instant::now();
-            layer.backward(out.trace.as_ref().expect("training"), &dh, None)?;
+            bwd(&out)?;
             host += s.elapsed().as_secs_f64();
         }
-        hosts.push(host * 1e6 / (t as f64 * if bwd { 2.0 } else { 1.0 }));
+        hosts.push(host * 1e6 / (t as f64 * if backward { 2.0 } else { 1.0 }));
     }
     let host_us = median(&mut hosts);
     ctx.wait()?;
@@ -307,30 +302,13 @@ fn gpu_point(ctx: &Context, o: &Opts, pt: Point) -> wgpu_rnn::Result<Row> {
         ctx.wait()?;
         let _ = ctx.take_gpu_time_ms()?;
         let start = Instant::now();
-        let out = layer.forward(&x, None, None, mode)?;
-        let grads = if bwd {
-            Some(layer.backward(out.trace.as_ref().expect("training"), &dh, None)?)
-        } else {
-            None
-        };
+        let out = fwd()?;
+        let grads = if backward { Some(bwd(&out)?) } else { None };
         ctx.wait()?;
         let wall = start.elapsed().as_secs_f64() * 1e3;
         let gpu = ctx.take_gpu_time_ms()?;
         if run == 0 {
-            // Correctness guard: the GPU result against the CPU path, once per point.
-            let tr = cpu::forward(&pr.p, pr.x.view(), None, None)?;
-            let got = out.h.to_array()?.into_dimensionality::<Ix3>().expect("3-d");
-            let mut e = rel_err(&got, &tr.h);
-            if let Some(g) = &grads {
-                let want = cpu::backward(&pr.p, &tr, pr.dh.view(), None)?;
-                let got = g.to_cpu()?;
-                e = e
-                    .max(rel_err(&got.dx, &want.dx))
-                    .max(rel_err(&got.dw_ih, &want.dw_ih))
-                    .max(rel_err(&got.dw_hh, &want.dw_hh))
-                    .max(rel_err(&got.db_ih, &want.db_ih));
-            }
-            err = Some(e);
+            err = Some(check(&out, grads.as_ref())?);
         }
         if run >= o.warmup {
             walls.push(wall);
@@ -346,6 +324,47 @@ fn gpu_point(ctx: &Context, o: &Opts, pt: Point) -> wgpu_rnn::Result<Row> {
         (walls, "wall")
     };
     Ok(row(pt, "gpu", times, host_us, timing, err))
+}
+
+/// Times one single-layer GPU point; returns the row.
+fn gpu_point(ctx: &Context, o: &Opts, pt: Point) -> wgpu_rnn::Result<Row> {
+    let Point {
+        cell,
+        bwd,
+        t,
+        b,
+        i,
+        h,
+        ..
+    } = pt;
+    let pr = problem(cell, t, b, i, h);
+    let layer = Layer::new(ctx, &pr.p)?;
+    let x = Tensor::from_array(ctx, "x", &pr.x)?;
+    let dh = Tensor::from_array(ctx, "dh", &pr.dh)?;
+    let mode = if bwd { Mode::Training } else { Mode::Inference };
+    time_gpu(
+        ctx,
+        o,
+        pt,
+        || layer.forward(&x, None, None, mode),
+        |out| layer.backward(out.trace.as_ref().expect("training"), &dh, None),
+        |out, grads| {
+            // Correctness guard: the GPU result against the CPU path, once per point.
+            let tr = cpu::forward(&pr.p, pr.x.view(), None, None)?;
+            let got = out.h.to_array()?.into_dimensionality::<Ix3>().expect("3-d");
+            let mut e = rel_err(&got, &tr.h);
+            if let Some(g) = grads {
+                let want = cpu::backward(&pr.p, &tr, pr.dh.view(), None)?;
+                let got = g.to_cpu()?;
+                e = e
+                    .max(rel_err(&got.dx, &want.dx))
+                    .max(rel_err(&got.dw_ih, &want.dw_ih))
+                    .max(rel_err(&got.dw_hh, &want.dw_hh))
+                    .max(rel_err(&got.db_ih, &want.db_ih));
+            }
+            Ok(e)
+        },
+    )
 }
 
 fn row(
@@ -446,49 +465,23 @@ fn net_problem(pt: Point) -> wgpu_rnn::Result<NetProblem> {
 /// correctness guard compares the output, `dx` and the parameter gradients with the CPU
 /// network's.
 fn gpu_net_point(ctx: &Context, o: &Opts, pt: Point) -> wgpu_rnn::Result<Row> {
-    let Point { bwd, t, .. } = pt;
     let pr = net_problem(pt)?;
     let network = Network::new(ctx, &pr.p)?;
     let x = Tensor::from_array(ctx, "x", &pr.x)?;
     let d_output = Tensor::from_array(ctx, "d_output", &pr.d_output)?;
-    let mode = if bwd { Mode::Training } else { Mode::Inference };
-    // Host recording cost per time step of the whole network (every layer and direction),
-    // from instrumented runs on an idle GPU (median of 3).
-    let mut hosts = Vec::new();
-    for _ in 0..3 {
-        ctx.wait()?;
-        let s = Instant::now();
-        let out = network.forward(&x, None, None, None, mode)?;
-        let mut host = s.elapsed().as_secs_f64();
-        if bwd {
-            ctx.wait()?;
-            let s = Instant::now();
-            network.backward(out.trace.as_ref().expect("training"), &d_output, None, None)?;
-            host += s.elapsed().as_secs_f64();
-        }
-        hosts.push(host * 1e6 / (t as f64 * if bwd { 2.0 } else { 1.0 }));
-    }
-    let host_us = median(&mut hosts);
-    ctx.wait()?;
-
-    let profiling = ctx.set_profiling(true);
-    let mut walls = Vec::new();
-    let mut gpus = Vec::new();
-    let mut err = None;
-    for run in 0..o.warmup + o.runs {
-        ctx.wait()?;
-        let _ = ctx.take_gpu_time_ms()?;
-        let start = Instant::now();
-        let out = network.forward(&x, None, None, None, mode)?;
-        let grads = if bwd {
-            Some(network.backward(out.trace.as_ref().expect("training"), &d_output, None, None)?)
-        } else {
-            None
-        };
-        ctx.wait()?;
-        let wall = start.elapsed().as_secs_f64() * 1e3;
-        let gpu = ctx.take_gpu_time_ms()?;
-        if run == 0 {
+    let mode = if pt.bwd {
+        Mode::Training
+    } else {
+        Mode::Inference
+    };
+    // Host cost per time step of the whole network (every layer and direction).
+    time_gpu(
+        ctx,
+        o,
+        pt,
+        || network.forward(&x, None, None, None, mode),
+        |out| network.backward(out.trace.as_ref().expect("training"), &d_output, None, None),
+        |out, grads| {
             // Correctness guard: the GPU network against the CPU network, once per point.
             let tr = net::cpu::forward(&pr.p, pr.x.view(), None, None, None)?;
             let got = out
@@ -497,7 +490,7 @@ fn gpu_net_point(ctx: &Context, o: &Opts, pt: Point) -> wgpu_rnn::Result<Row> {
                 .into_dimensionality::<Ix3>()
                 .expect("3-d");
             let mut e = rel_err(&got, &tr.output);
-            if let Some(g) = &grads {
+            if let Some(g) = grads {
                 let want = net::cpu::backward(&pr.p, &tr, pr.d_output.view(), None, None)?;
                 let got = g.dx.to_array()?.into_dimensionality::<Ix3>().expect("3-d");
                 e = e.max(rel_err(&got, &want.dx));
@@ -505,22 +498,9 @@ fn gpu_net_point(ctx: &Context, o: &Opts, pt: Point) -> wgpu_rnn::Result<Row> {
                     e = e.max(rel_err(&Array1::from(got), &Array1::from(want)));
                 }
             }
-            err = Some(e);
-        }
-        if run >= o.warmup {
-            walls.push(wall);
-            if let Some(g) = gpu {
-                gpus.push(g);
-            }
-        }
-    }
-    ctx.set_profiling(false);
-    let (times, timing) = if profiling && gpus.len() == walls.len() {
-        (gpus, "gpu-timestamps")
-    } else {
-        (walls, "wall")
-    };
-    Ok(row(pt, "gpu", times, host_us, timing, err))
+            Ok(e)
+        },
+    )
 }
 
 /// Times one CPU network point (`net::cpu::forward`, `net::cpu::backward`), wall time.
