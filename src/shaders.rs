@@ -54,11 +54,14 @@ pub const EMBED_BACK: &str = include_str!("../shaders/embed_back.wgsl");
 pub const CLIP: &str = include_str!("../shaders/clip.wgsl");
 /// One optimizer step over a parameter tensor (SGD, momentum, Adam, AdamW).
 pub const OPTIM: &str = include_str!("../shaders/optim.wgsl");
+/// Index gather between a network's flat parameters and its device layouts.
+pub const RELAYOUT: &str = include_str!("../shaders/relayout.wgsl");
 /// Column sums (bias gradients).
 pub const REDUCE: &str = include_str!("../shaders/reduce.wgsl");
 
 /// Every shader with its file name, for validation.
-pub const ALL: [(&str, &str); 20] = [
+pub const ALL: [(&str, &str); 21] = [
+    ("relayout.wgsl", RELAYOUT),
     ("optim.wgsl", OPTIM),
     ("clip.wgsl", CLIP),
     ("embed_back.wgsl", EMBED_BACK),

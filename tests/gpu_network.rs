@@ -383,3 +383,79 @@ fn chunks_carry_the_state() {
         }
     }
 }
+
+/// The flat parameters and the device relayout: `set_params` (the flat vector written,
+/// then the step layouts derived on the device by index gathers) gives bit for bit the
+/// forward and gradients of a network uploaded from the same weights (laid out on the
+/// host), for every cell, stacked and bidirectional, with and without biases; the flat
+/// gradient is in the parameters' layout, named as PyTorch names them; a trace from
+/// before the sync is refused.
+#[test]
+fn synced_weights_equal_uploaded_weights() {
+    let Some(ctx) = ctx() else { return };
+    for cell in Cell::ALL {
+        for (layers, bi, bias) in [(2, true, true), (1, false, false), (2, false, true)] {
+            let config = NetConfig {
+                num_layers: layers,
+                bidirectional: bi,
+                bias,
+                ..NetConfig::new(cell, 3, 5)
+            };
+            let label = format!("{cell:?} {}", config.describe());
+            let (p1, p2) = (
+                NetParams::<f32>::init(config, 1).unwrap(),
+                NetParams::<f32>::init(config, 2).unwrap(),
+            );
+            let mut rng = SplitMix64(4);
+            let x = draw(&mut rng, (4, 3, 3)).mapv(|v| v as f32);
+            let xt = Tensor::from_array(ctx, "x", &x).unwrap();
+            let d = Tensor::from_array(
+                ctx,
+                "d",
+                &draw(&mut rng, (4, 3, config.directions() * 5)).mapv(|v| v as f32),
+            )
+            .unwrap();
+            let run = |net: &Network| {
+                let out = net.forward(&xt, None, None, None, Mode::Training).unwrap();
+                let g = net
+                    .backward(out.trace.as_ref().unwrap(), &d, None, None)
+                    .unwrap();
+                (
+                    out.output.to_array().unwrap(),
+                    out.h_n.to_array().unwrap(),
+                    g.dx.to_array().unwrap(),
+                    g.flat().to_array().unwrap(),
+                    g.named().unwrap(),
+                )
+            };
+            let want = run(&Network::new(ctx, &p2).unwrap());
+            let net = Network::new(ctx, &p1).unwrap();
+            let stale = net.forward(&xt, None, None, None, Mode::Training).unwrap();
+            net.set_params(&p2).unwrap();
+            assert_eq!(net.version(), 1, "{label}");
+            let got = run(&net);
+            assert_eq!(got.0, want.0, "{label}: output");
+            assert_eq!(got.1, want.1, "{label}: h_n");
+            assert_eq!(got.2, want.2, "{label}: dx");
+            assert_eq!(got.3, want.3, "{label}: flat gradient");
+            assert_eq!(net.to_params().unwrap(), p2, "{label}: to_params");
+            // The flat gradient is the named gradients end to end, in the parameters'
+            // order, names and sizes.
+            let named = net.named_parameters();
+            assert_eq!(named.len(), got.4.len(), "{label}");
+            let mut at = 0;
+            for ((name, t), (gname, g)) in named.iter().zip(&got.4) {
+                assert_eq!(name, gname, "{label}");
+                assert_eq!(t.len(), g.len(), "{label}: {name}");
+                let flat = got.3.as_slice().unwrap();
+                assert_eq!(&flat[at..at + g.len()], &g[..], "{label}: {name}");
+                at += g.len();
+            }
+            assert_eq!(at, net.parameters().len(), "{label}");
+            match net.backward(stale.trace.as_ref().unwrap(), &d, None, None) {
+                Err(Error::Invalid { arg: "trace", .. }) => {}
+                r => panic!("{label}: stale trace: {r:?}"),
+            }
+        }
+    }
+}

@@ -41,6 +41,7 @@ pub(crate) enum Kernel {
     EmbedBack,
     Clip,
     Optim,
+    Relayout,
 }
 
 /// How a kernel sees each of its bindings, in binding order.
@@ -86,6 +87,7 @@ impl Kernel {
             Kernel::EmbedBack,
             Kernel::Clip,
             Kernel::Optim,
+            Kernel::Relayout,
         ];
         for cell in Cell::ALL {
             let (fwd, back) = with_cell!(cell, C => (C::STEP.len(), C::STEP_BACK.len()));
@@ -116,6 +118,7 @@ impl Kernel {
             Kernel::EmbedBack => crate::shaders::EMBED_BACK,
             Kernel::Clip => crate::shaders::CLIP,
             Kernel::Optim => crate::shaders::OPTIM,
+            Kernel::Relayout => crate::shaders::RELAYOUT,
             // A phase past the cell's list is never made (`Kernel::all` and the engines
             // take phases from the lists); an empty source fails to compile if it were.
             _ => self.phase().map_or("", |p| p.src),
@@ -138,6 +141,7 @@ impl Kernel {
             Kernel::EmbedBack => "embed_back",
             Kernel::Clip => "clip",
             Kernel::Optim => "optim",
+            Kernel::Relayout => "relayout",
             _ => "main",
         }
     }
@@ -167,7 +171,9 @@ impl Kernel {
             Kernel::Clip => vec![Uniform, ReadWrite, ReadWrite],
             Kernel::Optim => vec![Uniform, ReadWrite, Read, ReadWrite, ReadWrite],
             Kernel::ColSum | Kernel::Block | Kernel::Dropout => vec![Uniform, Read, ReadWrite],
-            Kernel::Gather | Kernel::EmbedBack => vec![Uniform, Read, Read, ReadWrite],
+            Kernel::Gather | Kernel::EmbedBack | Kernel::Relayout => {
+                vec![Uniform, Read, Read, ReadWrite]
+            }
             Kernel::Xent => vec![Uniform, Read, ReadWrite, ReadWrite],
         }
     }

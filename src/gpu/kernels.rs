@@ -398,6 +398,49 @@ pub(crate) fn gather(
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
+struct RelayoutParams {
+    n: u32,
+    x_off: u32,
+    y_off: u32,
+    t_off: u32,
+    acc: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+/// `y[i] = (acc ? y[i] : 0) + x[table[t_off + i]]` for `i < n`, zero where the table
+/// says [`NONE`] (packed `x` and `y` from their offsets): one layout of the same numbers
+/// from another, through an index table made on the host.
+pub(crate) fn relayout(
+    ctx: &Context,
+    x: Operand<'_>,
+    table: &wgpu::Buffer,
+    t_off: usize,
+    y: Operand<'_>,
+    n: usize,
+    acc: bool,
+) -> Result<Op> {
+    let u = ctx.uniform(
+        "relayout params",
+        &RelayoutParams {
+            n: n as u32,
+            x_off: x.1 as u32,
+            y_off: y.1 as u32,
+            t_off: t_off as u32,
+            acc: acc as u32,
+            _pad0: 0,
+            _pad1: 0,
+            _pad2: 0,
+        },
+    );
+    let [gx, gy] = flat_grid(n);
+    ctx.check_groups("params", gy as u64)?;
+    Op::new(ctx, Kernel::Relayout, &[&u, x.0, table, y.0], [gx, gy, 1])
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
 struct DropoutParams {
     count: u32,
     batch: u32,
@@ -867,7 +910,7 @@ mod tests {
 
     use super::{
         BlockParams, ClipParams, DropoutParams, EmbedBackParams, GatherParams, GemmParams,
-        OptimParams, RowParams, StepDims, StepDir, StepSlot, XentParams,
+        OptimParams, RelayoutParams, RowParams, StepDims, StepDir, StepSlot, XentParams,
     };
     use crate::gpu::Kernel;
 
@@ -1035,6 +1078,24 @@ mod tests {
             wgsl_layout(crate::shaders::GATHER, "Params"),
             gather,
             "gather"
+        );
+        let relayout = rust(
+            &[
+                ("n", offset_of!(RelayoutParams, n)),
+                ("x_off", offset_of!(RelayoutParams, x_off)),
+                ("y_off", offset_of!(RelayoutParams, y_off)),
+                ("t_off", offset_of!(RelayoutParams, t_off)),
+                ("acc", offset_of!(RelayoutParams, acc)),
+                ("_pad0", offset_of!(RelayoutParams, _pad0)),
+                ("_pad1", offset_of!(RelayoutParams, _pad1)),
+                ("_pad2", offset_of!(RelayoutParams, _pad2)),
+            ],
+            size_of::<RelayoutParams>(),
+        );
+        assert_eq!(
+            wgsl_layout(crate::shaders::RELAYOUT, "Params"),
+            relayout,
+            "relayout"
         );
         let dropout = rust(
             &[

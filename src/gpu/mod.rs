@@ -10,6 +10,7 @@
 mod clip;
 mod context;
 mod embedding;
+mod flat;
 mod head;
 mod kernels;
 mod layer;

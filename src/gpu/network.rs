@@ -10,15 +10,12 @@
 //! `T + 1` the reverse direction's.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-
-use ndarray::{Ix1, Ix2};
+use std::sync::{Arc, Mutex, RwLock};
 
 use super::context::Buf;
+use super::flat::{self, Entry, Move, Tables};
 use super::kernels::{self, div_ceil, Gemm, Op, StepDims, StepDir, StepSlot, PACKED};
-use super::layer::{
-    dim, phase_ops, step_groups, to_pytorch, BackwardGemms, Bindings, DeviceWeights, Mode,
-};
+use super::layer::{phase_ops, step_groups, BackwardGemms, Bindings, DeviceWeights, Mode};
 use super::tensor::{new_buffer, TENSOR_USAGE};
 use super::{Context, Kernel, Tensor};
 use crate::cell::{with_cell, CellDef, Role};
@@ -39,12 +36,31 @@ struct NetLayer {
 }
 
 /// A network whose weights live on the device.
+///
+/// # Training on the device
+/// Besides the step kernels' layouts, the network keeps its parameters as one flat
+/// tensor in PyTorch's `state_dict` order and layout ([`Network::parameters`],
+/// [`Network::named_parameters`]); [`NetGrads::flat`] has the gradients in the same
+/// layout, so an optimizer ([`super::Optim`]) and a clipping
+/// ([`super::clip_grad_norm`]) take the whole network as one tensor pair. After
+/// changing the parameters in place, [`Network::sync_weights`] re-derives the step
+/// layouts on the device (a few dispatches, nothing read back). The weights carry a
+/// version, as [`super::Layer`]'s do: a trace made before a `sync_weights` is refused by
+/// [`Network::backward`].
 #[derive(Debug)]
 pub struct Network {
     ctx: Context,
     id: u64,
     config: NetConfig,
     layers: Vec<NetLayer>,
+    /// The parameters, flat, in PyTorch's order and layout (`entries`).
+    flat: Arc<Buf>,
+    entries: Vec<Entry>,
+    /// The index tables between `flat` and the layers' layouts, made on first use.
+    tables: Mutex<Option<Arc<(Buf, Tables)>>>,
+    /// The weights' version, bumped by [`Network::sync_weights`]; held for reading while
+    /// a forward or backward records and submits.
+    version: RwLock<u64>,
     /// The next training forward's dropout seed ([`Network::seed_dropout`]).
     seed: AtomicU64,
     /// A table for kernels that take one when the batch is not sorted.
@@ -71,6 +87,7 @@ struct LayerTrace {
 #[derive(Debug, Clone)]
 pub struct NetTrace {
     network: u64,
+    version: u64,
     steps: usize,
     batch: usize,
     /// The seed of the dropout masks between layers (training with dropout).
@@ -111,8 +128,8 @@ pub struct NetGrads {
     /// `[L·D, B, H]` (cells with a cell state).
     pub dc0: Option<Tensor>,
     config: NetConfig,
-    /// Per layer `(dw_ih [D·S·H, I_l], dw_hh [D·S·H, H], db [D·S·H])`, device layout.
-    params: Vec<(Tensor, Tensor, Tensor)>,
+    /// The parameter gradients, flat, in [`Network::parameters`]' layout.
+    flat: Tensor,
 }
 
 impl NetGrads {
@@ -120,36 +137,18 @@ impl NetGrads {
     /// PyTorch's order and layout (no biases when the network has none), each flattened
     /// row-major, as [`crate::net::cpu::NetGrads::named`] has them.
     pub fn named(&self) -> Result<Vec<(String, Vec<f32>)>> {
-        with_cell!(self.config.cell, C => self.named_with::<C>())
+        let all = self.flat.to_array()?;
+        let all = all.as_slice().unwrap_or(&[]);
+        Ok(flat::entries(&self.config)
+            .into_iter()
+            .map(|e| (e.name.clone(), all[e.offset..e.offset + e.len()].to_vec()))
+            .collect())
     }
 
-    fn named_with<C: CellDef>(&self) -> Result<Vec<(String, Vec<f32>)>> {
-        let c = &self.config;
-        let sh = C::SLOTS * c.hidden_size;
-        let mut out = Vec::new();
-        for (l, (w_ih, w_hh, db)) in self.params.iter().enumerate() {
-            let w_ih = dim::<Ix2>(w_ih.to_array()?)?;
-            let w_hh = dim::<Ix2>(w_hh.to_array()?)?;
-            let db = dim::<Ix1>(db.to_array()?)?;
-            for d in 0..c.directions() {
-                let rows = d * sh..(d + 1) * sh;
-                let (dw_ih, dw_hh, db_ih, db_hh) = to_pytorch::<C>(
-                    w_ih.slice(ndarray::s![rows.clone(), ..]),
-                    w_hh.slice(ndarray::s![rows.clone(), ..]),
-                    db.slice(ndarray::s![rows]),
-                    c.layer_input(l),
-                    c.hidden_size,
-                );
-                let key = |what| crate::net::key(what, l, d);
-                out.push((key("weight_ih"), dw_ih.iter().copied().collect()));
-                out.push((key("weight_hh"), dw_hh.iter().copied().collect()));
-                if c.bias {
-                    out.push((key("bias_ih"), db_ih.to_vec()));
-                    out.push((key("bias_hh"), db_hh.to_vec()));
-                }
-            }
-        }
-        Ok(out)
+    /// The parameter gradients as one flat `[P]` tensor in [`Network::parameters`]'
+    /// layout (PyTorch's `state_dict` order, each tensor row-major).
+    pub fn flat(&self) -> &Tensor {
+        &self.flat
     }
 }
 
@@ -282,6 +281,7 @@ impl Network {
                 ctx.check_groups("params", groups as u64)?;
             }
         }
+        let flat_host = flat::flatten(params);
         ctx.run("uploading the network's weights", || {
             let layers = parts
                 .iter()
@@ -306,6 +306,10 @@ impl Network {
                 layers,
                 seed: AtomicU64::new(0),
                 no_table: ctx.buf_init("no table", &[0u32; 4], TENSOR_USAGE),
+                flat: Arc::new(ctx.buf_init("parameters", &flat_host, TENSOR_USAGE)),
+                entries: flat::entries(&c),
+                tables: Mutex::new(None),
+                version: RwLock::new(0),
             })
         })
     }
@@ -313,6 +317,126 @@ impl Network {
     /// The network's shape.
     pub fn config(&self) -> NetConfig {
         self.config
+    }
+
+    /// The parameters as one flat `[P]` tensor on the device: PyTorch's `state_dict`
+    /// tensors in its order ([`Network::named_parameters`] names them), each row-major.
+    /// Change them in place (an optimizer step), then call [`Network::sync_weights`].
+    pub fn parameters(&self) -> Tensor {
+        let n = self.entries.last().map_or(0, |e| e.offset + e.len());
+        Tensor::view_of(&self.ctx, &self.flat, 0, &[n])
+    }
+
+    /// The parameters under PyTorch's `state_dict` names, each a view of
+    /// [`Network::parameters`] in PyTorch's shape.
+    pub fn named_parameters(&self) -> Vec<(String, Tensor)> {
+        self.entries
+            .iter()
+            .map(|e| {
+                let t = Tensor::view_of(&self.ctx, &self.flat, e.offset as u64, &e.shape);
+                (e.name.clone(), t)
+            })
+            .collect()
+    }
+
+    /// Downloads the parameters ([`Network::parameters`], as they are now).
+    pub fn to_params(&self) -> Result<NetParams<f32>> {
+        let all = self.parameters().to_array()?;
+        flat::unflatten(self.config, all.as_slice().unwrap_or(&[]))
+    }
+
+    /// Replaces the parameters with `params` (checked; the same config) and syncs the
+    /// step layouts from them ([`Network::sync_weights`]): a checkpoint's weights into a
+    /// network that already exists.
+    pub fn set_params(&self, params: &NetParams<f32>) -> Result<()> {
+        params.check()?;
+        if params.config != self.config {
+            return Err(Error::Invalid {
+                arg: "params",
+                msg: format!(
+                    "weights of {}; this network is {}",
+                    params.config.describe(),
+                    self.config.describe()
+                ),
+            });
+        }
+        let host = flat::flatten(params);
+        self.ctx.run("writing the network's parameters", || {
+            self.ctx
+                .queue()
+                .write_buffer(&self.flat, 0, bytemuck::cast_slice(&host));
+            Ok(())
+        })?;
+        self.sync_weights()
+    }
+
+    /// The weights' version: 0 after [`Network::new`], one more after each
+    /// [`Network::sync_weights`].
+    pub fn version(&self) -> u64 {
+        *self.version.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The index tables, made and uploaded on first use (inside a `Context::run`).
+    fn tables(&self) -> Result<Arc<(Buf, Tables)>> {
+        let mut slot = self.tables.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(t) = slot.as_ref() {
+            return Ok(t.clone());
+        }
+        let tables = with_cell!(self.config.cell, C => Tables::new::<C>(&self.config));
+        let buf = self
+            .ctx
+            .buf_init("relayout tables", &tables.table, TENSOR_USAGE);
+        let t = Arc::new((buf, tables));
+        *slot = Some(t.clone());
+        Ok(t)
+    }
+
+    /// Re-derives the step kernels' weight layouts from [`Network::parameters`] after
+    /// they changed in place (an optimizer step): one compute pass of index gathers on
+    /// the device (six dispatches per layer), nothing read back. Starts a new weight
+    /// version: traces made before are refused by [`Network::backward`].
+    pub fn sync_weights(&self) -> Result<()> {
+        let ctx = &self.ctx;
+        let mut version = self.version.write().unwrap_or_else(|p| p.into_inner());
+        ctx.run("syncing the network's weights", || {
+            *version += 1;
+            let tables = self.tables()?;
+            let (table, t) = (&tables.0, &tables.1);
+            let mut ops = Vec::new();
+            for (layer, dev) in self.layers.iter().zip(&t.to_device) {
+                let mut moves = |dst: &wgpu::Buffer, list: &[Move]| -> Result<()> {
+                    for m in list {
+                        ops.push(kernels::relayout(
+                            ctx,
+                            (&self.flat, 0),
+                            table,
+                            m.t_off,
+                            (dst, m.y_off as u64),
+                            m.n,
+                            m.acc,
+                        )?);
+                    }
+                    Ok(())
+                };
+                moves(&layer.w_ih, &dev.w_ih)?;
+                moves(&layer.bias, &dev.bias)?;
+                if let Some(b) = &layer.bias_hh {
+                    moves(b, &dev.bias_hh)?;
+                }
+                moves(&layer.w_fwd, &dev.w_fwd)?;
+                moves(&layer.w_back, &dev.w_back)?;
+            }
+            kernels::submit_pass(
+                ctx,
+                "syncing the network's weights",
+                |_| {},
+                |pass| {
+                    for op in &ops {
+                        op.record(pass);
+                    }
+                },
+            )
+        })
     }
 
     /// Sets the seed of the next training forward's dropout masks; each training forward
@@ -386,6 +510,7 @@ impl Network {
         ctx.check_elems("x", &[t, b, dirs * sh])?;
         ctx.check_elems("x", &[t + 2, b, dh])?;
         let ld = c.num_layers * dirs;
+        let version = self.version.read().unwrap_or_else(|p| p.into_inner());
         ctx.run("network forward", || {
             let sorted = match lengths {
                 Some(l) => Some(Arc::new(Sorted::new(ctx, l, t, b)?)),
@@ -600,6 +725,7 @@ impl Network {
                 c_n: c_n.map(|c| Tensor::view_of(ctx, &c, 0, &[ld, b, h])),
                 trace: train.then(|| NetTrace {
                     network: self.id,
+                    version: *version,
                     steps: t,
                     batch: b,
                     dropout_seed,
@@ -634,6 +760,17 @@ impl Network {
                     .into(),
             });
         }
+        let version = self.version.read().unwrap_or_else(|p| p.into_inner());
+        if trace.version != *version {
+            return Err(Error::Invalid {
+                arg: "trace",
+                msg: format!(
+                    "made with weight version {}; sync_weights has since made it {}: run \
+                     the forward again",
+                    trace.version, *version
+                ),
+            });
+        }
         let (t, b, h, dirs) = (trace.steps, trace.batch, c.hidden_size, c.directions());
         let dh = dirs * h;
         ctx.check_owner("d_output", d_output)?;
@@ -665,6 +802,9 @@ impl Network {
             );
             let steps = ctx.schedule("d_output", &schedule)?;
             let phases = with_cell!(c.cell, C => C::STEP_BACK.len());
+            let tables = self.tables()?;
+            let n_flat = self.entries.last().map_or(0, |e| e.offset + e.len());
+            let flat_grads = Arc::new(new_buffer(ctx, "d_output", &[n_flat])?);
             let dx = Arc::new(new_buffer(ctx, "d_output", &[t, b, c.input_size])?);
             let dh0 = Arc::new(new_buffer(ctx, "d_output", &[ld, b, h])?);
             let dc0 = match c.cell.has_cell_state() {
@@ -920,6 +1060,22 @@ impl Network {
                     post,
                 });
             }
+            // The parameter gradients into the flat layout.
+            for ((dw_ih, dw_hh, db), from) in params.iter().zip(&tables.1.from_grads) {
+                for (src, list) in [(dw_ih, &from.dw_ih), (dw_hh, &from.dw_hh), (db, &from.db)] {
+                    for m in list {
+                        post_all.push(kernels::relayout(
+                            ctx,
+                            (src.buffer(), src.offset()),
+                            &tables.0,
+                            m.t_off,
+                            (&flat_grads, m.y_off as u64),
+                            m.n,
+                            m.acc,
+                        )?);
+                    }
+                }
+            }
             kernels::submit_pass(
                 ctx,
                 "network backward",
@@ -941,7 +1097,7 @@ impl Network {
                 dh0: Tensor::view_of(ctx, &dh0, 0, &[ld, b, h]),
                 dc0: dc0.map(|d| Tensor::view_of(ctx, &d, 0, &[ld, b, h])),
                 config: c,
-                params,
+                flat: Tensor::view_of(ctx, &flat_grads, 0, &[n_flat]),
             })
         })
     }

@@ -9,9 +9,7 @@
 //! forward direction's `H` features first. [`cpu`] is the oracle.
 
 pub mod cpu;
-mod state_dict;
-
-pub(crate) use state_dict::key;
+pub(crate) mod state_dict;
 
 use ndarray::{Array3, ArrayView3};
 

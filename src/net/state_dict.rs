@@ -19,7 +19,7 @@ pub(crate) fn key(what: &str, l: usize, d: usize) -> String {
 }
 
 /// The keys a network of `config` has, with their shapes, in PyTorch's order.
-fn expected(config: &NetConfig) -> Vec<(String, Vec<usize>)> {
+pub(crate) fn expected(config: &NetConfig) -> Vec<(String, Vec<usize>)> {
     let gh = config.cell.gates() * config.hidden_size;
     let mut keys = Vec::new();
     for l in 0..config.num_layers {
