@@ -44,6 +44,7 @@ pub mod cpu;
 mod error;
 pub mod gpu;
 mod host;
+pub mod lm;
 pub mod net;
 pub mod notebook;
 pub mod numpy;

@@ -19,7 +19,7 @@ pub struct Embedding {
     ctx: Context,
     vocab: usize,
     dim: usize,
-    weight: Buf,
+    weight: Arc<Buf>,
 }
 
 impl Embedding {
@@ -36,7 +36,8 @@ impl Embedding {
         ctx.check_elems("weight", &[v, e])?;
         let w = crate::host::copy("weight", &weight)?;
         ctx.run("uploading the embedding", || {
-            let weight = ctx.buf_init("embedding", w.as_slice().unwrap_or(&[]), TENSOR_USAGE);
+            let weight =
+                Arc::new(ctx.buf_init("embedding", w.as_slice().unwrap_or(&[]), TENSOR_USAGE));
             ctx.submit(None)?;
             Ok(Embedding {
                 ctx: ctx.clone(),
@@ -45,6 +46,12 @@ impl Embedding {
                 weight,
             })
         })
+    }
+
+    /// The table `[V, E]` on the device (change it in place, as an optimizer step does;
+    /// the next forward reads it).
+    pub fn weight(&self) -> Tensor {
+        Tensor::view_of(&self.ctx, &self.weight, 0, &[self.vocab, self.dim])
     }
 
     /// `[T, B, E]`: the table's rows for `ids [T, B]` (one dispatch).

@@ -29,8 +29,8 @@ pub struct GpuHead {
     ctx: Context,
     classes: usize,
     hidden: usize,
-    w_y: super::context::Buf,
-    b_y: super::context::Buf,
+    w_y: std::sync::Arc<super::context::Buf>,
+    b_y: std::sync::Arc<super::context::Buf>,
 }
 
 impl GpuHead {
@@ -47,12 +47,21 @@ impl GpuHead {
                 ctx: ctx.clone(),
                 classes: c,
                 hidden: h,
-                w_y: ctx.buf_init("w_y", w.as_slice().unwrap_or(&[]), usage),
-                b_y: ctx.buf_init("b_y", b.as_slice().unwrap_or(&[]), usage),
+                w_y: std::sync::Arc::new(ctx.buf_init("w_y", w.as_slice().unwrap_or(&[]), usage)),
+                b_y: std::sync::Arc::new(ctx.buf_init("b_y", b.as_slice().unwrap_or(&[]), usage)),
             };
             ctx.submit(None)?;
             Ok(head)
         })
+    }
+
+    /// The weights `W_y [C, H]` and bias `b_y [C]` on the device (change them in place,
+    /// as an optimizer step does; the next call reads them).
+    pub fn parameters(&self) -> [Tensor; 2] {
+        [
+            Tensor::view_of(&self.ctx, &self.w_y, 0, &[self.classes, self.hidden]),
+            Tensor::view_of(&self.ctx, &self.b_y, 0, &[self.classes]),
+        ]
     }
 
     /// Checks `h [T, B, H]` (this head's `H`, this context); returns its shape.
@@ -85,8 +94,8 @@ impl GpuHead {
                 n: self.classes,
                 k: self.hidden,
                 a: (h.buffer(), h.offset()),
-                b: (&self.w_y, 0),
-                bias: Some((&self.b_y, 0)),
+                b: (&*self.w_y, 0),
+                bias: Some((&*self.b_y, 0)),
                 c: (&y, 0),
                 trans_a: false,
                 trans_b: true,

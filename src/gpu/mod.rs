@@ -22,6 +22,7 @@ pub use clip::{clip_grad_norm, clip_grad_value};
 pub(crate) use context::Kernel;
 pub use context::{Context, ContextOptions};
 pub use embedding::Embedding;
+pub(crate) use flat::{flatten as flatten_net, unflatten as unflatten_net};
 pub use head::{GpuHead, GpuHeadLoss};
 pub use kernels::matmul;
 pub use layer::{forward_host, Forward, Grads, InputGrads, Layer, Mode, ParamGrads, Trace};

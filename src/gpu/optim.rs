@@ -2,13 +2,13 @@
 //! parameter tensor per step, the state (momentum buffers, Adam's moments) kept on the
 //! device; the formulas are [`crate::cpu::optim_step`]'s, element for element.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use super::context::Buf;
 use super::kernels::{self, OptimParams};
-use super::tensor::new_buffer;
+use super::tensor::{new_buffer, TENSOR_USAGE};
 use super::{Context, Tensor};
-use crate::cpu::Optimizer;
+use crate::cpu::{OptimState, Optimizer};
 use crate::error::{Error, Result};
 
 /// An optimizer with its state on the device, for one fixed list of parameters (the
@@ -22,7 +22,7 @@ pub struct Optim {
 }
 
 /// One parameter's optimizer state on the device: `m`, `v` and the size.
-type ParamState = (Buf, Buf, usize);
+type ParamState = (Arc<Buf>, Arc<Buf>, usize);
 
 impl Optim {
     /// An optimizer (checked) on `ctx`.
@@ -33,6 +33,63 @@ impl Optim {
             opt,
             state: Mutex::new((0, Vec::new())),
         })
+    }
+
+    /// An optimizer resuming from `state` (downloaded by [`Optim::state`], or the CPU
+    /// path's [`crate::cpu::OptimState`] for the same parameter list): its step count
+    /// and, per parameter, `m` and `v`, uploaded; the next [`Optim::step`] checks them
+    /// against its parameters.
+    pub fn with_state(ctx: &Context, opt: Optimizer, state: &OptimState<f32>) -> Result<Self> {
+        let optim = Optim::new(ctx, opt)?;
+        if state.step == 0 {
+            return Ok(optim);
+        }
+        if state.m.len() != state.v.len()
+            || state
+                .m
+                .iter()
+                .zip(&state.v)
+                .any(|(m, v)| m.len() != v.len())
+        {
+            return Err(Error::Invalid {
+                arg: "state",
+                msg: "one m and one v of the same size per parameter".into(),
+            });
+        }
+        let bufs = ctx.run("uploading the optimizer state", || {
+            let bufs = state
+                .m
+                .iter()
+                .zip(&state.v)
+                .map(|(m, v)| {
+                    let up = |x: &[f32]| Arc::new(ctx.buf_init("state", x, TENSOR_USAGE));
+                    (up(m), up(v), m.len())
+                })
+                .collect::<Vec<_>>();
+            ctx.submit(None)?;
+            Ok(bufs)
+        })?;
+        *optim.state.lock().unwrap_or_else(|p| p.into_inner()) = (state.step, bufs);
+        Ok(optim)
+    }
+
+    /// Downloads the state: the step count and, per parameter, `m` and `v` (empty before
+    /// the first step), as [`crate::cpu::OptimState`] holds them.
+    pub fn state(&self) -> Result<OptimState<f32>> {
+        let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out = OptimState {
+            step: state.0,
+            ..Default::default()
+        };
+        for (m, v, n) in &state.1 {
+            let get = |b: &Arc<Buf>| -> Result<Vec<f32>> {
+                let t = Tensor::view_of(&self.ctx, b, 0, &[*n]);
+                Ok(t.to_array()?.iter().copied().collect())
+            };
+            out.m.push(get(m)?);
+            out.v.push(get(v)?);
+        }
+        Ok(out)
     }
 
     /// Steps taken.
@@ -63,8 +120,8 @@ impl Optim {
                 let mut enc = ctx.device().create_command_encoder(&Default::default());
                 for p in params {
                     let (m, v) = (
-                        new_buffer(ctx, "params", &[p.len()])?,
-                        new_buffer(ctx, "params", &[p.len()])?,
+                        Arc::new(new_buffer(ctx, "params", &[p.len()])?),
+                        Arc::new(new_buffer(ctx, "params", &[p.len()])?),
                     );
                     enc.clear_buffer(&m, 0, None);
                     enc.clear_buffer(&v, 0, None);
