@@ -11,10 +11,15 @@
 //! over layers and directions of the formula above with `I_l` (`I` for layer 0, `D·H`
 //! above it) in place of `I`.
 
-use std::fmt::Write as _;
-use std::io::Write as _;
-use std::time::Instant;
+#[path = "support/chart.rs"]
+mod chart;
 
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use clap::{ArgAction, Parser};
+use indicatif::{ProgressBar, ProgressStyle};
 use ndarray::{Array1, Array2, Array3, Ix2, Ix3};
 use wgpu_rnn::gpu::{matmul, Context, Layer, Mode, Network, Tensor};
 use wgpu_rnn::net::{self, NetConfig, NetParams};
@@ -37,138 +42,174 @@ struct Opts {
     bidirectional: bool,
 }
 
-const HELP: &str = "sweep: GPU and CPU RNN/LSTM/GRU benchmark
-flags (comma-separated lists):
-  --cell rnn,lstm,gru,gru_reset_before
-                           cells (default lstm,rnn; gru_reset_before: the lecture GRU)
-  --batch 1,8,32,64,256    batch sizes
-  --hidden 32,128,256,512,1024
-  --seq 50                 sequence lengths T
-  --input N                input size I (default: the hidden size)
-  --mode fwd,fwdbwd        forward only, forward+backward
-  --backend gpu,cpu
-  --runs N --warmup N      timed runs (median, min) after warm-up runs
-  --gemm M,N,K             also time the GEMM alone (default 64,512,512)
-  --no-gemm                skip the GEMM timing
-  --layers N               stacked layers L (default 1)
-  --bidirectional          two directions per layer (D = 2)
-                           with L > 1 or D = 2 each point times a whole network
-                           (wgpu_rnn::net on the CPU, gpu::Network on the GPU; FLOPs
-                           summed over layers and directions, I_l = D·H above layer 0;
-                           host µs per time step of the whole network); L = 1, D = 1
-                           times single layers (gpu::Layer, cpu::forward/backward)
-  --out DIR                where the CSV and SVG go (default target/sweep)
-  --quick                  preset: lstm, B 1,16,64, H 64,256, I 128, T 50, 3 runs";
-
-fn list<T: std::str::FromStr>(s: &str, flag: &str) -> Vec<T> {
-    s.split(',')
-        .map(|v| {
-            v.trim()
-                .parse()
-                .unwrap_or_else(|_| die(&format!("{flag}: cannot parse {v:?}")))
-        })
-        .collect()
+/// sweep: GPU and CPU RNN/LSTM/GRU benchmark (`cargo bench --bench sweep -- [OPTIONS]`)
+// (The doc line above is `--help`'s heading.) List flags take comma-separated values; with
+// `ArgAction::Set` and `args_override_self` a repeated flag replaces its earlier value.
+#[derive(Parser, Debug)]
+#[command(
+    name = "sweep",
+    bin_name = "sweep",
+    args_override_self = true,
+    after_help = AFTER_HELP
+)]
+struct Args {
+    /// Cells: rnn, lstm, gru, gru_reset_before (the lecture GRU) [default: lstm,rnn]
+    #[arg(long = "cell", value_name = "CELLS", value_parser = parse_cell,
+          value_delimiter = ',', action = ArgAction::Set)]
+    cells: Option<Vec<Cell>>,
+    /// Batch sizes B [default: 1,8,32,64,256]
+    #[arg(long, value_name = "B,..", value_parser = parse_num::<usize>,
+          value_delimiter = ',', action = ArgAction::Set)]
+    batch: Option<Vec<usize>>,
+    /// Hidden sizes H [default: 32,128,256,512,1024]
+    #[arg(long, value_name = "H,..", value_parser = parse_num::<usize>,
+          value_delimiter = ',', action = ArgAction::Set)]
+    hidden: Option<Vec<usize>>,
+    /// Sequence lengths T [default: 50]
+    #[arg(long, value_name = "T,..", value_parser = parse_num::<usize>,
+          value_delimiter = ',', action = ArgAction::Set)]
+    seq: Option<Vec<usize>>,
+    /// Input size I [default: the hidden size]
+    #[arg(long, value_name = "N", value_parser = parse_num::<usize>)]
+    input: Option<usize>,
+    /// Modes: fwd (forward only), fwdbwd (forward+backward)
+    #[arg(long = "mode", value_name = "MODES", value_parser = parse_mode,
+          value_delimiter = ',', action = ArgAction::Set, default_value = "fwd,fwdbwd")]
+    modes: Vec<bool>,
+    /// Backends: gpu, cpu
+    #[arg(long = "backend", value_name = "BACKENDS", value_parser = parse_backend,
+          value_delimiter = ',', action = ArgAction::Set, default_value = "gpu,cpu")]
+    backends: Vec<String>,
+    /// Timed runs per point (median, min), at least 1 [default: 5]
+    #[arg(long, value_name = "N", value_parser = parse_positive)]
+    runs: Option<usize>,
+    /// Warm-up runs per point, before the timed runs [default: 1]
+    #[arg(long, value_name = "N", value_parser = parse_num::<usize>)]
+    warmup: Option<usize>,
+    /// Also time the GEMM alone, M×K times K×N
+    #[arg(long, value_name = "M,N,K", value_parser = parse_gemm,
+          default_value = "64,512,512", overrides_with = "no_gemm")]
+    gemm: (usize, usize, usize),
+    /// Skip the GEMM timing
+    #[arg(long, overrides_with = "gemm")]
+    no_gemm: bool,
+    /// Stacked layers L, at least 1 (L > 1: see below)
+    #[arg(long, value_name = "N", value_parser = parse_positive, default_value = "1")]
+    layers: usize,
+    /// Two directions per layer, D = 2 (see below)
+    #[arg(long)]
+    bidirectional: bool,
+    /// Where the CSV and SVG go
+    #[arg(long, value_name = "DIR", default_value = "target/sweep")]
+    out: String,
+    /// Preset: lstm, B 1,16,64, H 64,256, I 128, T 50, 3 runs, 1 warm-up run (flags given
+    /// beside it override its values)
+    #[arg(long)]
+    quick: bool,
+    /// Passed by `cargo bench` to harness = false benches; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
 }
 
-fn die(msg: &str) -> ! {
-    eprintln!("error: {msg}\n\n{HELP}");
-    std::process::exit(2)
+const AFTER_HELP: &str = "\
+Every combination of the listed cells, modes, sequence lengths, batch sizes, hidden sizes
+and backends is one point, timed and (on the GPU) checked against the CPU path. List flags
+take comma-separated values; a flag given twice keeps its last value.
+
+With L > 1 or D = 2 each point times a whole network (wgpu_rnn::net on the CPU, gpu::Network
+on the GPU; FLOPs summed over layers and directions, I_l = D·H above layer 0; host µs per
+time step of the whole network); L = 1, D = 1 times single layers (gpu::Layer,
+cpu::forward/backward).
+
+FLOPs counted (GEMM work only), with G gates (1 rnn, 4 lstm, 3 gru): forward 2·T·B·G·H·(I + H),
+forward+backward 3× that.";
+
+/// A number, surrounding spaces ignored.
+fn parse_num<T: std::str::FromStr>(s: &str) -> Result<T, String> {
+    s.trim().parse().map_err(|_| format!("cannot parse {s:?}"))
+}
+
+fn parse_positive(s: &str) -> Result<usize, String> {
+    match parse_num(s)? {
+        0 => Err("must be at least 1".into()),
+        n => Ok(n),
+    }
+}
+
+fn parse_cell(s: &str) -> Result<Cell, String> {
+    let c = s.trim();
+    Cell::ALL
+        .into_iter()
+        .find(|k| k.name() == c)
+        .ok_or_else(|| {
+            let names: Vec<&str> = Cell::ALL.iter().map(|k| k.name()).collect();
+            format!("unknown cell {c:?} (one of {})", names.join(", "))
+        })
+}
+
+/// A mode: false for forward only, true for forward+backward.
+fn parse_mode(s: &str) -> Result<bool, String> {
+    match s.trim() {
+        "fwd" => Ok(false),
+        "fwdbwd" => Ok(true),
+        m => Err(format!("unknown mode {m:?} (fwd or fwdbwd)")),
+    }
+}
+
+fn parse_backend(s: &str) -> Result<String, String> {
+    match s.trim() {
+        b @ ("gpu" | "cpu") => Ok(b.to_string()),
+        b => Err(format!("unknown backend {b:?} (gpu or cpu)")),
+    }
+}
+
+fn parse_gemm(s: &str) -> Result<(usize, usize, usize), String> {
+    let v = s
+        .split(',')
+        .map(parse_num)
+        .collect::<Result<Vec<usize>, _>>()?;
+    match v[..] {
+        [m, n, k] => Ok((m, n, k)),
+        _ => Err("takes M,N,K".into()),
+    }
 }
 
 fn parse() -> Opts {
-    let mut o = Opts {
-        cells: vec![Cell::Lstm, Cell::Rnn],
-        batch: vec![1, 8, 32, 64, 256],
-        hidden: vec![32, 128, 256, 512, 1024],
-        seq: vec![50],
-        input: None,
-        modes: vec![false, true],
-        backends: vec!["gpu".into(), "cpu".into()],
-        runs: 5,
-        warmup: 1,
-        gemm: Some((64, 512, 512)),
-        out: "target/sweep".into(),
-        layers: 1,
-        bidirectional: false,
-    };
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let mut val = || {
-            it.next()
-                .cloned()
-                .unwrap_or_else(|| die(&format!("{a} needs a value")))
-        };
-        match a.as_str() {
-            "--bench" => {}
-            "--help" | "-h" => {
-                println!("{HELP}");
-                std::process::exit(0)
+    let a = Args::parse();
+    let q = a.quick;
+    Opts {
+        cells: a.cells.unwrap_or_else(|| {
+            if q {
+                vec![Cell::Lstm]
+            } else {
+                vec![Cell::Lstm, Cell::Rnn]
             }
-            "--quick" => {
-                o.cells = vec![Cell::Lstm];
-                o.batch = vec![1, 16, 64];
-                o.hidden = vec![64, 256];
-                o.input = Some(128);
-                o.seq = vec![50];
-                o.runs = 3;
-                o.warmup = 1;
+        }),
+        batch: a.batch.unwrap_or_else(|| {
+            if q {
+                vec![1, 16, 64]
+            } else {
+                vec![1, 8, 32, 64, 256]
             }
-            "--cell" => {
-                o.cells = val()
-                    .split(',')
-                    .map(|c| {
-                        let c = c.trim();
-                        Cell::ALL
-                            .into_iter()
-                            .find(|k| k.name() == c)
-                            .unwrap_or_else(|| die(&format!("--cell: unknown cell {c:?}")))
-                    })
-                    .collect()
+        }),
+        hidden: a.hidden.unwrap_or_else(|| {
+            if q {
+                vec![64, 256]
+            } else {
+                vec![32, 128, 256, 512, 1024]
             }
-            "--batch" => o.batch = list(&val(), a),
-            "--hidden" => o.hidden = list(&val(), a),
-            "--seq" => o.seq = list(&val(), a),
-            "--input" => o.input = Some(list(&val(), a)[0]),
-            "--mode" => {
-                o.modes = val()
-                    .split(',')
-                    .map(|m| match m.trim() {
-                        "fwd" => false,
-                        "fwdbwd" => true,
-                        m => die(&format!("--mode: unknown mode {m:?}")),
-                    })
-                    .collect()
-            }
-            "--backend" => {
-                o.backends = val().split(',').map(|s| s.trim().to_string()).collect();
-                if let Some(b) = o.backends.iter().find(|b| *b != "gpu" && *b != "cpu") {
-                    die(&format!("--backend: unknown backend {b:?}"));
-                }
-            }
-            "--runs" => o.runs = list(&val(), a)[0],
-            "--warmup" => o.warmup = list(&val(), a)[0],
-            "--gemm" => {
-                let v: Vec<usize> = list(&val(), a);
-                if v.len() != 3 {
-                    die("--gemm takes M,N,K");
-                }
-                o.gemm = Some((v[0], v[1], v[2]))
-            }
-            "--no-gemm" => o.gemm = None,
-            "--out" => o.out = val(),
-            "--layers" => o.layers = list(&val(), a)[0],
-            "--bidirectional" => o.bidirectional = true,
-            other => die(&format!("unknown flag {other:?}")),
-        }
+        }),
+        seq: a.seq.unwrap_or_else(|| vec![50]),
+        input: a.input.or(if q { Some(128) } else { None }),
+        modes: a.modes,
+        backends: a.backends,
+        runs: a.runs.unwrap_or(if q { 3 } else { 5 }),
+        warmup: a.warmup.unwrap_or(1),
+        gemm: (!a.no_gemm).then_some(a.gemm),
+        out: a.out,
+        layers: a.layers,
+        bidirectional: a.bidirectional,
     }
-    if o.runs == 0 {
-        die("--runs must be at least 1");
-    }
-    if o.layers == 0 {
-        die("--layers must be at least 1");
-    }
-    o
 }
 
 /// One point of the grid.
@@ -578,141 +619,54 @@ fn gemm_point(
     Ok((med, 2.0 * (m * n * k) as f64 / (med * 1e6), err, timing))
 }
 
-fn progress(done: usize, total: usize, what: &str) {
-    let width = 30;
-    let filled = done * width / total.max(1);
-    eprint!(
-        "\r[{}{}] {done}/{total} {what:<40}",
-        "#".repeat(filled),
-        ".".repeat(width - filled)
-    );
-    let _ = std::io::stderr().flush();
-}
-
-fn svg(rows: &[Row]) -> String {
-    let groups: Vec<(Cell, &str)> = {
-        let mut g = Vec::new();
-        for r in rows {
-            if !g.contains(&(r.cell, r.mode)) {
-                g.push((r.cell, r.mode));
-            }
-        }
-        g
-    };
-    let (w, ph) = (720.0, 320.0);
-    let (ml, mr, mt, mb) = (60.0, 170.0, 30.0, 40.0);
-    let mut s = String::new();
-    let total_h = ph * groups.len().max(1) as f64;
-    let _ = writeln!(
-        s,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{total_h}" font-family="sans-serif" font-size="12">"#
-    );
-    let colors = [
-        "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
-        "#bcbd22", "#17becf",
-    ];
-    for (gi, (cell, mode)) in groups.iter().enumerate() {
-        let y0 = gi as f64 * ph;
-        let pts: Vec<&Row> = rows
-            .iter()
-            .filter(|r| r.cell == *cell && r.mode == *mode)
-            .collect();
-        let hmin = pts.iter().map(|r| r.h).min().unwrap_or(1) as f64;
-        let hmax = pts.iter().map(|r| r.h).max().unwrap_or(2) as f64;
-        let gmax = pts.iter().map(|r| r.gflops).fold(0.0, f64::max).max(1e-3) * 1.1;
-        let (pw, pht) = (w - ml - mr, ph - mt - mb);
-        let xf = |h: f64| {
-            if hmax > hmin {
-                ml + (h.log2() - hmin.log2()) / (hmax.log2() - hmin.log2()) * pw
-            } else {
-                ml + pw / 2.0
-            }
-        };
-        let yf = |g: f64| y0 + mt + pht - g / gmax * pht;
-        let _ = writeln!(
-            s,
-            r#"<text x="{ml}" y="{}" font-weight="bold">{} {} — GFLOP/s against hidden size</text>"#,
-            y0 + 18.0,
-            cell.name(),
-            mode
-        );
-        let _ = writeln!(
-            s,
-            r#"<line x1="{ml}" y1="{}" x2="{}" y2="{}" stroke="black"/>"#,
-            y0 + mt + pht,
-            ml + pw,
-            y0 + mt + pht
-        );
-        let _ = writeln!(
-            s,
-            r#"<line x1="{ml}" y1="{}" x2="{ml}" y2="{}" stroke="black"/>"#,
-            y0 + mt,
-            y0 + mt + pht
-        );
-        for k in 0..=4 {
-            let g = gmax * k as f64 / 4.0;
-            let _ = writeln!(
-                s,
-                r#"<text x="{}" y="{}" text-anchor="end">{g:.1}</text>"#,
-                ml - 5.0,
-                yf(g) + 4.0
-            );
-        }
-        let mut hs: Vec<usize> = pts.iter().map(|r| r.h).collect();
-        hs.sort();
-        hs.dedup();
-        for h in &hs {
-            let _ = writeln!(
-                s,
-                r#"<text x="{}" y="{}" text-anchor="middle">{h}</text>"#,
-                xf(*h as f64),
-                y0 + mt + pht + 16.0
-            );
-        }
-        let mut series: Vec<(&str, usize)> = Vec::new();
-        for r in &pts {
-            if !series.contains(&(r.backend, r.b)) {
-                series.push((r.backend, r.b));
-            }
-        }
-        for (si, (backend, b)) in series.iter().enumerate() {
-            let c = colors[si % colors.len()];
-            let mut line: Vec<&&Row> = pts
-                .iter()
-                .filter(|r| r.backend == *backend && r.b == *b)
-                .collect();
-            line.sort_by_key(|r| r.h);
-            let path: Vec<String> = line
-                .iter()
-                .map(|r| format!("{:.1},{:.1}", xf(r.h as f64), yf(r.gflops)))
-                .collect();
-            let dash = if *backend == "cpu" {
-                r#" stroke-dasharray="5,3""#
-            } else {
-                ""
-            };
-            let _ = writeln!(
-                s,
-                r#"<polyline fill="none" stroke="{c}" stroke-width="2"{dash} points="{}"/>"#,
-                path.join(" ")
-            );
-            for p in &path {
-                let (x, y) = p.split_once(',').unwrap_or(("0", "0"));
-                let _ = writeln!(s, r#"<circle cx="{x}" cy="{y}" r="3" fill="{c}"/>"#);
-            }
-            let ly = y0 + mt + 14.0 * si as f64;
-            let _ = writeln!(
-                s,
-                r#"<line x1="{}" y1="{ly}" x2="{}" y2="{ly}" stroke="{c}" stroke-width="2"{dash}/><text x="{}" y="{}">{backend} B={b}</text>"#,
-                w - mr + 10.0,
-                w - mr + 30.0,
-                w - mr + 35.0,
-                ly + 4.0
-            );
+/// The charts of `{out}/sweep.svg`: one panel per cell and mode, GFLOP/s against the
+/// hidden size (logarithmic), one line per backend and batch size (the CPU's dashed).
+fn charts(rows: &[Row]) -> Vec<chart::LineChart> {
+    let mut groups: Vec<(Cell, &str)> = Vec::new();
+    for r in rows {
+        if !groups.contains(&(r.cell, r.mode)) {
+            groups.push((r.cell, r.mode));
         }
     }
-    s.push_str("</svg>\n");
-    s
+    groups
+        .into_iter()
+        .map(|(cell, mode)| {
+            let pts: Vec<&Row> = rows
+                .iter()
+                .filter(|r| r.cell == cell && r.mode == mode)
+                .collect();
+            let mut keys: Vec<(&str, usize)> = Vec::new();
+            for r in &pts {
+                if !keys.contains(&(r.backend, r.b)) {
+                    keys.push((r.backend, r.b));
+                }
+            }
+            let series = keys
+                .into_iter()
+                .map(|(backend, b)| {
+                    let mut line: Vec<&Row> = pts
+                        .iter()
+                        .copied()
+                        .filter(|r| r.backend == backend && r.b == b)
+                        .collect();
+                    line.sort_by_key(|r| r.h);
+                    chart::Series {
+                        name: format!("{backend} B={b}"),
+                        points: line.iter().map(|r| (r.h as f64, r.gflops)).collect(),
+                        dashed: backend == "cpu",
+                    }
+                })
+                .collect();
+            chart::LineChart {
+                title: format!("{} {mode} — GFLOP/s against hidden size", cell.name()),
+                x_label: "hidden size H".into(),
+                y_label: "GFLOP/s".into(),
+                log_x: true,
+                log_y: false,
+                series,
+            }
+        })
+        .collect()
 }
 
 fn main() {
@@ -791,6 +745,13 @@ fn main() {
     }
     let mut rows = Vec::new();
     let total = points.len();
+    let bar = ProgressBar::new(total as u64);
+    bar.set_style(
+        ProgressStyle::with_template("[{bar:30}] {pos}/{len} {elapsed_precise} {wide_msg}")
+            .expect("a valid template")
+            .progress_chars("#>."),
+    );
+    bar.enable_steady_tick(Duration::from_millis(500));
     for (k, (cell, bwd, t, b, h, backend)) in points.into_iter().enumerate() {
         let i = o.input.unwrap_or(h);
         let pt = Point {
@@ -808,15 +769,16 @@ fn main() {
         } else {
             String::new()
         };
-        progress(
-            k,
-            total,
-            &format!(
-                "{} {} {backend}{net_tag} T={t} B={b} I={i} H={h}",
-                cell.name(),
-                if bwd { "fwdbwd" } else { "fwd" }
-            ),
+        let what = format!(
+            "{} {} {backend}{net_tag} T={t} B={b} I={i} H={h}",
+            cell.name(),
+            if bwd { "fwdbwd" } else { "fwd" }
         );
+        if bar.is_hidden() {
+            // No terminal on stderr: a plain line per point instead of the bar.
+            eprintln!("[{}/{total}] {what}", k + 1);
+        }
+        bar.set_message(what);
         let r = match (backend.as_str(), &ctx, pt.is_net()) {
             ("gpu", Some(c), false) => gpu_point(c, &o, pt),
             ("gpu", Some(c), true) => gpu_net_point(c, &o, pt),
@@ -825,14 +787,16 @@ fn main() {
         };
         match r {
             Ok(r) => rows.push(r),
-            Err(e) => eprintln!(
-                "\n{}{net_tag} T={t} B={b} H={h} {backend}: {e}",
-                cell.name()
-            ),
+            Err(e) => bar
+                .suspend(|| eprintln!("{}{net_tag} T={t} B={b} H={h} {backend}: {e}", cell.name())),
         }
+        bar.inc(1);
     }
-    progress(total, total, "done");
-    eprintln!();
+    bar.finish_with_message("done");
+    if !bar.is_hidden() {
+        // The finished bar stays; the table starts on the next line.
+        eprintln!();
+    }
 
     println!(
         "{:<5} {:<7} {:<4} {:>2} {:>2} {:>4} {:>5} {:>5} {:>5} {:>10} {:>10} {:>9} {:>9} {:>9} {:<15}",
@@ -969,9 +933,18 @@ fn main() {
     }
     let csv_path = format!("{}/sweep.csv", o.out);
     let svg_path = format!("{}/sweep.svg", o.out);
-    let _ = std::fs::write(&csv_path, csv);
-    let _ = std::fs::write(&svg_path, svg(&rows));
-    println!("wrote {csv_path} and {svg_path}");
+    let mut wrote = Vec::new();
+    match std::fs::write(&csv_path, csv) {
+        Ok(()) => wrote.push(csv_path),
+        Err(e) => eprintln!("cannot write {csv_path}: {e}"),
+    }
+    match chart::write_svg(Path::new(&svg_path), &charts(&rows)) {
+        Ok(()) => wrote.push(svg_path),
+        Err(e) => eprintln!("cannot write {svg_path}: {e}"),
+    }
+    if !wrote.is_empty() {
+        println!("wrote {}", wrote.join(" and "));
+    }
 }
 
 /// Today's date (UTC) without a date crate.
