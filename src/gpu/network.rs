@@ -145,6 +145,19 @@ impl NetGrads {
             .collect())
     }
 
+    /// The parameter gradients under PyTorch's `state_dict` names, each a view of
+    /// [`NetGrads::flat`] in PyTorch's shape (pairs with [`Network::named_parameters`]).
+    pub fn named_tensors(&self) -> Vec<(String, Tensor)> {
+        let ctx = self.flat.context();
+        flat::entries(&self.config)
+            .into_iter()
+            .map(|e| {
+                let t = Tensor::view_of(ctx, self.flat.arc(), e.offset as u64, &e.shape);
+                (e.name, t)
+            })
+            .collect()
+    }
+
     /// The parameter gradients as one flat `[P]` tensor in [`Network::parameters`]'
     /// layout (PyTorch's `state_dict` order, each tensor row-major).
     pub fn flat(&self) -> &Tensor {

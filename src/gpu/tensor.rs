@@ -79,6 +79,11 @@ impl Tensor {
         }
     }
 
+    /// The shared buffer (for views of this tensor's buffer).
+    pub(crate) fn arc(&self) -> &Arc<Buf> {
+        &self.buffer
+    }
+
     /// The shape.
     pub fn shape(&self) -> &[usize] {
         &self.shape
