@@ -131,3 +131,41 @@ fn bad_clipping_arguments_name_the_argument() {
         }
     }
 }
+
+/// `zero_grad` clears exactly the tensors given, views included, and nothing around them.
+#[test]
+fn zero_grad_clears_the_tensors_and_nothing_else() {
+    let Some(ctx) = common::gpu::ctx() else {
+        return;
+    };
+    let a = Array1::from_shape_fn(10, |i| i as f32 + 1.0);
+    let b = Array1::from_shape_fn(3, |i| -(i as f32) - 1.0);
+    let (ta, tb) = (
+        Tensor::from_array(ctx, "a", &a).unwrap(),
+        Tensor::from_array(ctx, "b", &b).unwrap(),
+    );
+    wgpu_rnn::gpu::zero_grad(&[&ta, &tb]).unwrap();
+    assert!(ta.to_array().unwrap().iter().all(|&v| v == 0.0));
+    assert!(tb.to_array().unwrap().iter().all(|&v| v == 0.0));
+    wgpu_rnn::gpu::zero_grad(&[]).unwrap();
+    // A view inside a larger buffer: the network's `weight_hh_l0` within its flat
+    // parameters; only its range is cleared.
+    let config = wgpu_rnn::net::NetConfig::new(wgpu_rnn::Cell::Lstm, 3, 4);
+    let p = wgpu_rnn::net::NetParams::<f32>::init(config, 1).unwrap();
+    let net = gpu::Network::new(ctx, &p).unwrap();
+    let before = net.parameters().to_array().unwrap();
+    let named = net.named_parameters();
+    let (name, view) = &named[1];
+    assert_eq!(name, "weight_hh_l0");
+    gpu::zero_grad(&[view]).unwrap();
+    let after = net.parameters().to_array().unwrap();
+    let (start, n) = (named[0].1.len(), view.len());
+    for (i, (x, y)) in before.iter().zip(after.iter()).enumerate() {
+        let want = if (start..start + n).contains(&i) {
+            0.0
+        } else {
+            *x
+        };
+        assert_eq!(*y, want, "element {i}");
+    }
+}

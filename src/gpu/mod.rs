@@ -27,5 +27,5 @@ pub use head::{GpuHead, GpuHeadLoss};
 pub use kernels::matmul;
 pub use layer::{forward_host, Forward, Grads, InputGrads, Layer, Mode, ParamGrads, Trace};
 pub use network::{NetForward, NetGrads, NetTrace, Network};
-pub use optim::Optim;
+pub use optim::{zero_grad, Optim};
 pub use tensor::Tensor;

@@ -187,3 +187,24 @@ impl Optim {
         })
     }
 }
+
+/// Sets every element of every tensor of `grads` to zero in place (PyTorch's
+/// `zero_grad`): one buffer clear per tensor, in one submission. The library's backward
+/// passes return fresh gradients, so a training step needs this only where gradients
+/// are accumulated into tensors kept across steps (`Layer::backward_into`).
+pub fn zero_grad(grads: &[&Tensor]) -> Result<()> {
+    let Some(first) = grads.first() else {
+        return Ok(());
+    };
+    let ctx = first.context();
+    for g in grads {
+        ctx.check_owner("grads", g)?;
+    }
+    ctx.run("zero_grad", || {
+        let mut enc = ctx.device().create_command_encoder(&Default::default());
+        for g in grads.iter().filter(|g| !g.is_empty()) {
+            enc.clear_buffer(g.buffer(), g.offset() * 4, Some(g.len() as u64 * 4));
+        }
+        ctx.submit(Some(enc))
+    })
+}
