@@ -148,6 +148,9 @@ fn embedded_names() -> String {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
+    if args.log_every == 0 || args.seq == 0 || args.batch == 0 {
+        return Err("--log-every, --seq and --batch must be at least 1".into());
+    }
     let text = match &args.corpus {
         Some(p) => std::fs::read_to_string(p)?,
         None => embedded_names(),

@@ -69,6 +69,19 @@ impl LmConfig {
     pub fn head_input(&self) -> usize {
         self.net.directions() * self.net.hidden_size
     }
+
+    /// The parameters' names and shapes, in the parameter order (nothing allocated).
+    pub fn shapes(&self) -> Vec<(String, Vec<usize>)> {
+        let mut out = vec![("embedding.weight".to_string(), vec![self.vocab, self.embed])];
+        out.extend(
+            net::state_dict::expected(&self.net)
+                .into_iter()
+                .map(|(n, s)| (format!("rnn.{n}"), s)),
+        );
+        out.push(("head.weight".into(), vec![self.vocab, self.head_input()]));
+        out.push(("head.bias".into(), vec![self.vocab]));
+        out
+    }
 }
 
 /// The parameters of a language model (f32).
@@ -152,56 +165,76 @@ impl LmParams {
 
     /// The tensors under their names, in the parameter order, with their shapes.
     pub fn named(&self) -> Vec<(String, Vec<usize>, Vec<f32>)> {
-        let mut out = vec![(
-            "embedding.weight".to_string(),
-            self.embedding.shape().to_vec(),
-            self.embedding.iter().copied().collect(),
-        )];
-        let shapes = net::state_dict::expected(&self.config.net);
+        let mut values = vec![self.embedding.iter().copied().collect::<Vec<f32>>()];
         let flat = crate::gpu::flatten_net(&self.net);
         let mut at = 0;
-        for (name, shape) in shapes {
+        for (_, shape) in net::state_dict::expected(&self.config.net) {
             let n: usize = shape.iter().product();
-            out.push((format!("rnn.{name}"), shape, flat[at..at + n].to_vec()));
+            values.push(flat[at..at + n].to_vec());
             at += n;
         }
-        out.push((
-            "head.weight".into(),
-            self.head.w_y.shape().to_vec(),
-            self.head.w_y.iter().copied().collect(),
-        ));
-        out.push((
-            "head.bias".into(),
-            self.head.b_y.shape().to_vec(),
-            self.head.b_y.to_vec(),
-        ));
-        out
+        values.push(self.head.w_y.iter().copied().collect());
+        values.push(self.head.b_y.to_vec());
+        self.config
+            .shapes()
+            .into_iter()
+            .zip(values)
+            .map(|((name, shape), v)| (name, shape, v))
+            .collect()
     }
 
-    /// The parameters from tensors in [`LmParams::named`]'s order and sizes.
-    fn from_named(config: LmConfig, tensors: &[Vec<f32>]) -> Result<Self> {
-        let mut p = LmParams::init(config, 0)?;
-        let sizes: Vec<usize> = p.named().iter().map(|t| t.2.len()).collect();
-        if tensors.len() != sizes.len() || tensors.iter().zip(&sizes).any(|(t, &n)| t.len() != n) {
-            return Err(Error::Invalid {
-                arg: "tensors",
-                msg: "not the tensors of this config".into(),
-            });
+    /// The parameters from tensors in [`LmParams::named`]'s order, each of its shape
+    /// (checked).
+    fn from_named(config: LmConfig, tensors: Vec<Vec<f32>>) -> Result<Self> {
+        config.check()?;
+        let shapes = config.shapes();
+        if tensors.len() != shapes.len() {
+            return Err(invalid("tensors", "not the tensors of this config"));
         }
-        let n = tensors.len();
-        p.embedding = Array2::from_shape_vec(p.embedding.dim(), tensors[0].clone())
+        for ((name, shape), t) in shapes.iter().zip(&tensors) {
+            if t.len() != shape.iter().product::<usize>() {
+                return Err(Error::Weights {
+                    key: name.clone(),
+                    msg: format!("{} values; the config's shape is {shape:?}", t.len()),
+                });
+            }
+        }
+        let mut it = tensors.into_iter();
+        let mut next = || it.next().unwrap_or_default();
+        let embedding = Array2::from_shape_vec((config.vocab, config.embed), next())
             .map_err(|e| invalid("tensors", e))?;
-        let flat: Vec<f32> = tensors[1..n - 2].concat();
-        p.net = crate::gpu::unflatten_net(config.net, &flat)?;
-        p.head.w_y = Array2::from_shape_vec(p.head.w_y.dim(), tensors[n - 2].clone())
+        let flat: Vec<f32> = (0..shapes.len() - 3).flat_map(|_| next()).collect();
+        let net = crate::gpu::unflatten_net(config.net, &flat)?;
+        let w_y = Array2::from_shape_vec((config.vocab, config.head_input()), next())
             .map_err(|e| invalid("tensors", e))?;
-        p.head.b_y = Array1::from_vec(tensors[n - 1].clone());
+        let b_y = Array1::from_vec(next());
+        let p = LmParams {
+            config,
+            embedding,
+            net,
+            head: Head::new(w_y, b_y)?,
+        };
         p.check()?;
         Ok(p)
     }
 
-    /// Mutable slices of every tensor, in the parameter order.
+    /// Mutable slices of every tensor, in the parameter order (arrays of another memory
+    /// layout made standard first).
     fn slices_mut(&mut self) -> Vec<&mut [f32]> {
+        fn standard<D: ndarray::Dimension>(a: &mut ndarray::Array<f32, D>) {
+            if !a.is_standard_layout() {
+                *a = a.as_standard_layout().into_owned();
+            }
+        }
+        standard(&mut self.embedding);
+        standard(&mut self.head.w_y);
+        standard(&mut self.head.b_y);
+        for p in &mut self.net.layers {
+            standard(&mut p.w_ih);
+            standard(&mut p.w_hh);
+            standard(&mut p.b_ih);
+            standard(&mut p.b_hh);
+        }
         let bias = self.config.net.bias;
         let mut out: Vec<&mut [f32]> = vec![self.embedding.as_slice_mut().expect("standard")];
         for p in &mut self.net.layers {
@@ -245,30 +278,51 @@ pub type Carry = (Array3<f32>, Option<Array3<f32>>);
 
 impl Checkpoint {
     /// Writes the checkpoint as safetensors: the parameters under PyTorch's names, the
-    /// optimizer's `m` and `v` under `optim.m.<name>` and `optim.v.<name>`, the config
-    /// and the optimizer's step count in the metadata (with `meta`).
+    /// optimizer's `m` and `v` under `optim.m.<name>` and `optim.v.<name>`, the carried
+    /// state under `carry.h`, `carry.c`, the config and the optimizer's step count in
+    /// the metadata (with `meta`).
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        self.params.check()?;
         let named = self.params.named();
+        let o = &self.optim;
+        let fits = |v: &[Vec<f32>]| {
+            v.len() == named.len() && v.iter().zip(&named).all(|(x, t)| x.len() == t.2.len())
+        };
+        if o.step > 0 && !(fits(&o.m) && fits(&o.v)) {
+            return Err(invalid(
+                "optim",
+                "after a step, one m and one v of each parameter's size, in the parameter order",
+            ));
+        }
         let mut blobs: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
-        let bytes = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+        let bytes = |v: &mut dyn Iterator<Item = f32>| v.flat_map(f32::to_le_bytes).collect();
         for (k, (name, shape, v)) in named.iter().enumerate() {
-            blobs.push((name.clone(), shape.clone(), bytes(v)));
-            if let (Some(m), Some(s)) = (self.optim.m.get(k), self.optim.v.get(k)) {
-                blobs.push((format!("optim.m.{name}"), shape.clone(), bytes(m)));
-                blobs.push((format!("optim.v.{name}"), shape.clone(), bytes(s)));
+            blobs.push((name.clone(), shape.clone(), bytes(&mut v.iter().copied())));
+            if o.step > 0 {
+                let (m, s) = (&o.m[k], &o.v[k]);
+                blobs.push((
+                    format!("optim.m.{name}"),
+                    shape.clone(),
+                    bytes(&mut m.iter().copied()),
+                ));
+                blobs.push((
+                    format!("optim.v.{name}"),
+                    shape.clone(),
+                    bytes(&mut s.iter().copied()),
+                ));
             }
         }
         if let Some((h, c)) = &self.carry {
             blobs.push((
                 "carry.h".into(),
                 h.shape().to_vec(),
-                bytes(&h.iter().copied().collect::<Vec<_>>()),
+                bytes(&mut h.iter().copied()),
             ));
             if let Some(c) = c {
                 blobs.push((
                     "carry.c".into(),
                     c.shape().to_vec(),
-                    bytes(&c.iter().copied().collect::<Vec<_>>()),
+                    bytes(&mut c.iter().copied()),
                 ));
             }
         }
@@ -282,7 +336,8 @@ impl Checkpoint {
             ("layers", c.net.num_layers.to_string()),
             ("bidirectional", c.net.bidirectional.to_string()),
             ("bias", c.net.bias.to_string()),
-            ("optim.step", self.optim.step.to_string()),
+            ("dropout", c.net.dropout.to_string()),
+            ("optim.step", o.step.to_string()),
         ] {
             meta.insert(k.into(), v);
         }
@@ -300,7 +355,10 @@ impl Checkpoint {
         std::fs::write(path, out).map_err(|e| invalid("path", format!("{}: {e}", path.display())))
     }
 
-    /// Reads a checkpoint written by [`Checkpoint::save`].
+    /// Reads a checkpoint written by [`Checkpoint::save`]: the config from the metadata,
+    /// then every tensor checked against the shape the config gives it (nothing is
+    /// allocated from the metadata alone); a missing, mis-shaped or non-F32 tensor or a
+    /// malformed metadata entry is an [`Error::Weights`] naming it.
     pub fn load(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         let bytes =
@@ -308,81 +366,104 @@ impl Checkpoint {
         let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| invalid("path", e))?;
         let meta = header.metadata().clone().unwrap_or_default();
         let st = SafeTensors::deserialize(&bytes).map_err(|e| invalid("path", e))?;
-        let get = |k: &str| -> Result<String> {
-            meta.get(k).cloned().ok_or_else(|| Error::Weights {
-                key: k.into(),
-                msg: "missing from the checkpoint's metadata".into(),
-            })
+        let bad = |k: &str, msg: String| Error::Weights { key: k.into(), msg };
+        let get = |k: &str| -> Result<&String> {
+            meta.get(k)
+                .ok_or_else(|| bad(k, "missing from the checkpoint's metadata".into()))
         };
-        let num = |k: &str| -> Result<usize> {
-            get(k)?.parse().map_err(|e| Error::Weights {
+        fn parse<T: std::str::FromStr>(k: &str, v: &str) -> Result<T>
+        where
+            T::Err: std::fmt::Display,
+        {
+            v.parse().map_err(|e| Error::Weights {
                 key: k.into(),
-                msg: format!("{e}"),
+                msg: format!("{v:?}: {e}"),
             })
-        };
+        }
+        let num = |k: &str| -> Result<usize> { parse(k, get(k)?) };
         let cell = Cell::ALL
             .into_iter()
-            .find(|c| c.name() == get("cell").unwrap_or_default())
-            .ok_or_else(|| Error::Weights {
-                key: "cell".into(),
-                msg: "not a cell this library has".into(),
+            .find(|c| Some(c.name()) == meta.get("cell").map(String::as_str))
+            .ok_or_else(|| {
+                bad(
+                    "cell",
+                    format!("{:?} is not a cell of this library", meta.get("cell")),
+                )
             })?;
         let mut config = LmConfig::new(cell, num("vocab")?, num("embed")?, num("hidden")?, 1);
         config.net.num_layers = num("layers")?;
-        config.net.bidirectional = get("bidirectional")? == "true";
-        config.net.bias = get("bias")? == "true";
-        let names: Vec<String> = LmParams::init(config, 0)?
-            .named()
-            .into_iter()
-            .map(|t| t.0)
-            .collect();
-        let read = |name: &str| -> Result<Vec<f32>> {
-            let t = st.tensor(name).map_err(|_| Error::Weights {
-                key: name.into(),
-                msg: "missing".into(),
-            })?;
+        config.net.bidirectional = parse("bidirectional", get("bidirectional")?)?;
+        config.net.bias = parse("bias", get("bias")?)?;
+        config.net.dropout = match meta.get("dropout") {
+            Some(v) => parse("dropout", v)?,
+            None => 0.0,
+        };
+        config.check()?;
+        let read = |name: &str, shape: &[usize]| -> Result<Vec<f32>> {
+            let t = st
+                .tensor(name)
+                .map_err(|_| bad(name, "missing from the checkpoint".into()))?;
             if t.dtype() != Dtype::F32 {
-                return Err(Error::Weights {
-                    key: name.into(),
-                    msg: format!("{:?}; checkpoints are F32", t.dtype()),
-                });
+                return Err(bad(name, format!("{:?}; checkpoints are F32", t.dtype())));
+            }
+            if t.shape() != shape {
+                return Err(bad(
+                    name,
+                    format!(
+                        "shape {:?}; the checkpoint's config gives {shape:?}",
+                        t.shape()
+                    ),
+                ));
             }
             Ok(t.data()
                 .chunks_exact(4)
                 .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
                 .collect())
         };
-        let tensors = names.iter().map(|n| read(n)).collect::<Result<Vec<_>>>()?;
-        let params = LmParams::from_named(config, &tensors)?;
-        let step: u64 = num("optim.step")? as u64;
+        let shapes = config.shapes();
+        let tensors = shapes
+            .iter()
+            .map(|(n, s)| read(n, s))
+            .collect::<Result<Vec<_>>>()?;
+        let params = LmParams::from_named(config, tensors)?;
+        let step: u64 = parse("optim.step", get("optim.step")?)?;
         let mut optim = OptimState {
             step,
             ..Default::default()
         };
         if step > 0 {
-            for n in &names {
-                optim.m.push(read(&format!("optim.m.{n}"))?);
-                optim.v.push(read(&format!("optim.v.{n}"))?);
+            for (n, s) in &shapes {
+                optim.m.push(read(&format!("optim.m.{n}"), s)?);
+                optim.v.push(read(&format!("optim.v.{n}"), s)?);
             }
         }
-        let state = |name: &str| -> Result<Option<Array3<f32>>> {
+        // The carried state: [L·D, B, H] for some batch B.
+        let ld = config.net.num_layers * config.net.directions();
+        let state = |name: &str, b: Option<usize>| -> Result<Option<Array3<f32>>> {
             let Ok(t) = st.tensor(name) else {
                 return Ok(None);
             };
-            let s = t.shape();
-            if s.len() != 3 {
-                return Err(Error::Weights {
-                    key: name.into(),
-                    msg: format!("shape {s:?}; [L·D, B, H] expected"),
-                });
-            }
-            let v = read(name)?;
-            Array3::from_shape_vec((s[0], s[1], s[2]), v)
+            let s = t.shape().to_vec();
+            let want_b = b.unwrap_or(s.get(1).copied().unwrap_or(0));
+            let want = [ld, want_b, config.net.hidden_size];
+            let v = read(name, &want)?;
+            Array3::from_shape_vec((want[0], want[1], want[2]), v)
                 .map(Some)
                 .map_err(|e| invalid("path", e))
         };
-        let carry = match state("carry.h")? {
-            Some(h) => Some((h, state("carry.c")?)),
+        let carry = match state("carry.h", None)? {
+            Some(h) => {
+                let c = match cell.has_cell_state() {
+                    true => Some(state("carry.c", Some(h.dim().1))?.ok_or_else(|| {
+                        bad(
+                            "carry.c",
+                            "missing beside carry.h for a cell with a cell state".into(),
+                        )
+                    })?),
+                    false => None,
+                };
+                Some((h, c))
+            }
             None => None,
         };
         Ok(Checkpoint {
@@ -427,31 +508,41 @@ impl Default for SampleOptions {
 /// the uniform number `u` in `[0, 1)`: the first token whose cumulative weight exceeds
 /// `u` times the total, the weights `(p / p_max)^(1/temperature)` in f64 (the softmax of
 /// the logits over the temperature); temperature 0 takes the first most likely token.
-pub fn pick(probs: &[f32], temperature: f32, top_k: Option<usize>, u: f64) -> usize {
-    let mut order: Vec<usize> = (0..probs.len()).collect();
+/// Entries that are not finite or not positive weigh nothing; `None` when none is left.
+pub fn pick(probs: &[f32], temperature: f32, top_k: Option<usize>, u: f64) -> Option<usize> {
+    let ok = |p: f32| p.is_finite() && p > 0.0;
+    let mut order: Vec<usize> = (0..probs.len()).filter(|&i| ok(probs[i])).collect();
     order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]).then(a.cmp(&b)));
-    let keep = top_k.unwrap_or(probs.len()).clamp(1, probs.len().max(1));
-    order.truncate(keep);
-    if temperature <= 0.0 || order.len() == 1 {
-        return order[0];
+    order.truncate(top_k.unwrap_or(usize::MAX).max(1));
+    let first = *order.first()?;
+    if temperature.is_nan() || temperature <= 0.0 || order.len() == 1 {
+        return Some(first);
     }
-    let top = probs[order[0]] as f64;
-    let w: Vec<f64> = (0..probs.len())
-        .map(|i| match order.contains(&i) {
-            true if top > 0.0 => (probs[i] as f64 / top).powf(1.0 / temperature as f64),
-            true => 1.0,
-            false => 0.0,
-        })
-        .collect();
+    let top = probs[first] as f64;
+    let mut w = vec![0f64; probs.len()];
+    for &i in &order {
+        w[i] = (probs[i] as f64 / top).powf(1.0 / temperature as f64);
+    }
     let total: f64 = w.iter().sum();
     let mut acc = 0.0;
     for (i, wi) in w.iter().enumerate() {
         acc += wi;
-        if wi > &0.0 && acc > u * total {
-            return i;
+        if *wi > 0.0 && acc > u * total {
+            return Some(i);
         }
     }
-    order[0]
+    Some(first)
+}
+
+/// [`pick`] for a sampler: no token to pick (probabilities that are not finite) is an
+/// error naming the parameters.
+fn pick_next(probs: &[f32], opts: &SampleOptions, u: f64) -> Result<usize> {
+    pick(probs, opts.temperature, opts.top_k, u).ok_or_else(|| {
+        invalid(
+            "params",
+            "the head's probabilities are not finite or all zero: the weights diverged?",
+        )
+    })
 }
 
 /// Checks sampling options against a vocabulary of `vocab`.
@@ -541,7 +632,8 @@ impl CpuLm {
             }
             _ => (None, None),
         };
-        let tr = net::cpu::forward(&p.net, x.view(), h0, c0, None)?;
+        // Dropout masks from the step count, as the device draws them.
+        let tr = net::cpu::forward_train(&p.net, x.view(), h0, c0, None, self.state.step)?;
         let out = cpu::head_loss(&p.head, tr.output.view(), targets, None, Reduction::Mean)?;
         let hg = cpu::head_loss_backward(
             &p.head,
@@ -598,12 +690,7 @@ impl CpuLm {
                 None,
             )?;
             let probs = cpu::head_forward(&p.head, tr.output.view())?;
-            tok = pick(
-                probs.as_slice().unwrap_or(&[]),
-                opts.temperature,
-                opts.top_k,
-                rng.next_f64(),
-            );
+            tok = pick_next(probs.as_slice().unwrap_or(&[]), opts, rng.next_f64())?;
             out.push(tok);
             (h, c) = (Some(tr.h_n), tr.c_n);
             if Some(tok) == opts.stop {
@@ -640,30 +727,34 @@ impl GpuLm {
         state: &OptimState<f32>,
     ) -> Result<Self> {
         params.check()?;
-        // The device optimizer holds the network as one tensor: its state likewise.
-        let n = state.m.len();
-        let state = match n {
-            0 => state.clone(),
-            n if n >= 4 => {
-                let join = |v: &[Vec<f32>]| {
-                    vec![
-                        v[0].clone(),
-                        v[1..n - 2].concat(),
-                        v[n - 2].clone(),
-                        v[n - 1].clone(),
-                    ]
-                };
+        let shapes = params.config.shapes();
+        let fits = |v: &[Vec<f32>]| {
+            v.len() == shapes.len()
+                && v.iter()
+                    .zip(&shapes)
+                    .all(|(x, (_, s))| x.len() == s.iter().product::<usize>())
+        };
+        if state.step > 0 && !(fits(&state.m) && fits(&state.v)) {
+            return Err(invalid(
+                "state",
+                format!(
+                    "after a step, one m and one v of each parameter's size, in the parameter \
+                     order ({} tensors)",
+                    shapes.len()
+                ),
+            ));
+        }
+        // The device optimizer holds each layer of the network as one tensor: its state
+        // likewise.
+        let state = match state.step {
+            0 => OptimState::default(),
+            _ => {
+                let groups = device_groups(&params.config);
                 OptimState {
                     step: state.step,
-                    m: join(&state.m),
-                    v: join(&state.v),
+                    m: join(&state.m, &groups),
+                    v: join(&state.v, &groups),
                 }
-            }
-            _ => {
-                return Err(Error::Invalid {
-                    arg: "state",
-                    msg: format!("{n} tensors; the model has more"),
-                })
             }
         };
         Ok(GpuLm {
@@ -711,7 +802,7 @@ impl GpuLm {
         self.carry = match carry {
             None => None,
             Some((h, c)) => {
-                let ctx = self.net.parameters().context().clone();
+                let ctx = self.embedding.weight().context().clone();
                 let h = gpu::Tensor::from_array(&ctx, "carry", h)?;
                 let c = match c {
                     Some(c) => Some(gpu::Tensor::from_array(&ctx, "carry", c)?),
@@ -741,18 +832,24 @@ impl GpuLm {
             Some((h, c)) if h.shape()[1] == b => (Some(h), c.as_ref()),
             _ => (None, None),
         };
+        // Dropout masks from the step count, as the CPU path draws them.
+        self.net.seed_dropout(self.optim.steps());
         let f = self.net.forward(&x, h0, c0, None, gpu::Mode::Training)?;
         let trace = f.trace.as_ref().ok_or_else(|| invalid("ids", "no trace"))?;
         let loss = self.head.loss(&f.output, targets, None, Reduction::Mean)?;
         let g = self.net.backward(trace, &loss.dh, None, None)?;
         let demb = self.embedding.backward(ids, &g.dx)?;
-        let grads = [&demb, g.flat(), &loss.dw_y, &loss.db_y];
+        let mut grads = vec![&demb];
+        grads.extend(g.flat());
+        grads.extend([&loss.dw_y, &loss.db_y]);
         if let Some(m) = self.clip {
             gpu::clip_grad_norm(&grads, m)?;
         }
-        let [w_y, b_y] = self.head.parameters();
-        let params = [&self.embedding.weight(), &self.net.parameters(), &w_y, &b_y];
-        self.optim.step(&params, &grads)?;
+        let mut params = vec![self.embedding.weight()];
+        params.extend(self.net.parameters());
+        params.extend(self.head.parameters());
+        self.optim
+            .step(&params.iter().collect::<Vec<_>>(), &grads)?;
         self.net.sync_weights()?;
         self.carry = Some((f.h_n, f.c_n));
         Ok(loss.loss)
@@ -785,30 +882,19 @@ impl GpuLm {
     /// name), as [`CpuLm::state`] and [`Checkpoint::optim`] hold it.
     pub fn optim_state(&self) -> Result<OptimState<f32>> {
         let s = self.optim.state()?;
-        if s.m.len() != 4 {
-            return Ok(s);
+        if s.step == 0 {
+            return Ok(OptimState::default());
         }
         let sizes: Vec<usize> = self
-            .net
-            .named_parameters()
+            .config
+            .shapes()
             .iter()
-            .map(|(_, t)| t.len())
+            .map(|(_, s)| s.iter().product())
             .collect();
-        let split = |v: &[Vec<f32>]| {
-            let mut out = vec![v[0].clone()];
-            let mut at = 0;
-            for n in &sizes {
-                out.push(v[1][at..at + n].to_vec());
-                at += n;
-            }
-            out.push(v[2].clone());
-            out.push(v[3].clone());
-            out
-        };
         Ok(OptimState {
             step: s.step,
-            m: split(&s.m),
-            v: split(&s.v),
+            m: split(&s.m, &sizes),
+            v: split(&s.v, &sizes),
         })
     }
 
@@ -832,12 +918,7 @@ impl GpuLm {
                 .net
                 .forward(&x, h.as_ref(), c.as_ref(), None, gpu::Mode::Inference)?;
             let probs = self.head.forward(&f.output)?.to_array()?;
-            tok = pick(
-                probs.as_slice().unwrap_or(&[]),
-                opts.temperature,
-                opts.top_k,
-                rng.next_f64(),
-            );
+            tok = pick_next(probs.as_slice().unwrap_or(&[]), opts, rng.next_f64())?;
             out.push(tok);
             (h, c) = (Some(f.h_n), f.c_n);
             if Some(tok) == opts.stop {
@@ -846,6 +927,45 @@ impl GpuLm {
         }
         Ok(out)
     }
+}
+
+/// How many tensors of the parameter order each of the device's optimizer tensors
+/// joins: the embedding, one per layer (its directions' weights and biases), the head's
+/// weight and bias.
+fn device_groups(config: &LmConfig) -> Vec<usize> {
+    let n = config.net.num_layers;
+    let per_layer = net::state_dict::expected(&config.net).len() / n.max(1);
+    let mut g = vec![1];
+    g.extend(std::iter::repeat_n(per_layer, n));
+    g.extend([1, 1]);
+    g
+}
+
+/// Concatenates runs of `groups` tensors.
+fn join(v: &[Vec<f32>], groups: &[usize]) -> Vec<Vec<f32>> {
+    let mut at = 0;
+    groups
+        .iter()
+        .map(|&k| {
+            let part = v[at..at + k].concat();
+            at += k;
+            part
+        })
+        .collect()
+}
+
+/// Splits the concatenation of `v` into tensors of `sizes`.
+fn split(v: &[Vec<f32>], sizes: &[usize]) -> Vec<Vec<f32>> {
+    let all: Vec<f32> = v.concat();
+    let mut at = 0;
+    sizes
+        .iter()
+        .map(|&n| {
+            let part = all.get(at..at + n).unwrap_or_default().to_vec();
+            at += n;
+            part
+        })
+        .collect()
 }
 
 /// A text as tokens: its sorted distinct characters are the vocabulary.
@@ -914,7 +1034,7 @@ impl Batches {
     /// Chunks of `seq` steps over `batch` streams of `tokens`.
     pub fn new(tokens: &[usize], seq: usize, batch: usize) -> Result<Self> {
         let len = tokens.len() / batch.max(1);
-        if seq == 0 || batch == 0 || len < seq + 1 {
+        if seq == 0 || batch == 0 || len <= seq {
             return Err(Error::Invalid {
                 arg: "seq",
                 msg: format!(

@@ -54,7 +54,7 @@ pub const EMBED_BACK: &str = include_str!("../shaders/embed_back.wgsl");
 pub const CLIP: &str = include_str!("../shaders/clip.wgsl");
 /// One optimizer step over a parameter tensor (SGD, momentum, Adam, AdamW).
 pub const OPTIM: &str = include_str!("../shaders/optim.wgsl");
-/// Index gather between a network's flat parameters and its device layouts.
+/// Moves between a network's flat parameters and its device layouts (index arithmetic).
 pub const RELAYOUT: &str = include_str!("../shaders/relayout.wgsl");
 /// Column sums (bias gradients).
 pub const REDUCE: &str = include_str!("../shaders/reduce.wgsl");

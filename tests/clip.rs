@@ -153,12 +153,12 @@ fn zero_grad_clears_the_tensors_and_nothing_else() {
     let config = wgpu_rnn::net::NetConfig::new(wgpu_rnn::Cell::Lstm, 3, 4);
     let p = wgpu_rnn::net::NetParams::<f32>::init(config, 1).unwrap();
     let net = gpu::Network::new(ctx, &p).unwrap();
-    let before = net.parameters().to_array().unwrap();
+    let before = net.parameters()[0].to_array().unwrap();
     let named = net.named_parameters();
     let (name, view) = &named[1];
     assert_eq!(name, "weight_hh_l0");
     gpu::zero_grad(&[view]).unwrap();
-    let after = net.parameters().to_array().unwrap();
+    let after = net.parameters()[0].to_array().unwrap();
     let (start, n) = (named[0].1.len(), view.len());
     for (i, (x, y)) in before.iter().zip(after.iter()).enumerate() {
         let want = if (start..start + n).contains(&i) {

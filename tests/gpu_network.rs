@@ -394,7 +394,12 @@ fn chunks_carry_the_state() {
 fn synced_weights_equal_uploaded_weights() {
     let Some(ctx) = ctx() else { return };
     for cell in Cell::ALL {
-        for (layers, bi, bias) in [(2, true, true), (1, false, false), (2, false, true)] {
+        for (layers, bi, bias) in [
+            (2, true, true),
+            (1, false, false),
+            (2, false, true),
+            (2, true, false),
+        ] {
             let config = NetConfig {
                 num_layers: layers,
                 bidirectional: bi,
@@ -424,7 +429,10 @@ fn synced_weights_equal_uploaded_weights() {
                     out.output.to_array().unwrap(),
                     out.h_n.to_array().unwrap(),
                     g.dx.to_array().unwrap(),
-                    g.flat().to_array().unwrap(),
+                    g.flat()
+                        .iter()
+                        .flat_map(|t| t.to_array().unwrap().into_iter())
+                        .collect::<Vec<f32>>(),
                     g.named().unwrap(),
                 )
             };
@@ -439,19 +447,20 @@ fn synced_weights_equal_uploaded_weights() {
             assert_eq!(got.2, want.2, "{label}: dx");
             assert_eq!(got.3, want.3, "{label}: flat gradient");
             assert_eq!(net.to_params().unwrap(), p2, "{label}: to_params");
-            // The flat gradient is the named gradients end to end, in the parameters'
-            // order, names and sizes.
+            // The flat gradients are the named gradients end to end, in the parameters'
+            // order, names and sizes, one flat tensor per layer.
             let named = net.named_parameters();
             assert_eq!(named.len(), got.4.len(), "{label}");
             let mut at = 0;
             for ((name, t), (gname, g)) in named.iter().zip(&got.4) {
                 assert_eq!(name, gname, "{label}");
                 assert_eq!(t.len(), g.len(), "{label}: {name}");
-                let flat = got.3.as_slice().unwrap();
-                assert_eq!(&flat[at..at + g.len()], &g[..], "{label}: {name}");
+                assert_eq!(&got.3[at..at + g.len()], &g[..], "{label}: {name}");
                 at += g.len();
             }
-            assert_eq!(at, net.parameters().len(), "{label}");
+            let per_layer: Vec<usize> = net.parameters().iter().map(|t| t.len()).collect();
+            assert_eq!(per_layer.len(), layers, "{label}");
+            assert_eq!(at, per_layer.iter().sum::<usize>(), "{label}");
             match net.backward(stale.trace.as_ref().unwrap(), &d, None, None) {
                 Err(Error::Invalid { arg: "trace", .. }) => {}
                 r => panic!("{label}: stale trace: {r:?}"),

@@ -91,27 +91,43 @@ fn cpu_and_gpu_learn_the_tiny_corpus_alike() {
         let mut cpu_k = CpuLm::new(p.clone(), adam(), Some(1.0), OptimState::default()).unwrap();
         // The first K steps: the same parameters as the CPU path's.
         let k = 5;
-        let gpu_losses = train(&mut batches, 200, |ids, t, wrapped| {
-            if wrapped {
-                gpu_lm.reset_state();
-                cpu_k.reset_state();
-            }
-            let loss = gpu_lm.step(ids.view(), t.view()).unwrap();
-            let got = loss.to_array().unwrap()[0];
-            if cpu_k.state.step < k {
-                let want = cpu_k.step(ids.view(), t.view()).unwrap();
-                assert!((got - want).abs() < 1e-4, "{cell:?}: loss {got} vs {want}");
-                if cpu_k.state.step == k {
-                    let err = param_err(&gpu_lm.params().unwrap(), &cpu_k.params);
-                    eprintln!("{cell:?}: parameters after {k} steps, GPU vs CPU: {err:e}");
-                    assert!(err < 2e-4, "{cell:?}: parameters after {k} steps: {err:e}");
-                    let (gs, cs) = (gpu_lm.optim_state().unwrap(), &cpu_k.state);
-                    assert_eq!(gs.step, k);
-                    assert_eq!(gs.m.len(), cs.m.len());
+        let gpu_losses =
+            train(&mut batches, 200, |ids, t, wrapped| {
+                if wrapped {
+                    gpu_lm.reset_state();
+                    cpu_k.reset_state();
                 }
-            }
-            got
-        });
+                let loss = gpu_lm.step(ids.view(), t.view()).unwrap();
+                let got = loss.to_array().unwrap()[0];
+                if cpu_k.state.step < k {
+                    let want = cpu_k.step(ids.view(), t.view()).unwrap();
+                    assert!((got - want).abs() < 1e-4, "{cell:?}: loss {got} vs {want}");
+                    if cpu_k.state.step == k {
+                        let err = param_err(&gpu_lm.params().unwrap(), &cpu_k.params);
+                        eprintln!("{cell:?}: parameters after {k} steps, GPU vs CPU: {err:e}");
+                        assert!(err < 2e-4, "{cell:?}: parameters after {k} steps: {err:e}");
+                        // The optimizer's moments, tensor by tensor in the parameter order.
+                        let (gs, cs) = (gpu_lm.optim_state().unwrap(), &cpu_k.state);
+                        assert_eq!(gs.step, k);
+                        assert_eq!(gs.m.len(), cs.m.len());
+                        for (which, g, c) in [("m", &gs.m, &cs.m), ("v", &gs.v, &cs.v)] {
+                            for (t, (a, b)) in g.iter().zip(c).enumerate() {
+                                assert_eq!(a.len(), b.len(), "{cell:?} {which}[{t}]");
+                                let scale = b.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
+                                let err = a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(
+                                    0f32,
+                                    |m, d| if d.is_nan() { f32::INFINITY } else { m.max(d) },
+                                );
+                                assert!(
+                                    err <= 1e-3 * scale,
+                                    "{cell:?} {which}[{t}]: {err:e} of {scale:e}"
+                                );
+                            }
+                        }
+                    }
+                }
+                got
+            });
         eprintln!(
             "{cell:?}: ln V {ln_v:.3}, final loss CPU {:.3}, GPU {:.3}",
             tail(&cpu_losses),
@@ -201,22 +217,33 @@ fn pick_follows_temperature_and_top_k() {
     let p = [0.1f32, 0.5, 0.15, 0.25];
     // Temperature 0 and top-1: the most likely, whatever u.
     for u in [0.0, 0.3, 0.999] {
-        assert_eq!(pick(&p, 0.0, None, u), 1);
-        assert_eq!(pick(&p, 1.0, Some(1), u), 1);
+        assert_eq!(pick(&p, 0.0, None, u), Some(1));
+        assert_eq!(pick(&p, 1.0, Some(1), u), Some(1));
     }
     // Temperature 1: the inverse CDF of p itself.
     let cdf = [0.1, 0.6, 0.75, 1.0];
     for (i, u) in [0.05, 0.3, 0.7, 0.9].into_iter().enumerate() {
-        assert_eq!(pick(&p, 1.0, None, u), i, "u = {u}");
+        assert_eq!(pick(&p, 1.0, None, u), Some(i), "u = {u}");
         assert!(u < cdf[i]);
     }
     // Top-2 keeps tokens 1 and 3, weighted 0.5 : 0.25.
-    assert_eq!(pick(&p, 1.0, Some(2), 0.6), 1);
-    assert_eq!(pick(&p, 1.0, Some(2), 0.7), 3);
+    assert_eq!(pick(&p, 1.0, Some(2), 0.6), Some(1));
+    assert_eq!(pick(&p, 1.0, Some(2), 0.7), Some(3));
+    // top_k past the vocabulary keeps everything.
+    assert_eq!(pick(&p, 1.0, Some(100), 0.9), Some(3));
     // A low temperature sharpens: at 0.1 token 1 has nearly all the weight.
-    assert_eq!(pick(&p, 0.1, None, 0.99), 1);
+    assert_eq!(pick(&p, 0.1, None, 0.99), Some(1));
     // A high one flattens toward uniform.
-    assert_eq!(pick(&p, 100.0, None, 0.26), 1);
+    assert_eq!(pick(&p, 100.0, None, 0.26), Some(1));
+    // Entries that are not finite or not positive weigh nothing; nothing left: None.
+    let q = [f32::NAN, 0.2, f32::INFINITY, 0.0, 0.6];
+    assert_eq!(pick(&q, 0.0, None, 0.5), Some(4));
+    for u in [0.0, 0.5, 0.999] {
+        let got = pick(&q, 1.0, None, u).unwrap();
+        assert!(got == 1 || got == 4, "u = {u}: {got}");
+    }
+    assert_eq!(pick(&[], 1.0, None, 0.5), None);
+    assert_eq!(pick(&[f32::NAN, 0.0], 1.0, None, 0.5), None);
 }
 
 #[test]
@@ -282,4 +309,154 @@ fn sampling_is_seeded_greedy_at_zero_temperature_and_alike_on_the_device() {
     common::expect_err(lm.sample(0, None, None, &bad), "opts");
     common::expect_err(lm.sample(99, None, None, &opts), "start");
     common::expect_err(glm.sample(99, None, None, &opts), "start");
+}
+
+/// Dropout between two layers: the device draws the CPU path's masks (seeded by the step
+/// count), so the losses and parameters agree; a checkpoint keeps the dropout.
+#[test]
+fn dropout_trains_alike_and_survives_a_checkpoint() {
+    let corpus = Corpus::new(TINY).unwrap();
+    let mut config = LmConfig::new(Cell::Lstm, corpus.chars.len(), 6, 7, 2);
+    config.net.dropout = 0.3;
+    let p = LmParams::init(config, 11).unwrap();
+    let mut cpu_lm = CpuLm::new(p.clone(), adam(), Some(1.0), OptimState::default()).unwrap();
+    let mut b = Batches::new(&corpus.tokens, 5, 3).unwrap();
+    let want = train(&mut b, 4, |i, t, _| {
+        cpu_lm.step(i.view(), t.view()).unwrap()
+    });
+    let dir = std::env::temp_dir().join(format!("wgpu-rnn-dropout-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("ck.safetensors");
+    Checkpoint {
+        params: cpu_lm.params.clone(),
+        optim: cpu_lm.state.clone(),
+        carry: cpu_lm.carry(),
+        meta: Default::default(),
+    }
+    .save(&path)
+    .unwrap();
+    let ck = Checkpoint::load(&path).unwrap();
+    assert_eq!(
+        ck.params, cpu_lm.params,
+        "the config with its dropout, the weights"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+    let Some(ctx) = ctx() else { return };
+    let mut gpu_lm = GpuLm::new(ctx, &p, adam(), Some(1.0), &OptimState::default()).unwrap();
+    let mut b = Batches::new(&corpus.tokens, 5, 3).unwrap();
+    let got = train(&mut b, 4, |i, t, _| {
+        gpu_lm.step(i.view(), t.view()).unwrap().to_array().unwrap()[0]
+    });
+    for (k, (g, w)) in got.iter().zip(&want).enumerate() {
+        assert!((g - w).abs() < 1e-4, "step {k}: {g} vs {w}");
+    }
+    let err = param_err(&gpu_lm.params().unwrap(), &cpu_lm.params);
+    assert!(err < 2e-4, "parameters: {err:e}");
+}
+
+/// A checkpoint of the CPU path resumes on the device: the same run continues.
+#[test]
+fn a_cpu_checkpoint_resumes_on_the_device() {
+    let Some(ctx) = ctx() else { return };
+    let (corpus, p) = setup(Cell::GRU, 4);
+    let mut cpu_lm = CpuLm::new(p, adam(), Some(1.0), OptimState::default()).unwrap();
+    let mut b = Batches::new(&corpus.tokens, 5, 3).unwrap();
+    train(&mut b, 4, |i, t, _| {
+        cpu_lm.step(i.view(), t.view()).unwrap()
+    });
+    let mut gpu_lm = GpuLm::new(ctx, &cpu_lm.params, adam(), Some(1.0), &cpu_lm.state).unwrap();
+    gpu_lm.set_carry(cpu_lm.carry().as_ref()).unwrap();
+    let mut b2 = b.clone();
+    let want = train(&mut b, 3, |i, t, _| {
+        cpu_lm.step(i.view(), t.view()).unwrap()
+    });
+    let got = train(&mut b2, 3, |i, t, _| {
+        gpu_lm.step(i.view(), t.view()).unwrap().to_array().unwrap()[0]
+    });
+    for (k, (g, w)) in got.iter().zip(&want).enumerate() {
+        assert!((g - w).abs() < 1e-4, "step {k}: {g} vs {w}");
+    }
+    let err = param_err(&gpu_lm.params().unwrap(), &cpu_lm.params);
+    assert!(err < 2e-4, "parameters: {err:e}");
+    assert_eq!(gpu_lm.optim_state().unwrap().step, 7);
+}
+
+/// Misuse is an error naming the argument: a short optimizer state, a checkpoint with a
+/// mis-shaped tensor, chunks longer than the streams; arrays in another memory layout
+/// train as standard ones do.
+#[test]
+fn misuse_is_an_error_and_layouts_do_not_matter() {
+    use wgpu_rnn::Error;
+    let (corpus, p) = setup(Cell::Lstm, 2);
+    // Another memory layout: the embedding transposed twice (Fortran order).
+    let mut q = p.clone();
+    q.embedding = q
+        .embedding
+        .t()
+        .as_standard_layout()
+        .into_owned()
+        .reversed_axes();
+    assert!(!q.embedding.is_standard_layout());
+    let mut a = CpuLm::new(p.clone(), adam(), None, OptimState::default()).unwrap();
+    let mut b = CpuLm::new(q, adam(), None, OptimState::default()).unwrap();
+    let mut batches = Batches::new(&corpus.tokens, 4, 2).unwrap();
+    let (ids, targets, _) = batches.next_chunk();
+    for _ in 0..2 {
+        assert_eq!(
+            a.step(ids.view(), targets.view()).unwrap(),
+            b.step(ids.view(), targets.view()).unwrap()
+        );
+    }
+    assert_eq!(a.params, b.params);
+    common::expect_err(Batches::new(&corpus.tokens, usize::MAX, 2), "seq");
+    common::expect_err(Batches::new(&corpus.tokens, 4, 0), "seq");
+    // A state that is not this model's.
+    let short = OptimState {
+        step: 1,
+        m: vec![vec![0.0; 3]],
+        v: vec![],
+    };
+    let dir = std::env::temp_dir().join(format!("wgpu-rnn-misuse-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("bad.safetensors");
+    common::expect_err(
+        Checkpoint {
+            params: p.clone(),
+            optim: short.clone(),
+            carry: None,
+            meta: Default::default(),
+        }
+        .save(&path),
+        "optim",
+    );
+    // A checkpoint whose config does not match its tensors.
+    Checkpoint {
+        params: p.clone(),
+        optim: OptimState::default(),
+        carry: None,
+        meta: [("hidden".to_string(), "17".to_string())].into(),
+    }
+    .save(&path)
+    .unwrap();
+    // (`save` writes the real config over the metadata: it loads.)
+    assert!(Checkpoint::load(&path).is_ok());
+    let mut bytes = std::fs::read(&path).unwrap();
+    // Corrupt the header's recorded hidden size: 16 → 61.
+    let at = bytes
+        .windows(12)
+        .position(|w| w == b"\"hidden\":\"16")
+        .unwrap();
+    bytes[at + 10] = b'6';
+    bytes[at + 11] = b'1';
+    std::fs::write(&path, &bytes).unwrap();
+    match Checkpoint::load(&path) {
+        Err(Error::Weights { key, .. }) => {
+            assert!(key.starts_with("rnn.") || key.starts_with("head"), "{key}")
+        }
+        r => panic!("a mis-shaped checkpoint: {r:?}"),
+    }
+    common::expect_err(Checkpoint::load(dir.join("missing.safetensors")), "path");
+    std::fs::remove_dir_all(&dir).ok();
+    let Some(ctx) = ctx() else { return };
+    common::expect_err(GpuLm::new(ctx, &p, adam(), None, &short), "state");
 }

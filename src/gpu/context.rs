@@ -170,10 +170,10 @@ impl Kernel {
             Kernel::Softmax => vec![Uniform, ReadWrite],
             Kernel::Clip => vec![Uniform, ReadWrite, ReadWrite],
             Kernel::Optim => vec![Uniform, ReadWrite, Read, ReadWrite, ReadWrite],
-            Kernel::ColSum | Kernel::Block | Kernel::Dropout => vec![Uniform, Read, ReadWrite],
-            Kernel::Gather | Kernel::EmbedBack | Kernel::Relayout => {
-                vec![Uniform, Read, Read, ReadWrite]
+            Kernel::ColSum | Kernel::Block | Kernel::Dropout | Kernel::Relayout => {
+                vec![Uniform, Read, ReadWrite]
             }
+            Kernel::Gather | Kernel::EmbedBack => vec![Uniform, Read, Read, ReadWrite],
             Kernel::Xent => vec![Uniform, Read, ReadWrite, ReadWrite],
         }
     }

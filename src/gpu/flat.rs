@@ -1,17 +1,21 @@
-//! A network's parameters as one flat vector in PyTorch's `state_dict` order and layout
-//! (the layout its gradients come back in, so an optimizer and a clipping see each
-//! parameter once, under its own name), and the index tables that move numbers between
-//! that vector and the step kernels' device layouts on the device
-//! (`shaders/relayout.wgsl`).
+//! A network's parameters as flat vectors, one per layer (both directions), in PyTorch's
+//! `state_dict` order and layout (the layout its gradients come back in, so an optimizer
+//! and a clipping see each parameter once, under its own name), and the moves between
+//! them and the step kernels' device layouts on the device (`shaders/relayout.wgsl`, by
+//! index arithmetic: no tables). One vector per layer, not one for the network, so that
+//! no buffer is larger than the layer's own weights, which `Network::new` checks
+//! against the device's limits.
 
 use super::kernels::NONE;
 use crate::cell::{bias_apart, CellDef};
 use crate::net::{state_dict, NetConfig, NetParams};
 
-/// One tensor of the flat vector: its PyTorch name, offset and shape.
+/// One tensor of the flat vectors: its PyTorch name, layer, offset in its layer's vector
+/// and shape.
 #[derive(Debug, Clone)]
 pub(crate) struct Entry {
     pub(crate) name: String,
+    pub(crate) layer: usize,
     pub(crate) offset: usize,
     pub(crate) shape: Vec<usize>,
 }
@@ -25,12 +29,18 @@ impl Entry {
 
 /// The tensors of a network of `config`, in PyTorch's order.
 pub(crate) fn entries(config: &NetConfig) -> Vec<Entry> {
+    let per_layer = state_dict::expected(config).len() / config.num_layers.max(1);
     let mut offset = 0;
     state_dict::expected(config)
         .into_iter()
-        .map(|(name, shape)| {
+        .enumerate()
+        .map(|(k, (name, shape))| {
+            if k % per_layer.max(1) == 0 {
+                offset = 0;
+            }
             let e = Entry {
                 name,
+                layer: k / per_layer.max(1),
                 offset,
                 shape,
             };
@@ -40,7 +50,16 @@ pub(crate) fn entries(config: &NetConfig) -> Vec<Entry> {
         .collect()
 }
 
-/// The flat vector of `params`.
+/// The length of each layer's flat vector.
+pub(crate) fn layer_lens(config: &NetConfig) -> Vec<usize> {
+    let mut lens = vec![0; config.num_layers];
+    for e in entries(config) {
+        lens[e.layer] += e.len();
+    }
+    lens
+}
+
+/// The flat vectors of `params` end to end (PyTorch's order: layer by layer).
 pub(crate) fn flatten(params: &NetParams<f32>) -> Vec<f32> {
     let c = &params.config;
     let mut out = Vec::new();
@@ -55,7 +74,8 @@ pub(crate) fn flatten(params: &NetParams<f32>) -> Vec<f32> {
     out
 }
 
-/// The parameters of a flat vector of `config` (its length checked by the caller).
+/// The parameters of the flat vectors of `config` end to end (the length checked by
+/// the caller).
 pub(crate) fn unflatten(config: NetConfig, flat: &[f32]) -> crate::error::Result<NetParams<f32>> {
     let mut params = NetParams::<f32>::init(config, 0)?;
     let mut at = 0;
@@ -76,18 +96,28 @@ pub(crate) fn unflatten(config: NetConfig, flat: &[f32]) -> crate::error::Result
     Ok(params)
 }
 
-/// One relayout dispatch: `n` elements of a destination from a source through the
-/// table at `t_off`, accumulating or not.
+/// What one relayout dispatch does (`shaders/relayout.wgsl`): `n` elements of a
+/// destination from a source by index arithmetic, accumulating or not.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Move {
-    pub(crate) t_off: usize,
+    /// 0: rows to the device; 1: `W_hh`'s forward layout; 2: its backward layout; 3: a
+    /// gradient back to PyTorch's layout.
+    pub(crate) kind: u32,
     pub(crate) n: usize,
-    pub(crate) acc: bool,
-    /// Offset into the destination.
+    pub(crate) h: usize,
+    pub(crate) s: usize,
+    pub(crate) cols: usize,
+    /// Per slot its gate (kinds 0–2), or per gate its slot (kind 3); NONE: nothing.
+    pub(crate) map: [u32; 4],
+    /// Per direction the source tensor's offset in the flat vector (kinds 0–2).
+    pub(crate) off: [u32; 2],
+    /// Offsets into the source (kind 3) and the destination.
+    pub(crate) x_off: usize,
     pub(crate) y_off: usize,
+    pub(crate) acc: bool,
 }
 
-/// Where a layer's device buffers come from ([`Tables::to_device`]) in the flat vector.
+/// Where a layer's device buffers come from in the flat vector.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct ToDevice {
     pub(crate) w_ih: Vec<Move>,
@@ -105,33 +135,20 @@ pub(crate) struct FromGrads {
     pub(crate) db: Vec<Move>,
 }
 
-/// All of a network's index tables (one `u32` array) and the moves that read them.
+/// A network's moves, per layer, both ways.
 #[derive(Debug, Default)]
-pub(crate) struct Tables {
-    pub(crate) table: Vec<u32>,
+pub(crate) struct Moves {
     pub(crate) to_device: Vec<ToDevice>,
     pub(crate) from_grads: Vec<FromGrads>,
 }
 
-impl Tables {
-    /// Appends a table of `n` entries from `f` and returns its move into `y_off`.
-    fn push(&mut self, n: usize, y_off: usize, acc: bool, f: impl Fn(usize) -> u32) -> Move {
-        let t_off = self.table.len();
-        self.table.extend((0..n).map(f));
-        Move {
-            t_off,
-            n,
-            acc,
-            y_off,
-        }
-    }
-
-    /// The tables of a network of `config` and cell `C`. Device layouts as
+impl Moves {
+    /// The moves of a network of `config` and cell `C`. Device layouts as
     /// `DeviceWeights::from` makes them, directions stacked: `w_ih [D, H, S, I]`, `bias`
     /// and `bias_hh [D, H, S]`, `w_fwd[d, k, j, s] = W_hh[HH[s]·H + j, k]`,
     /// `w_back[d, j', j, s] = W_hh[HH[s]·H + j', j]`; gradients `dw_ih [D, H, S, I]`,
-    /// `dw_hh [D, H, S, H]`, `db [D, H, S]`.
-    pub(crate) fn new<C: CellDef>(config: &NetConfig) -> Tables {
+    /// `dw_hh [D, H, S, H]`, `db [D, H, S]` (`to_pytorch`'s reading).
+    pub(crate) fn new<C: CellDef>(config: &NetConfig) -> Moves {
         let c = config;
         let (h, sl, dirs) = (c.hidden_size, C::SLOTS, c.directions());
         let entries = entries(c);
@@ -139,88 +156,96 @@ impl Tables {
             let key = state_dict::key(what, l, d);
             entries.iter().find(|e| e.name == key).map(|e| e.offset)
         };
-        let slot =
-            |map: &[Option<usize>], g: usize| map.iter().position(|&m| m == Some(g)).unwrap_or(0);
-        let none = |v: Option<usize>| v.map_or(NONE, |v| v as u32);
-        let mut t = Tables::default();
+        let gates = |f: &dyn Fn(usize) -> Option<usize>| {
+            let mut m = [NONE; 4];
+            for (s, v) in m.iter_mut().enumerate().take(sl) {
+                *v = f(s).map_or(NONE, |g| g as u32);
+            }
+            m
+        };
+        let slots = |map: &[Option<usize>]| {
+            let mut m = [NONE; 4];
+            for (g, v) in m.iter_mut().enumerate().take(C::GATES) {
+                *v = map.iter().position(|&x| x == Some(g)).unwrap_or(0) as u32;
+            }
+            m
+        };
+        let ih = gates(&|s| C::IH[s]);
+        let hh = gates(&|s| C::HH[s]);
+        let folded = gates(&|s| C::HH[s].filter(|_| C::HH[s] == C::IH[s]));
+        let apart = gates(&|s| C::HH[s].filter(|_| C::HH[s] != C::IH[s]));
+        let mut m = Moves::default();
         for l in 0..c.num_layers {
             let i = c.layer_input(l);
-            let off = |what| (0..dirs).map(|d| find(what, l, d)).collect::<Vec<_>>();
+            let off = |what: &str| {
+                let o: Vec<Option<usize>> = (0..dirs).map(|d| find(what, l, d)).collect();
+                o.iter().all(Option::is_some).then(|| {
+                    [
+                        o[0].unwrap_or(0) as u32,
+                        o.get(1).copied().flatten().unwrap_or(0) as u32,
+                    ]
+                })
+            };
             let (w_ih, w_hh, b_ih, b_hh) = (
                 off("weight_ih"),
                 off("weight_hh"),
                 off("bias_ih"),
                 off("bias_hh"),
             );
-            // Device row r of direction d: unit j = r / S, slot s = r % S.
-            let sh = sl * h;
-            let row = |r: usize| ((r % sh) / sl, r % sl, r / sh);
+            let mv = |kind, n, cols, map, off: Option<[u32; 2]>, acc| Move {
+                kind,
+                n,
+                h,
+                s: sl,
+                cols,
+                // No such tensor (no biases): every slot holds nothing.
+                map: if off.is_some() { map } else { [NONE; 4] },
+                off: off.unwrap_or([0; 2]),
+                x_off: 0,
+                y_off: 0,
+                acc,
+            };
+            let rows = dirs * sl * h;
             let mut dev = ToDevice {
-                w_ih: vec![t.push(dirs * sh * i, 0, false, |e| {
-                    let (j, s, d) = row(e / i);
-                    none(
-                        C::IH[s]
-                            .zip(w_ih[d])
-                            .map(|(g, o)| o + (g * h + j) * i + e % i),
-                    )
-                })],
-                bias: vec![t.push(dirs * sh, 0, false, |r| {
-                    let (j, s, d) = row(r);
-                    none(C::IH[s].zip(b_ih[d]).map(|(g, o)| o + g * h + j))
-                })],
+                w_ih: vec![mv(0, rows * i, i, ih, w_ih, false)],
+                bias: vec![
+                    mv(0, rows, 1, ih, b_ih, false),
+                    mv(0, rows, 1, folded, b_hh, true),
+                ],
+                w_fwd: vec![mv(1, rows * h, 1, hh, w_hh, false)],
+                w_back: vec![mv(2, rows * h, 1, hh, w_hh, false)],
                 ..Default::default()
             };
-            dev.bias.push(t.push(dirs * sh, 0, true, |r| {
-                let (j, s, d) = row(r);
-                let folded = C::HH[s].filter(|_| C::HH[s] == C::IH[s]);
-                none(folded.zip(b_hh[d]).map(|(g, o)| o + g * h + j))
-            }));
             if bias_apart::<C>() {
-                dev.bias_hh.push(t.push(dirs * sh, 0, false, |r| {
-                    let (j, s, d) = row(r);
-                    let apart = C::HH[s].filter(|_| C::HH[s] != C::IH[s]);
-                    none(apart.zip(b_hh[d]).map(|(g, o)| o + g * h + j))
-                }));
+                dev.bias_hh.push(mv(0, rows, 1, apart, b_hh, false));
             }
-            // [d, a, j, s] over D·H·H·S.
-            let quad = |e: usize| {
-                let (s, j) = (e % sl, (e / sl) % h);
-                let (a, d) = ((e / (sl * h)) % h, e / (sl * h * h));
-                (d, a, j, s)
-            };
-            dev.w_fwd.push(t.push(dirs * h * h * sl, 0, false, |e| {
-                let (d, a, j, s) = quad(e);
-                none(C::HH[s].zip(w_hh[d]).map(|(g, o)| o + (g * h + j) * h + a))
-            }));
-            dev.w_back.push(t.push(dirs * h * h * sl, 0, false, |e| {
-                let (d, a, j, s) = quad(e);
-                none(C::HH[s].zip(w_hh[d]).map(|(g, o)| o + (g * h + a) * h + j))
-            }));
-            t.to_device.push(dev);
+            m.to_device.push(dev);
             // The gradients: PyTorch row g·H + j of direction d is device row
             // d·S·H + j·S + slot(g).
             let gh = C::GATES * h;
             let mut from = FromGrads::default();
             for d in 0..dirs {
-                let src =
-                    |map: &[Option<usize>], r: usize| d * sh + (r % h) * sl + slot(map, r / h);
-                if let Some(o) = w_ih[d] {
-                    from.dw_ih
-                        .push(t.push(gh * i, o, false, |e| (src(C::IH, e / i) * i + e % i) as u32));
-                }
-                if let Some(o) = w_hh[d] {
-                    from.dw_hh
-                        .push(t.push(gh * h, o, false, |e| (src(C::HH, e / h) * h + e % h) as u32));
-                }
-                if let Some(o) = b_ih[d] {
-                    from.db.push(t.push(gh, o, false, |r| src(C::IH, r) as u32));
-                }
-                if let Some(o) = b_hh[d] {
-                    from.db.push(t.push(gh, o, false, |r| src(C::HH, r) as u32));
-                }
+                let back = |cols: usize, map, what: &str| {
+                    find(what, l, d).map(|o| Move {
+                        kind: 3,
+                        n: gh * cols,
+                        h,
+                        s: sl,
+                        cols,
+                        map,
+                        off: [0; 2],
+                        x_off: d * sl * h * cols,
+                        y_off: o,
+                        acc: false,
+                    })
+                };
+                from.dw_ih.extend(back(i, slots(C::IH), "weight_ih"));
+                from.dw_hh.extend(back(h, slots(C::HH), "weight_hh"));
+                from.db.extend(back(1, slots(C::IH), "bias_ih"));
+                from.db.extend(back(1, slots(C::HH), "bias_hh"));
             }
-            t.from_grads.push(from);
+            m.from_grads.push(from);
         }
-        t
+        m
     }
 }

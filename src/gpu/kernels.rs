@@ -402,41 +402,53 @@ struct RelayoutParams {
     n: u32,
     x_off: u32,
     y_off: u32,
-    t_off: u32,
+    kind: u32,
+    h: u32,
+    s: u32,
+    cols: u32,
     acc: u32,
+    map0: u32,
+    map1: u32,
+    map2: u32,
+    map3: u32,
+    off0: u32,
+    off1: u32,
     _pad0: u32,
     _pad1: u32,
-    _pad2: u32,
 }
 
-/// `y[i] = (acc ? y[i] : 0) + x[table[t_off + i]]` for `i < n`, zero where the table
-/// says [`NONE`] (packed `x` and `y` from their offsets): one layout of the same numbers
-/// from another, through an index table made on the host.
+/// One move between a network's flat parameters and its device layouts
+/// (`shaders/relayout.wgsl`, by index arithmetic) from `x` into `y`.
 pub(crate) fn relayout(
     ctx: &Context,
-    x: Operand<'_>,
-    table: &wgpu::Buffer,
-    t_off: usize,
-    y: Operand<'_>,
-    n: usize,
-    acc: bool,
+    m: &super::flat::Move,
+    x: &wgpu::Buffer,
+    y: &wgpu::Buffer,
 ) -> Result<Op> {
     let u = ctx.uniform(
         "relayout params",
         &RelayoutParams {
-            n: n as u32,
-            x_off: x.1 as u32,
-            y_off: y.1 as u32,
-            t_off: t_off as u32,
-            acc: acc as u32,
+            n: m.n as u32,
+            x_off: m.x_off as u32,
+            y_off: m.y_off as u32,
+            kind: m.kind,
+            h: m.h as u32,
+            s: m.s as u32,
+            cols: m.cols as u32,
+            acc: m.acc as u32,
+            map0: m.map[0],
+            map1: m.map[1],
+            map2: m.map[2],
+            map3: m.map[3],
+            off0: m.off[0],
+            off1: m.off[1],
             _pad0: 0,
             _pad1: 0,
-            _pad2: 0,
         },
     );
-    let [gx, gy] = flat_grid(n);
+    let [gx, gy] = flat_grid(m.n);
     ctx.check_groups("params", gy as u64)?;
-    Op::new(ctx, Kernel::Relayout, &[&u, x.0, table, y.0], [gx, gy, 1])
+    Op::new(ctx, Kernel::Relayout, &[&u, x, y], [gx, gy, 1])
 }
 
 #[repr(C)]
@@ -1084,11 +1096,19 @@ mod tests {
                 ("n", offset_of!(RelayoutParams, n)),
                 ("x_off", offset_of!(RelayoutParams, x_off)),
                 ("y_off", offset_of!(RelayoutParams, y_off)),
-                ("t_off", offset_of!(RelayoutParams, t_off)),
+                ("kind", offset_of!(RelayoutParams, kind)),
+                ("h", offset_of!(RelayoutParams, h)),
+                ("s", offset_of!(RelayoutParams, s)),
+                ("cols", offset_of!(RelayoutParams, cols)),
                 ("acc", offset_of!(RelayoutParams, acc)),
+                ("map0", offset_of!(RelayoutParams, map0)),
+                ("map1", offset_of!(RelayoutParams, map1)),
+                ("map2", offset_of!(RelayoutParams, map2)),
+                ("map3", offset_of!(RelayoutParams, map3)),
+                ("off0", offset_of!(RelayoutParams, off0)),
+                ("off1", offset_of!(RelayoutParams, off1)),
                 ("_pad0", offset_of!(RelayoutParams, _pad0)),
                 ("_pad1", offset_of!(RelayoutParams, _pad1)),
-                ("_pad2", offset_of!(RelayoutParams, _pad2)),
             ],
             size_of::<RelayoutParams>(),
         );

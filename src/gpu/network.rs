@@ -10,10 +10,10 @@
 //! `T + 1` the reverse direction's.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 
 use super::context::Buf;
-use super::flat::{self, Entry, Move, Tables};
+use super::flat::{self, Entry, Move, Moves};
 use super::kernels::{self, div_ceil, Gemm, Op, StepDims, StepDir, StepSlot, PACKED};
 use super::layer::{phase_ops, step_groups, BackwardGemms, Bindings, DeviceWeights, Mode};
 use super::tensor::{new_buffer, TENSOR_USAGE};
@@ -39,10 +39,10 @@ struct NetLayer {
 ///
 /// # Training on the device
 /// Besides the step kernels' layouts, the network keeps its parameters as one flat
-/// tensor in PyTorch's `state_dict` order and layout ([`Network::parameters`],
+/// tensor per layer in PyTorch's `state_dict` order and layout ([`Network::parameters`],
 /// [`Network::named_parameters`]); [`NetGrads::flat`] has the gradients in the same
 /// layout, so an optimizer ([`super::Optim`]) and a clipping
-/// ([`super::clip_grad_norm`]) take the whole network as one tensor pair. After
+/// ([`super::clip_grad_norm`]) take the network as one tensor pair per layer. After
 /// changing the parameters in place, [`Network::sync_weights`] re-derives the step
 /// layouts on the device (a few dispatches, nothing read back). The weights carry a
 /// version, as [`super::Layer`]'s do: a trace made before a `sync_weights` is refused by
@@ -53,11 +53,12 @@ pub struct Network {
     id: u64,
     config: NetConfig,
     layers: Vec<NetLayer>,
-    /// The parameters, flat, in PyTorch's order and layout (`entries`).
-    flat: Arc<Buf>,
+    /// The parameters, flat, one vector per layer, in PyTorch's order and layout
+    /// (`entries`).
+    flat: Vec<Arc<Buf>>,
     entries: Vec<Entry>,
-    /// The index tables between `flat` and the layers' layouts, made on first use.
-    tables: Mutex<Option<Arc<(Buf, Tables)>>>,
+    /// The moves between `flat` and the layers' layouts.
+    moves: Moves,
     /// The weights' version, bumped by [`Network::sync_weights`]; held for reading while
     /// a forward or backward records and submits.
     version: RwLock<u64>,
@@ -128,8 +129,8 @@ pub struct NetGrads {
     /// `[L·D, B, H]` (cells with a cell state).
     pub dc0: Option<Tensor>,
     config: NetConfig,
-    /// The parameter gradients, flat, in [`Network::parameters`]' layout.
-    flat: Tensor,
+    /// The parameter gradients, flat per layer, in [`Network::parameters`]' layout.
+    flat: Vec<Tensor>,
 }
 
 impl NetGrads {
@@ -137,30 +138,36 @@ impl NetGrads {
     /// PyTorch's order and layout (no biases when the network has none), each flattened
     /// row-major, as [`crate::net::cpu::NetGrads::named`] has them.
     pub fn named(&self) -> Result<Vec<(String, Vec<f32>)>> {
-        let all = self.flat.to_array()?;
-        let all = all.as_slice().unwrap_or(&[]);
+        let all = self
+            .flat
+            .iter()
+            .map(|t| Ok(t.to_array()?.iter().copied().collect()))
+            .collect::<Result<Vec<Vec<f32>>>>()?;
         Ok(flat::entries(&self.config)
             .into_iter()
-            .map(|e| (e.name.clone(), all[e.offset..e.offset + e.len()].to_vec()))
+            .map(|e| {
+                let v = all[e.layer][e.offset..e.offset + e.len()].to_vec();
+                (e.name, v)
+            })
             .collect())
     }
 
     /// The parameter gradients under PyTorch's `state_dict` names, each a view of
     /// [`NetGrads::flat`] in PyTorch's shape (pairs with [`Network::named_parameters`]).
     pub fn named_tensors(&self) -> Vec<(String, Tensor)> {
-        let ctx = self.flat.context();
         flat::entries(&self.config)
             .into_iter()
             .map(|e| {
-                let t = Tensor::view_of(ctx, self.flat.arc(), e.offset as u64, &e.shape);
+                let f = &self.flat[e.layer];
+                let t = Tensor::view_of(f.context(), f.arc(), e.offset as u64, &e.shape);
                 (e.name, t)
             })
             .collect()
     }
 
-    /// The parameter gradients as one flat `[P]` tensor in [`Network::parameters`]'
+    /// The parameter gradients as one flat tensor per layer in [`Network::parameters`]'
     /// layout (PyTorch's `state_dict` order, each tensor row-major).
-    pub fn flat(&self) -> &Tensor {
+    pub fn flat(&self) -> &[Tensor] {
         &self.flat
     }
 }
@@ -295,6 +302,10 @@ impl Network {
             }
         }
         let flat_host = flat::flatten(params);
+        let lens = flat::layer_lens(&c);
+        for &n in &lens {
+            ctx.check_elems("params", &[n])?;
+        }
         ctx.run("uploading the network's weights", || {
             let layers = parts
                 .iter()
@@ -319,9 +330,16 @@ impl Network {
                 layers,
                 seed: AtomicU64::new(0),
                 no_table: ctx.buf_init("no table", &[0u32; 4], TENSOR_USAGE),
-                flat: Arc::new(ctx.buf_init("parameters", &flat_host, TENSOR_USAGE)),
+                flat: lens
+                    .iter()
+                    .scan(0, |at, &n| {
+                        let part = &flat_host[*at..*at + n];
+                        *at += n;
+                        Some(Arc::new(ctx.buf_init("parameters", part, TENSOR_USAGE)))
+                    })
+                    .collect(),
                 entries: flat::entries(&c),
-                tables: Mutex::new(None),
+                moves: with_cell!(c.cell, C => Moves::new::<C>(&c)),
                 version: RwLock::new(0),
             })
         })
@@ -332,12 +350,16 @@ impl Network {
         self.config
     }
 
-    /// The parameters as one flat `[P]` tensor on the device: PyTorch's `state_dict`
-    /// tensors in its order ([`Network::named_parameters`] names them), each row-major.
-    /// Change them in place (an optimizer step), then call [`Network::sync_weights`].
-    pub fn parameters(&self) -> Tensor {
-        let n = self.entries.last().map_or(0, |e| e.offset + e.len());
-        Tensor::view_of(&self.ctx, &self.flat, 0, &[n])
+    /// The parameters as one flat tensor per layer on the device: PyTorch's
+    /// `state_dict` tensors in its order ([`Network::named_parameters`] names them),
+    /// each row-major. Change them in place (an optimizer step), then call
+    /// [`Network::sync_weights`].
+    pub fn parameters(&self) -> Vec<Tensor> {
+        flat::layer_lens(&self.config)
+            .iter()
+            .zip(&self.flat)
+            .map(|(&n, f)| Tensor::view_of(&self.ctx, f, 0, &[n]))
+            .collect()
     }
 
     /// The parameters under PyTorch's `state_dict` names, each a view of
@@ -346,7 +368,8 @@ impl Network {
         self.entries
             .iter()
             .map(|e| {
-                let t = Tensor::view_of(&self.ctx, &self.flat, e.offset as u64, &e.shape);
+                let f = &self.flat[e.layer];
+                let t = Tensor::view_of(&self.ctx, f, e.offset as u64, &e.shape);
                 (e.name.clone(), t)
             })
             .collect()
@@ -354,8 +377,11 @@ impl Network {
 
     /// Downloads the parameters ([`Network::parameters`], as they are now).
     pub fn to_params(&self) -> Result<NetParams<f32>> {
-        let all = self.parameters().to_array()?;
-        flat::unflatten(self.config, all.as_slice().unwrap_or(&[]))
+        let mut all = Vec::new();
+        for t in self.parameters() {
+            all.extend(t.to_array()?.iter().copied());
+        }
+        flat::unflatten(self.config, &all)
     }
 
     /// Replaces the parameters with `params` (checked; the same config) and syncs the
@@ -375,9 +401,14 @@ impl Network {
         }
         let host = flat::flatten(params);
         self.ctx.run("writing the network's parameters", || {
-            self.ctx
-                .queue()
-                .write_buffer(&self.flat, 0, bytemuck::cast_slice(&host));
+            let mut at = 0;
+            for (f, n) in self.flat.iter().zip(flat::layer_lens(&self.config)) {
+                let part = &host[at..at + n];
+                self.ctx
+                    .queue()
+                    .write_buffer(f, 0, bytemuck::cast_slice(part));
+                at += n;
+            }
             Ok(())
         })?;
         self.sync_weights()
@@ -389,45 +420,25 @@ impl Network {
         *self.version.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The index tables, made and uploaded on first use (inside a `Context::run`).
-    fn tables(&self) -> Result<Arc<(Buf, Tables)>> {
-        let mut slot = self.tables.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(t) = slot.as_ref() {
-            return Ok(t.clone());
-        }
-        let tables = with_cell!(self.config.cell, C => Tables::new::<C>(&self.config));
-        let buf = self
-            .ctx
-            .buf_init("relayout tables", &tables.table, TENSOR_USAGE);
-        let t = Arc::new((buf, tables));
-        *slot = Some(t.clone());
-        Ok(t)
-    }
-
     /// Re-derives the step kernels' weight layouts from [`Network::parameters`] after
-    /// they changed in place (an optimizer step): one compute pass of index gathers on
-    /// the device (six dispatches per layer), nothing read back. Starts a new weight
+    /// they changed in place (an optimizer step): one compute pass of moves on the
+    /// device (six dispatches per layer, by index arithmetic), nothing read back. Starts a new weight
     /// version: traces made before are refused by [`Network::backward`].
     pub fn sync_weights(&self) -> Result<()> {
         let ctx = &self.ctx;
         let mut version = self.version.write().unwrap_or_else(|p| p.into_inner());
         ctx.run("syncing the network's weights", || {
             *version += 1;
-            let tables = self.tables()?;
-            let (table, t) = (&tables.0, &tables.1);
             let mut ops = Vec::new();
-            for (layer, dev) in self.layers.iter().zip(&t.to_device) {
+            for ((layer, dev), flat) in self
+                .layers
+                .iter()
+                .zip(&self.moves.to_device)
+                .zip(&self.flat)
+            {
                 let mut moves = |dst: &wgpu::Buffer, list: &[Move]| -> Result<()> {
                     for m in list {
-                        ops.push(kernels::relayout(
-                            ctx,
-                            (&self.flat, 0),
-                            table,
-                            m.t_off,
-                            (dst, m.y_off as u64),
-                            m.n,
-                            m.acc,
-                        )?);
+                        ops.push(kernels::relayout(ctx, m, flat, dst)?);
                     }
                     Ok(())
                 };
@@ -815,9 +826,11 @@ impl Network {
             );
             let steps = ctx.schedule("d_output", &schedule)?;
             let phases = with_cell!(c.cell, C => C::STEP_BACK.len());
-            let tables = self.tables()?;
-            let n_flat = self.entries.last().map_or(0, |e| e.offset + e.len());
-            let flat_grads = Arc::new(new_buffer(ctx, "d_output", &[n_flat])?);
+            let lens = flat::layer_lens(&c);
+            let flat_grads = lens
+                .iter()
+                .map(|&n| Ok(Arc::new(new_buffer(ctx, "params", &[n])?)))
+                .collect::<Result<Vec<_>>>()?;
             let dx = Arc::new(new_buffer(ctx, "d_output", &[t, b, c.input_size])?);
             let dh0 = Arc::new(new_buffer(ctx, "d_output", &[ld, b, h])?);
             let dc0 = match c.cell.has_cell_state() {
@@ -1074,18 +1087,14 @@ impl Network {
                 });
             }
             // The parameter gradients into the flat layout.
-            for ((dw_ih, dw_hh, db), from) in params.iter().zip(&tables.1.from_grads) {
+            for (((dw_ih, dw_hh, db), from), dst) in
+                params.iter().zip(&self.moves.from_grads).zip(&flat_grads)
+            {
                 for (src, list) in [(dw_ih, &from.dw_ih), (dw_hh, &from.dw_hh), (db, &from.db)] {
                     for m in list {
-                        post_all.push(kernels::relayout(
-                            ctx,
-                            (src.buffer(), src.offset()),
-                            &tables.0,
-                            m.t_off,
-                            (&flat_grads, m.y_off as u64),
-                            m.n,
-                            m.acc,
-                        )?);
+                        // The gradient tensors are whole buffers of their own (offset 0).
+                        debug_assert_eq!(src.offset(), 0);
+                        post_all.push(kernels::relayout(ctx, m, src.buffer(), dst)?);
                     }
                 }
             }
@@ -1110,7 +1119,11 @@ impl Network {
                 dh0: Tensor::view_of(ctx, &dh0, 0, &[ld, b, h]),
                 dc0: dc0.map(|d| Tensor::view_of(ctx, &d, 0, &[ld, b, h])),
                 config: c,
-                flat: Tensor::view_of(ctx, &flat_grads, 0, &[n_flat]),
+                flat: flat_grads
+                    .iter()
+                    .zip(&lens)
+                    .map(|(f, &n)| Tensor::view_of(ctx, f, 0, &[n]))
+                    .collect(),
             })
         })
     }
