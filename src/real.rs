@@ -2,7 +2,7 @@
 
 use std::fmt::{Debug, Display};
 
-use ndarray::{LinalgScalar, ScalarOperand};
+use ndarray::{ArrayView2, ArrayViewMut2, LinalgScalar, ScalarOperand};
 
 /// A real number type of the CPU path: `f32` or `f64`.
 ///
@@ -45,6 +45,23 @@ pub trait Real:
             self
         }
     }
+    /// The right operand of matrix products, prepared once for many (packed into SIMD
+    /// panels for `f32`; the matrix itself for `f64`, the oracle). Internal to the CPU
+    /// path's engines.
+    #[doc(hidden)]
+    type Prepared: Send + Sync;
+    /// Prepares `b [K, N]` (any strides) for [`Real::gemm_prepared`].
+    #[doc(hidden)]
+    fn prepare(b: ArrayView2<Self>) -> Self::Prepared;
+    /// `C = A·B` (`acc`: `C += A·B`) for `A [M, K]`, the prepared `B [K, N]` and
+    /// `C [M, N]`, any strides.
+    #[doc(hidden)]
+    fn gemm_prepared(a: ArrayView2<Self>, b: &Self::Prepared, acc: bool, c: ArrayViewMut2<Self>);
+    /// [`Real::gemm_prepared`] with `B` prepared for this one product.
+    #[doc(hidden)]
+    fn gemm(a: ArrayView2<Self>, b: ArrayView2<Self>, acc: bool, c: ArrayViewMut2<Self>) {
+        Self::gemm_prepared(a, &Self::prepare(b), acc, c)
+    }
     /// Logistic sigmoid `1 / (1 + e^-x)`, computed without overflow on either side (for
     /// `f32` branch-free from a polynomial `exp`, so that loops over gates vectorize).
     fn sigmoid(self) -> Self {
@@ -65,9 +82,11 @@ pub trait Real:
 fn exp_neg_f32(x: f32) -> f32 {
     // A select, not `max`: a NaN stays a NaN.
     let x = if x < -87.3 { -87.3 } else { x };
-    // n = round(x / ln 2) by the 1.5·2^23 trick (no call to `round`).
+    // n = round(x / ln 2) by the 1.5·2^23 trick (no call to `round`); its integer value
+    // is in t's low mantissa bits (no float-to-int conversion).
     let t = x * std::f32::consts::LOG2_E + 12_582_912.0;
     let n = t - 12_582_912.0;
+    let ni = t.to_bits().wrapping_sub(0x4B40_0000) as i32;
     let r = x - n * 0.693_359_4 - n * -2.121_944_4e-4;
     let mut p = 1.987_569_1e-4f32;
     p = p * r + 1.398_199_9e-3;
@@ -76,7 +95,7 @@ fn exp_neg_f32(x: f32) -> f32 {
     p = p * r + 1.666_666_5e-1;
     p = p * r + 0.5;
     let e = p * r * r + r + 1.0;
-    e * f32::from_bits(((n as i32 + 127) as u32) << 23)
+    e * f32::from_bits((ni.wrapping_add(127) as u32) << 23)
 }
 
 /// The `f32` sigmoid: `1 / (1 + e^{−|x|})`, mirrored for negative `x`, branch-free.
@@ -92,8 +111,20 @@ fn sigmoid_f32(x: f32) -> f32 {
 }
 
 macro_rules! impl_real {
-    ($t:ty, $tanh:expr $(, $sigmoid:expr)?) => {
+    ($t:ty, $tanh:expr, $prepared:ty, $prepare:expr, $gemm:expr $(, $sigmoid:expr)?) => {
         impl Real for $t {
+            type Prepared = $prepared;
+            fn prepare(b: ArrayView2<Self>) -> Self::Prepared {
+                $prepare(b)
+            }
+            fn gemm_prepared(
+                a: ArrayView2<Self>,
+                b: &Self::Prepared,
+                acc: bool,
+                c: ArrayViewMut2<Self>,
+            ) {
+                $gemm(a, b, acc, c)
+            }
             fn from_f64(v: f64) -> Self {
                 v as $t
             }
@@ -141,8 +172,24 @@ fn tanh_f32(x: f32) -> f32 {
     }
 }
 
-impl_real!(f32, tanh_f32, sigmoid_f32);
-impl_real!(f64, f64::tanh);
+impl_real!(
+    f32,
+    tanh_f32,
+    crate::cpu::gemm::Packed,
+    crate::cpu::gemm::Packed::plain,
+    |a, b, acc, c| crate::cpu::gemm::gemm(a, b, c, acc),
+    sigmoid_f32
+);
+impl_real!(
+    f64,
+    f64::tanh,
+    ndarray::Array2<f64>,
+    |b: ArrayView2<f64>| b.to_owned(),
+    |a: ArrayView2<f64>, b: &ndarray::Array2<f64>, acc: bool, mut c: ArrayViewMut2<f64>| {
+        let beta = if acc { 1.0 } else { 0.0 };
+        ndarray::linalg::general_mat_mul(1.0, &a, b, beta, &mut c)
+    }
+);
 
 #[cfg(test)]
 mod tests {

@@ -46,36 +46,51 @@ impl CellDef for Gru {
         4 * hidden
     }
 
+    #[inline(always)]
     fn forward_row<A: Real>(row: RowFwd<'_, A>) {
         let hs = row.h.len();
         let [gr, gz, gn, ghn] = blocks(row.g, hs);
         let (hr, rest) = row.hw.split_at(hs);
         let (hz, hn) = rest.split_at(hs);
+        // Every slice exactly hs long: no bounds checks in the loop, which vectorizes.
+        let (gr, gz, gn, ghn) = (&mut gr[..hs], &mut gz[..hs], &mut gn[..hs], &mut ghn[..hs]);
+        let (hr, hz, hn) = (&hr[..hs], &hz[..hs], &hn[..hs]);
+        let (h, h_prev) = (&mut row.h[..hs], &row.h_prev[..hs]);
         for j in 0..hs {
             let r = (gr[j] + hr[j]).sigmoid();
             let z = (gz[j] + hz[j]).sigmoid();
             let n = (gn[j] + r * hn[j]).tanh();
             (gr[j], gz[j], gn[j], ghn[j]) = (r, z, n, hn[j]);
-            row.h[j] = update(z, n, row.h_prev[j]);
+            h[j] = update(z, n, h_prev[j]);
         }
     }
 
     /// With `g = ∂L/∂h'`: `∂n = g(1 − z)`, `∂z = g(h − n)`, direct `∂h = g z`;
     /// `d_n = ∂n (1 − n²)` on the input side and `d_n ⊙ r` on the recurrent side;
     /// `d_r = d_n · (W_hn h + b_hn) · r(1 − r)`, `d_z = ∂z · z(1 − z)` on both.
+    #[inline(always)]
     fn backward_row<A: Real>(row: RowBwd<'_, A>) {
         let hs = row.h.len();
         let k = row.kept;
         let [dr, dz, dn, _] = blocks(row.dg, hs);
         let [dhr, dhz, dhn, _] = blocks(row.dgh, hs);
+        let (dr, dz, dn) = (&mut dr[..hs], &mut dz[..hs], &mut dn[..hs]);
+        let (dhr, dhz, dhn) = (&mut dhr[..hs], &mut dhz[..hs], &mut dhn[..hs]);
+        let (kr, kz, kn, khn) = (
+            &k[..hs],
+            &k[hs..2 * hs],
+            &k[2 * hs..3 * hs],
+            &k[3 * hs..4 * hs],
+        );
+        let (dh, h_prev, direct) = (&row.dh[..hs], &row.h_prev[..hs], &mut row.direct[..hs]);
         for j in 0..hs {
-            let (r, z, n, hn) = (k[j], k[hs + j], k[2 * hs + j], k[3 * hs + j]);
-            let g = row.dh[j];
-            let (d_z, d_n) = update_grads(g, z, n, row.h_prev[j]);
+            let (r, z, n, hn) = (kr[j], kz[j], kn[j], khn[j]);
+            let g = dh[j];
+            let (d_z, d_n) = update_grads(g, z, n, h_prev[j]);
             let d_r = d_n * hn * r * (A::one() - r);
             (dr[j], dz[j], dn[j]) = (d_r, d_z, d_n);
             (dhr[j], dhz[j], dhn[j]) = (d_r, d_z, d_n * r);
-            row.direct[j] = g * z;
+            direct[j] = g * z;
         }
     }
 
@@ -121,6 +136,7 @@ impl CellDef for GruResetBefore {
         }
     }
 
+    #[inline(always)]
     fn forward_row<A: Real>(row: RowFwd<'_, A>) {
         let hs = row.h.len();
         let [gr, gz, gn, _] = blocks(row.g, hs);
@@ -133,6 +149,7 @@ impl CellDef for GruResetBefore {
 
     /// With `g = ∂L/∂h'`: `d_n = g(1 − z)(1 − n²)`, `d_z = g(h − n)z(1 − z)`, direct
     /// `∂h = g z`; `d_r` waits for `∂L/∂ĥ` ([`CellDef::backward_late`]).
+    #[inline(always)]
     fn backward_row<A: Real>(row: RowBwd<'_, A>) {
         let hs = row.h.len();
         let k = row.kept;

@@ -21,11 +21,15 @@ impl CellDef for Lstm {
 
     /// Activates the four gate blocks in place (pre-activations in, activations out),
     /// then `c_t = f⊙c_{t-1} + i⊙g` and `h_t = o⊙tanh(c_t)`.
+    #[inline(always)]
     fn forward_row<A: Real>(row: RowFwd<'_, A>) {
         let hs = row.h.len();
         let (gi, rest) = row.g.split_at_mut(hs);
         let (gf, rest) = rest.split_at_mut(hs);
         let (gg, go) = rest.split_at_mut(hs);
+        // Every slice exactly hs long: no bounds checks in the loop, which vectorizes.
+        let (gi, gf, gg, go) = (&mut gi[..hs], &mut gf[..hs], &mut gg[..hs], &mut go[..hs]);
+        let (c_prev, c, h) = (&row.c_prev[..hs], &mut row.c[..hs], &mut row.h[..hs]);
         for j in 0..hs {
             let i = gi[j].sigmoid();
             let f = gf[j].sigmoid();
@@ -35,13 +39,14 @@ impl CellDef for Lstm {
             gf[j] = f;
             gg[j] = g;
             go[j] = o;
-            let cn = f * row.c_prev[j] + i * g;
-            row.c[j] = cn;
-            row.h[j] = o * cn.tanh();
+            let cn = f * c_prev[j] + i * g;
+            c[j] = cn;
+            h[j] = o * cn.tanh();
         }
     }
 
     /// Gate gradients `d_i, d_f, d_g, d_o` of the pre-activations, and the cell carry.
+    #[inline(always)]
     fn backward_row<A: Real>(row: RowBwd<'_, A>) {
         let hs = row.h.len();
         let one = A::one();
@@ -49,16 +54,29 @@ impl CellDef for Lstm {
         let (di, rest) = row.dg.split_at_mut(hs);
         let (df, rest) = rest.split_at_mut(hs);
         let (dg, d_o) = rest.split_at_mut(hs);
+        let (di, df, dg, d_o) = (&mut di[..hs], &mut df[..hs], &mut dg[..hs], &mut d_o[..hs]);
+        let (gi, gf, gg_, go) = (
+            &g[..hs],
+            &g[hs..2 * hs],
+            &g[2 * hs..3 * hs],
+            &g[3 * hs..4 * hs],
+        );
+        let (c, c_prev, dh, dc) = (
+            &row.c[..hs],
+            &row.c_prev[..hs],
+            &row.dh[..hs],
+            &mut row.dc[..hs],
+        );
         for j in 0..hs {
-            let (i, f, gg, o) = (g[j], g[hs + j], g[2 * hs + j], g[3 * hs + j]);
-            let tc = row.c[j].tanh();
-            let gh = row.dh[j];
-            let dcn = row.dc[j] + gh * o * (one - tc * tc);
+            let (i, f, gg, o) = (gi[j], gf[j], gg_[j], go[j]);
+            let tc = c[j].tanh();
+            let gh = dh[j];
+            let dcn = dc[j] + gh * o * (one - tc * tc);
             di[j] = dcn * gg * i * (one - i);
-            df[j] = dcn * row.c_prev[j] * f * (one - f);
+            df[j] = dcn * c_prev[j] * f * (one - f);
             dg[j] = dcn * i * (one - gg * gg);
             d_o[j] = gh * tc * o * (one - o);
-            row.dc[j] = dcn * f;
+            dc[j] = dcn * f;
         }
     }
 

@@ -18,6 +18,7 @@ impl CellDef for Rnn {
     }
 
     /// `h_t = tanh(pre)`.
+    #[inline(always)]
     fn forward_row<A: Real>(row: RowFwd<'_, A>) {
         for (h, &z) in row.h.iter_mut().zip(row.g.iter()) {
             *h = z.tanh();
@@ -25,6 +26,7 @@ impl CellDef for Rnn {
     }
 
     /// `dG_t = (1 - h_t²) ⊙ (dH_t + carry)`.
+    #[inline(always)]
     fn backward_row<A: Real>(row: RowBwd<'_, A>) {
         for ((d, &h), &g) in row.dg.iter_mut().zip(row.h).zip(row.dh) {
             *d = (A::one() - h * h) * g;

@@ -9,6 +9,8 @@
 
 mod clip;
 pub(crate) mod embedding;
+#[doc(hidden)]
+pub mod gemm;
 pub(crate) mod head;
 pub(crate) mod optim;
 
@@ -19,7 +21,6 @@ pub use head::{
 };
 pub use optim::{optim_step, OptimState, Optimizer};
 
-use ndarray::linalg::general_mat_mul;
 use ndarray::{s, Array1, Array2, Array3, ArrayView2, ArrayView3, ArrayViewMut2, Axis, Zip};
 
 use crate::cell::{with_cell, CellDef, LateBwd, RowBwd, RowFwd};
@@ -243,13 +244,7 @@ fn forward_with<C: CellDef, A: Real>(
         .assign(&if C::FOLD { p.bias() } else { p.b_ih.clone() });
     let rows = host::elems("x", &[t, b], 1)?;
     let mut pre = host::tiled("x", rows, &bias_row)?;
-    general_mat_mul(
-        A::one(),
-        &x2,
-        &p.w_ih.t(),
-        A::one(),
-        &mut pre.slice_mut(s![.., ..gh]),
-    );
+    A::gemm(x2, p.w_ih.t(), true, pre.slice_mut(s![.., ..gh]));
 
     let bh = b * hs;
     let mut h = host::zeros::<A, _, _>("x", (t, b, hs))?;
@@ -271,6 +266,9 @@ fn forward_with<C: CellDef, A: Real>(
         Some(_) => Some(host::zeros::<A, _, _>("x", (b, hs))?),
         None => None,
     };
+    // The recurrent weights prepared once for every step's product.
+    let w_early = A::prepare(p.w_hh.slice(s![..early, ..]).t());
+    let w_late = C::LATE.map(|_| A::prepare(p.w_hh.slice(s![early.., ..]).t()));
     let pre_data = pre.as_slice_mut().expect("standard layout");
     let h_data = h.as_slice_mut().expect("standard layout");
     let mut c_data = c
@@ -289,13 +287,7 @@ fn forward_with<C: CellDef, A: Real>(
         match &mut hw {
             None => {
                 let mut gv = ArrayViewMut2::from_shape((b, width), &mut *g).expect("[B, W]");
-                general_mat_mul(
-                    A::one(),
-                    &h_prev_v,
-                    &p.w_hh.slice(s![..early, ..]).t(),
-                    A::one(),
-                    &mut gv.slice_mut(s![.., ..early]),
-                );
+                A::gemm_prepared(h_prev_v, &w_early, true, gv.slice_mut(s![.., ..early]));
                 if let Some(gated) = &mut gated {
                     for ((gated, g), h_prev) in gated
                         .rows_mut()
@@ -307,20 +299,21 @@ fn forward_with<C: CellDef, A: Real>(
                         let gated = gated.into_slice().expect("row");
                         C::gate_state(&g[..early], h_prev.expect("row"), gated);
                     }
-                    general_mat_mul(
-                        A::one(),
-                        &gated.view(),
-                        &p.w_hh.slice(s![early.., ..]).t(),
-                        A::one(),
-                        &mut gv.slice_mut(s![.., early..gh]),
-                    );
+                    if let Some(w_late) = &w_late {
+                        A::gemm_prepared(
+                            gated.view(),
+                            w_late,
+                            true,
+                            gv.slice_mut(s![.., early..gh]),
+                        );
+                    }
                 }
             }
             Some(hw) => {
                 for mut row in hw.rows_mut() {
                     row.assign(&b_hh);
                 }
-                general_mat_mul(A::one(), &h_prev_v, &p.w_hh.t(), A::one(), hw);
+                A::gemm_prepared(h_prev_v, &w_early, true, hw.view_mut());
             }
         }
         let hw_data: &[A] = hw.as_ref().map_or(&[], data);
@@ -336,23 +329,17 @@ fn forward_with<C: CellDef, A: Real>(
             }
             _ => (&[], &mut []),
         };
-        let batch_rows = g
-            .chunks_mut(width.max(1))
-            .zip(h_t.chunks_mut(hs.max(1)))
-            .zip(h_prev.chunks(hs.max(1)))
-            .zip(row_slices(hw_data, gh))
-            .zip(row_slices(c_prev, hs))
-            .zip(row_slices_mut(c_t, hs));
-        for (((((g, h), h_prev), hw), c_prev), c) in batch_rows {
-            C::forward_row(RowFwd {
-                g,
-                hw,
-                h_prev,
-                c_prev,
-                c,
-                h,
-            });
-        }
+        fwd_rows::<C, A>(FwdRows {
+            g,
+            width,
+            h_t,
+            h_prev,
+            hw: hw_data,
+            gh,
+            c_prev,
+            c_t,
+            hs,
+        });
     }
     let kept = C::kept(hs);
     let gates = match kept {
@@ -376,6 +363,124 @@ fn forward_with<C: CellDef, A: Real>(
         c,
         gates,
     })
+}
+
+/// Calls `$rows::<C, A>($r)` (an `#[inline(always)]` function over the step's rows)
+/// through a copy compiled for this processor's vector extensions — AVX-512, AVX2 + FMA,
+/// or the baseline — so that the cell's gate loops vectorize at its width.
+macro_rules! simd_rows {
+    ($rows:ident, $args:ident, $r:expr) => {{
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+        fn avx512<C: CellDef, A: Real>(r: $args<'_, A>) {
+            $rows::<C, A>(r)
+        }
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx2,fma")]
+        fn avx2<C: CellDef, A: Real>(r: $args<'_, A>) {
+            $rows::<C, A>(r)
+        }
+        match gemm::isa() {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: the processor has these features (detected).
+            gemm::Isa::Avx512 => unsafe { avx512::<C, A>($r) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: likewise.
+            gemm::Isa::Avx2 => unsafe { avx2::<C, A>($r) },
+            _ => $rows::<C, A>($r),
+        }
+    }};
+}
+
+/// One step's batch rows for the cell's elementwise forward: the gates `g` (rows of
+/// `width`), the states, the recurrent product `hw` (rows of `gh`; empty when it folds).
+struct FwdRows<'a, A> {
+    g: &'a mut [A],
+    width: usize,
+    h_t: &'a mut [A],
+    h_prev: &'a [A],
+    hw: &'a [A],
+    gh: usize,
+    c_prev: &'a [A],
+    c_t: &'a mut [A],
+    hs: usize,
+}
+
+/// One step's batch rows for the cell's elementwise backward.
+struct BwdRows<'a, A> {
+    dg: &'a mut [A],
+    gh: usize,
+    kept: &'a [A],
+    kw: usize,
+    h_t: &'a [A],
+    h_prev: &'a [A],
+    c_t: &'a [A],
+    c_prev: &'a [A],
+    up: &'a [A],
+    dc: &'a mut [A],
+    dgh: &'a mut [A],
+    direct: &'a mut [A],
+    hs: usize,
+}
+
+/// Runs the cell's elementwise forward over one step's rows, compiled for this
+/// processor's vector extensions.
+fn fwd_rows<C: CellDef, A: Real>(r: FwdRows<'_, A>) {
+    #[inline(always)]
+    fn rows<C: CellDef, A: Real>(r: FwdRows<'_, A>) {
+        let hs = r.hs;
+        let batch_rows =
+            r.g.chunks_mut(r.width.max(1))
+                .zip(r.h_t.chunks_mut(hs.max(1)))
+                .zip(r.h_prev.chunks(hs.max(1)))
+                .zip(row_slices(r.hw, r.gh))
+                .zip(row_slices(r.c_prev, hs))
+                .zip(row_slices_mut(r.c_t, hs));
+        for (((((g, h), h_prev), hw), c_prev), c) in batch_rows {
+            C::forward_row(RowFwd {
+                g,
+                hw,
+                h_prev,
+                c_prev,
+                c,
+                h,
+            });
+        }
+    }
+    simd_rows!(rows, FwdRows, r)
+}
+
+/// Runs the cell's elementwise backward over one step's rows, compiled for this
+/// processor's vector extensions.
+fn bwd_rows<C: CellDef, A: Real>(r: BwdRows<'_, A>) {
+    #[inline(always)]
+    fn rows<C: CellDef, A: Real>(r: BwdRows<'_, A>) {
+        let hs = r.hs;
+        let batch_rows =
+            r.dg.chunks_mut(r.gh.max(1))
+                .zip(row_slices(r.kept, r.kw))
+                .zip(r.h_t.chunks(hs.max(1)))
+                .zip(r.h_prev.chunks(hs.max(1)))
+                .zip(row_slices(r.c_t, hs).zip(row_slices(r.c_prev, hs)))
+                .zip(r.up.chunks(hs.max(1)))
+                .zip(row_slices_mut(r.dc, hs))
+                .zip(row_slices_mut(r.dgh, r.gh).zip(row_slices_mut(r.direct, hs)));
+        for (((((((dg, kept), h), h_prev), (c, c_prev)), dh), dc), (dgh, direct)) in batch_rows {
+            C::backward_row(RowBwd {
+                kept,
+                h,
+                h_prev,
+                c,
+                c_prev,
+                dh,
+                dc,
+                dg,
+                dgh,
+                direct,
+            });
+        }
+    }
+    simd_rows!(rows, BwdRows, r)
 }
 
 /// Sequence backward by true backpropagation through time.
@@ -439,6 +544,10 @@ fn backward_with<C: CellDef, A: Real>(
     let mut carry = host::zeros::<A, _, _>("trace", (b, hs))?;
     let mut next = host::zeros::<A, _, _>("trace", (b, hs))?;
     let mut upstream = host::zeros::<A, _, _>("trace", (b, hs))?;
+    // The recurrent weights prepared once for every step's products: dG_t·W_hh (the rows
+    // before a late gate) and the late gate's m = dG_late·W_hh[late rows].
+    let w_early = A::prepare(p.w_hh.slice(s![..early, ..]));
+    let w_late = C::LATE.map(|_| A::prepare(p.w_hh.slice(s![early.., ..])));
     for st in (0..t).rev() {
         // The gradient reaching h_t: upstream plus the carry.
         Zip::from(&mut upstream)
@@ -484,41 +593,29 @@ fn backward_with<C: CellDef, A: Real>(
             next.as_slice_mut().expect(std)
         };
         let up = upstream.as_slice().expect(std);
-        let batch_rows = dg_t
-            .chunks_mut(gh.max(1))
-            .zip(row_slices(kept_t, kw))
-            .zip(h_t.chunks(hs.max(1)))
-            .zip(h_prev.chunks(hs.max(1)))
-            .zip(row_slices(c_t, hs).zip(row_slices(c_prev, hs)))
-            .zip(up.chunks(hs.max(1)))
-            .zip(row_slices_mut(dc_all, hs))
-            .zip(row_slices_mut(dgh_t, gh).zip(row_slices_mut(direct, hs)));
-        for (((((((dg, kept), h), h_prev), (c, c_prev)), dh), dc), (dgh, direct)) in batch_rows {
-            C::backward_row(RowBwd {
-                kept,
-                h,
-                h_prev,
-                c,
-                c_prev,
-                dh,
-                dc,
-                dg,
-                dgh,
-                direct,
-            });
-        }
+        bwd_rows::<C, A>(BwdRows {
+            dg: dg_t,
+            gh,
+            kept: kept_t,
+            kw,
+            h_t,
+            h_prev,
+            c_t,
+            c_prev,
+            up,
+            dc: dc_all,
+            dgh: dgh_t,
+            direct,
+            hs,
+        });
         // A late gate: m = ∂L/∂ĥ through its rows of W_hh, then the gradients of the
         // gates that made ĥ.
         if let Some(gated) = &mut gated {
             let dg_v = dg.index_axis(Axis(0), st);
             let late = dg_v.slice(s![.., early..gh]);
-            general_mat_mul(
-                A::one(),
-                &late,
-                &p.w_hh.slice(s![early.., ..]),
-                A::zero(),
-                &mut m,
-            );
+            if let Some(w) = &w_late {
+                A::gemm_prepared(late, w, false, m.view_mut());
+            }
             let dg_t = &mut dg.as_slice_mut().expect(std)[st * b * gh..(st + 1) * b * gh];
             let gated_t = &mut gated.as_slice_mut().expect(std)[st * bh..(st + 1) * bh];
             let direct = next.as_slice_mut().expect(std);
@@ -547,17 +644,10 @@ fn backward_with<C: CellDef, A: Real>(
         // gate), plus the cell's direct part where it has one.
         let src = dgh.as_ref().unwrap_or(&dg).index_axis(Axis(0), st);
         if has_direct {
-            let w = p.w_hh.slice(s![..early, ..]);
-            general_mat_mul(
-                A::one(),
-                &src.slice(s![.., ..early]),
-                &w,
-                A::one(),
-                &mut next,
-            );
+            A::gemm_prepared(src.slice(s![.., ..early]), &w_early, true, next.view_mut());
             std::mem::swap(&mut carry, &mut next);
         } else {
-            general_mat_mul(A::one(), &src, &p.w_hh, A::zero(), &mut carry);
+            A::gemm_prepared(src, &w_early, false, carry.view_mut());
         }
     }
 
@@ -570,43 +660,40 @@ fn backward_with<C: CellDef, A: Real>(
         .into_shape_with_order((rows, is))
         .expect("standard");
     let mut dw_ih = host::zeros::<A, _, _>("trace", (gh, is))?;
-    general_mat_mul(A::one(), &dg2.t(), &x2, A::zero(), &mut dw_ih);
+    A::gemm(dg2.t(), x2, false, dw_ih.view_mut());
     // dW_hh = Σ_t dR_tᵀ·h_{t-1}: h0 for t = 0, then h[0 .. T-1]; a late gate's rows
     // Σ_t dG_tᵀ·ĥ_t.
     let mut dw_hh = host::zeros::<A, _, _>("trace", (gh, hs))?;
     let mut dw_early = dw_hh.slice_mut(s![..early, ..]);
     let dr_early = dr2.slice(s![.., ..early]);
-    general_mat_mul(
-        A::one(),
-        &dr_early.slice(s![..b, ..]).t(),
-        &h0,
-        A::zero(),
-        &mut dw_early,
+    A::gemm(
+        dr_early.slice(s![..b, ..]).t(),
+        h0.view(),
+        false,
+        dw_early.view_mut(),
     );
     if t > 1 {
         let h_prev = h
             .slice(s![..t - 1, .., ..])
             .into_shape_with_order(((t - 1) * b, hs))
             .expect("standard");
-        general_mat_mul(
-            A::one(),
-            &dr_early.slice(s![b.., ..]).t(),
-            &h_prev,
-            A::one(),
-            &mut dw_early,
+        A::gemm(
+            dr_early.slice(s![b.., ..]).t(),
+            h_prev,
+            true,
+            dw_early.view_mut(),
         );
     }
     if let Some(gated) = &gated {
-        general_mat_mul(
-            A::one(),
-            &dr2.slice(s![.., early..]).t(),
-            &as_rows(gated, rows, hs),
-            A::zero(),
-            &mut dw_hh.slice_mut(s![early.., ..]),
+        A::gemm(
+            dr2.slice(s![.., early..]).t(),
+            as_rows(gated, rows, hs),
+            false,
+            dw_hh.slice_mut(s![early.., ..]),
         );
     }
     let mut dx = host::zeros::<A, _, _>("trace", (rows, is))?;
-    general_mat_mul(A::one(), &dg2, &p.w_ih, A::zero(), &mut dx);
+    A::gemm(dg2, p.w_ih.view(), false, dx.view_mut());
     let db_ih = dg2.sum_axis(Axis(0));
     let db_hh = match &dgh {
         None => db_ih.clone(),

@@ -1,0 +1,369 @@
+//! The CPU path's `f32` matrix product: `C (+)= A·B` with `B` packed once into panels of
+//! [`NR`] columns (a weight packed at the start of a sequence serves every step), `A`
+//! packed per tile of [`MR`] rows, and a register-blocked `MR × NR` microkernel compiled
+//! three times — AVX-512, AVX2 + FMA, and portable — and chosen at run time.
+//!
+//! The microkernel is plain Rust over fixed-size arrays; under each `target_feature` the
+//! compiler keeps the `MR × NR` accumulators in vector registers and fuses the
+//! multiply-adds (`mul_add` only where FMA is enabled; the portable build multiplies and
+//! adds). Results differ from `ndarray`'s product only by summation order.
+
+use ndarray::{ArrayView2, ArrayViewMut2, Axis};
+
+/// Columns per panel of a packed `B` (two 512-bit or four 256-bit vectors).
+pub(crate) const NR: usize = 32;
+/// Rows per microkernel tile.
+pub(crate) const MR: usize = 8;
+
+/// `B [K, N]` packed into `⌈N / NR⌉` panels, each `K` rows of [`NR`] columns (zero past
+/// `N`).
+#[derive(Debug, Clone)]
+pub struct Packed {
+    k: usize,
+    n: usize,
+    data: Vec<f32>,
+}
+
+impl Packed {
+    /// Packs `B = m` for `m [K, N]`, of any strides (read in memory order when its rows
+    /// or its columns are contiguous: a weight `w [N, K]` is packed as `w.t()`).
+    pub(crate) fn plain(m: ArrayView2<f32>) -> Packed {
+        let (k, n) = m.dim();
+        let panels = n.div_ceil(NR);
+        let mut data = vec![0f32; panels * k * NR];
+        let at = |kk: usize, col: usize| (col / NR) * k * NR + kk * NR + col % NR;
+        if m.strides()[0] == 1 && m.strides()[1] != 1 {
+            for (col, column) in m.columns().into_iter().enumerate() {
+                for (kk, v) in column.iter().enumerate() {
+                    data[at(kk, col)] = *v;
+                }
+            }
+        } else {
+            for (kk, row) in m.rows().into_iter().enumerate() {
+                for (col, v) in row.iter().enumerate() {
+                    data[at(kk, col)] = *v;
+                }
+            }
+        }
+        Packed { k, n, data }
+    }
+}
+
+/// Which microkernel this processor runs (detected once).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Isa {
+    Avx512,
+    Avx2,
+    Portable,
+}
+
+pub(crate) fn isa() -> Isa {
+    static ISA: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
+    *ISA.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                return Isa::Avx512;
+            }
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                return Isa::Avx2;
+            }
+        }
+        Isa::Portable
+    })
+}
+
+/// Products smaller than this many multiply-adds run on the calling thread alone.
+const THREAD_MIN: usize = 1 << 21;
+
+/// `C (+)= A·B` for `A [M, K]` and `C [M, N]` of any strides (`acc` adds to `C`,
+/// otherwise overwrites it); rows of `C` split across threads when the product is large.
+///
+/// # Panics
+/// If the shapes disagree (a bug of the caller: the engines size them).
+pub(crate) fn gemm(a: ArrayView2<f32>, b: &Packed, c: ArrayViewMut2<f32>, acc: bool) {
+    let (m, k) = a.dim();
+    assert!(k == b.k && c.dim() == (m, b.n), "gemm shapes");
+    let threads = threads();
+    let tiles = m.div_ceil(MR);
+    let parts = threads.min(tiles).min((m * k * b.n / THREAD_MIN).max(1));
+    if parts <= 1 {
+        return gemm_rows(a, b, c, acc);
+    }
+    let per = tiles.div_ceil(parts) * MR;
+    std::thread::scope(|s| {
+        let (mut a, mut c) = (a, c);
+        while a.nrows() > per {
+            let (a0, a1) = a.split_at(Axis(0), per);
+            let (c0, c1) = c.split_at(Axis(0), per);
+            s.spawn(move || gemm_rows(a0, b, c0, acc));
+            (a, c) = (a1, c1);
+        }
+        gemm_rows(a, b, c, acc);
+    });
+}
+
+/// The processor's threads for this process (read once: the call reads cgroup files).
+pub(crate) fn threads() -> usize {
+    static N: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *N.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+/// [`gemm`] on the calling thread.
+fn gemm_rows(a: ArrayView2<f32>, b: &Packed, mut c: ArrayViewMut2<f32>, acc: bool) {
+    let (m, k) = a.dim();
+    let n = b.n;
+    if m == 0 || n == 0 {
+        return;
+    }
+    let mut apack = vec![0f32; k * MR];
+    let (rs, cs) = (c.strides()[0], c.strides()[1]);
+    let cp = c.as_mut_ptr();
+    for i0 in (0..m).step_by(MR) {
+        let rows = MR.min(m - i0);
+        // A's tile, k-major: apack[kk·MR + r] = A[i0 + r, kk] (zero rows past m).
+        for r in 0..MR {
+            if r < rows {
+                let row = a.row(i0 + r);
+                for (kk, v) in row.iter().enumerate() {
+                    apack[kk * MR + r] = *v;
+                }
+            } else {
+                for kk in 0..k {
+                    apack[kk * MR + r] = 0.0;
+                }
+            }
+        }
+        for p in 0..n.div_ceil(NR) {
+            let cols = NR.min(n - p * NR);
+            let panel = &b.data[p * k * NR..(p + 1) * k * NR];
+            let mut tile = [[0f32; NR]; MR];
+            match isa() {
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: the processor has AVX-512F (detected above).
+                Isa::Avx512 => unsafe { kernel_avx512(k, &apack, panel, &mut tile) },
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: the processor has AVX2 and FMA (detected above).
+                Isa::Avx2 => unsafe { kernel_avx2(k, &apack, panel, &mut tile) },
+                _ => kernel_portable(k, &apack, panel, &mut tile),
+            }
+            for (r, t) in tile.iter().enumerate().take(rows) {
+                let i = i0 + r;
+                for (j, v) in t.iter().enumerate().take(cols) {
+                    // SAFETY: i < m and p·NR + j < n index C's own elements through its
+                    // strides (a view's pointer and strides address them).
+                    unsafe {
+                        let o = cp.offset(i as isize * rs + (p * NR + j) as isize * cs);
+                        *o = if acc { *o + v } else { *v };
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// AVX-512: the `MR × NR` tile in 16 zmm accumulators; per `kk` two panel loads and
+/// `MR` broadcasts.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn kernel_avx512(k: usize, apack: &[f32], panel: &[f32], tile: &mut [[f32; NR]; MR]) {
+    use std::arch::x86_64::*;
+    assert!(apack.len() >= k * MR && panel.len() >= k * NR);
+    let (a, b) = (apack.as_ptr(), panel.as_ptr());
+    let mut acc = [[_mm512_setzero_ps(); 2]; MR];
+    for kk in 0..k {
+        // SAFETY: kk < k, and the asserts above bound both reads.
+        let (b0, b1) = unsafe {
+            (
+                _mm512_loadu_ps(b.add(kk * NR)),
+                _mm512_loadu_ps(b.add(kk * NR + 16)),
+            )
+        };
+        for (r, row) in acc.iter_mut().enumerate() {
+            // SAFETY: as above.
+            let av = _mm512_set1_ps(unsafe { *a.add(kk * MR + r) });
+            row[0] = _mm512_fmadd_ps(av, b0, row[0]);
+            row[1] = _mm512_fmadd_ps(av, b1, row[1]);
+        }
+    }
+    for (t, row) in tile.iter_mut().zip(&acc) {
+        // SAFETY: each row of the tile holds NR = 32 floats.
+        unsafe {
+            _mm512_storeu_ps(t.as_mut_ptr(), row[0]);
+            _mm512_storeu_ps(t.as_mut_ptr().add(16), row[1]);
+        }
+    }
+}
+
+/// AVX2 + FMA: the tile in four `4 × 16` blocks of 8 ymm accumulators each (16
+/// registers do not hold the whole tile).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn kernel_avx2(k: usize, apack: &[f32], panel: &[f32], tile: &mut [[f32; NR]; MR]) {
+    use std::arch::x86_64::*;
+    assert!(apack.len() >= k * MR && panel.len() >= k * NR);
+    let (a, b) = (apack.as_ptr(), panel.as_ptr());
+    for r0 in (0..MR).step_by(4) {
+        for c0 in (0..NR).step_by(16) {
+            let mut acc = [[_mm256_setzero_ps(); 2]; 4];
+            for kk in 0..k {
+                // SAFETY: kk < k, r0 + 3 < MR, c0 + 15 < NR: inside the asserted lengths.
+                let (b0, b1) = unsafe {
+                    (
+                        _mm256_loadu_ps(b.add(kk * NR + c0)),
+                        _mm256_loadu_ps(b.add(kk * NR + c0 + 8)),
+                    )
+                };
+                for (r, row) in acc.iter_mut().enumerate() {
+                    // SAFETY: as above.
+                    let av = _mm256_set1_ps(unsafe { *a.add(kk * MR + r0 + r) });
+                    row[0] = _mm256_fmadd_ps(av, b0, row[0]);
+                    row[1] = _mm256_fmadd_ps(av, b1, row[1]);
+                }
+            }
+            for (r, row) in acc.iter().enumerate() {
+                // SAFETY: c0 + 16 ≤ NR floats in the row.
+                unsafe {
+                    let t = tile[r0 + r].as_mut_ptr().add(c0);
+                    _mm256_storeu_ps(t, row[0]);
+                    _mm256_storeu_ps(t.add(8), row[1]);
+                }
+            }
+        }
+    }
+}
+
+/// Portable: the same sums in plain Rust.
+fn kernel_portable(k: usize, apack: &[f32], panel: &[f32], tile: &mut [[f32; NR]; MR]) {
+    let mut t = [[0f32; NR]; MR];
+    for (av, bv) in apack.chunks_exact(MR).zip(panel.chunks_exact(NR)).take(k) {
+        for r in 0..MR {
+            for c in 0..NR {
+                t[r][c] += av[r] * bv[c];
+            }
+        }
+    }
+    *tile = t;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::Array2;
+
+    /// Every microkernel this processor runs gives the portable one's tile.
+    #[test]
+    fn kernels_agree() {
+        let k = 37;
+        let apack: Vec<f32> = (0..k * MR).map(|i| ((i * 7) % 13) as f32 - 6.0).collect();
+        let panel: Vec<f32> = (0..k * NR).map(|i| ((i * 5) % 11) as f32 * 0.25).collect();
+        let mut want = [[0f32; NR]; MR];
+        kernel_portable(k, &apack, &panel, &mut want);
+        #[cfg(target_arch = "x86_64")]
+        {
+            let mut got = [[0f32; NR]; MR];
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                // SAFETY: detected.
+                unsafe { kernel_avx512(k, &apack, &panel, &mut got) };
+                assert_eq!(got, want, "avx512");
+            }
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                // SAFETY: detected.
+                unsafe { kernel_avx2(k, &apack, &panel, &mut got) };
+                assert_eq!(got, want, "avx2");
+            }
+        }
+    }
+
+    /// Every size class (tile and panel edges, K = 1, threads) against ndarray's product.
+    #[test]
+    fn packed_gemm_matches_ndarray() {
+        let mut s = 1u32;
+        let mut rnd = || {
+            s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (s >> 8) as f32 / 16_777_216.0 - 0.5
+        };
+        for (m, k, n) in [
+            (1, 1, 1),
+            (3, 5, 7),
+            (8, 32, 32),
+            (9, 33, 65),
+            (17, 130, 100),
+            (16, 256, 1024),
+            (301, 128, 200),
+        ] {
+            let a = Array2::from_shape_simple_fn((m, k), &mut rnd);
+            let w = Array2::from_shape_simple_fn((n, k), &mut rnd);
+            let c0 = Array2::from_shape_simple_fn((m, n), &mut rnd);
+            let want = a.dot(&w.t());
+            for acc in [false, true] {
+                let mut c = c0.clone();
+                let p = Packed::plain(w.t());
+                gemm(a.view(), &p, c.view_mut(), acc);
+                let want = if acc { &want + &c0 } else { want.clone() };
+                let err = (&c - &want).iter().fold(0f32, |e, d| e.max(d.abs()));
+                assert!(
+                    err < 1e-4 * (k as f32).sqrt(),
+                    "{m}×{k}×{n} acc {acc}: {err}"
+                );
+                // The plain packing of wᵀ is the same matrix.
+                let mut c2 = c0.clone();
+                let q = Packed::plain(w.t());
+                gemm(a.view(), &q, c2.view_mut(), acc);
+                assert_eq!(c, c2);
+                // A transposed A and C: the same numbers.
+                let (at, mut ct) = (a.t().to_owned(), c0.t().to_owned());
+                gemm(at.t(), &p, ct.view_mut().reversed_axes(), acc);
+                assert_eq!(ct.t(), c);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod speed {
+    use super::*;
+    use ndarray::Array2;
+
+    /// GFLOP/s of the packed product at the step and projection shapes (not a check:
+    /// `cargo test --release --lib gemm_speed -- --ignored --nocapture`).
+    #[test]
+    #[ignore]
+    fn gemm_speed() {
+        for (m, k, n) in [
+            (16, 256, 1024),
+            (8, 256, 1024),
+            (64, 512, 2048),
+            (800, 128, 1024),
+        ] {
+            let a = Array2::from_elem((m, k), 0.5f32);
+            let w = Array2::from_elem((n, k), 0.25f32);
+            let p = Packed::plain(w.t());
+            let mut c = Array2::zeros((m, n));
+            let reps = (2e9 / (2.0 * (m * k * n) as f64)) as usize + 1;
+            let t = std::time::Instant::now();
+            for _ in 0..reps {
+                gemm(a.view(), &p, c.view_mut(), true);
+            }
+            let s = t.elapsed().as_secs_f64();
+            let t2 = std::time::Instant::now();
+            for _ in 0..reps {
+                ndarray::linalg::general_mat_mul(1.0, &a, &w.t(), 1.0, &mut c);
+            }
+            let s2 = t2.elapsed().as_secs_f64();
+            let f = 2.0 * (m * k * n * reps) as f64;
+            println!(
+                "{m}x{k}x{n}: packed {:.1} GFLOP/s ({:.1} µs), ndarray {:.1} GFLOP/s ({:.1} µs), isa {:?}",
+                f / s / 1e9,
+                s / reps as f64 * 1e6,
+                f / s2 / 1e9,
+                s2 / reps as f64 * 1e6,
+                isa()
+            );
+        }
+    }
+}
