@@ -246,101 +246,109 @@ fn forward_with<C: CellDef, A: Real>(
     let mut pre = host::tiled("x", rows, &bias_row)?;
     A::gemm(x2, p.w_ih.t(), true, pre.slice_mut(s![.., ..gh]));
 
-    let bh = b * hs;
     let mut h = host::zeros::<A, _, _>("x", (t, b, hs))?;
     let mut c = match &c0 {
         Some(_) => Some(host::zeros::<A, _, _>("x", (t, b, hs))?),
         None => None,
     };
-    // The recurrent product of one step, for cells that keep it apart.
-    let b_hh = p.b_hh.to_owned();
-    let mut hw = if C::FOLD {
-        None
-    } else {
-        Some(host::tiled("x", b, &b_hh)?)
-    };
     // Cells with a late gate: the rows of W_hh before it meet h_{t-1}, its own the gated
     // state ĥ the cell makes in between.
     let early = C::LATE.map_or(gh, |k| k * hs);
-    let mut gated = match C::LATE {
-        Some(_) => Some(host::zeros::<A, _, _>("x", (b, hs))?),
-        None => None,
-    };
     // The recurrent weights prepared once for every step's product.
     let w_early = A::prepare(p.w_hh.slice(s![..early, ..]).t());
     let w_late = C::LATE.map(|_| A::prepare(p.w_hh.slice(s![early.., ..]).t()));
-    let pre_data = pre.as_slice_mut().expect("standard layout");
-    let h_data = h.as_slice_mut().expect("standard layout");
-    let mut c_data = c
-        .as_mut()
-        .map(|c| c.as_slice_mut().expect("standard layout"));
-    for st in 0..t {
-        let (h_before, h_after) = h_data.split_at_mut(st * bh);
-        let h_prev: &[A] = if st == 0 {
-            data(&h0)
-        } else {
-            &h_before[(st - 1) * bh..]
+    // The batch rows are independent through time: each part of them runs every step
+    // on its own thread (no synchronisation per step), with its own scratch: the
+    // recurrent product for cells that keep it apart, the gated state for a late gate.
+    let parts = batch_parts(b);
+    let mut scratch = Vec::with_capacity(parts.len());
+    for r in &parts {
+        let hw = match C::FOLD {
+            true => None,
+            false => Some(host::tiled("x", r.len(), &p.b_hh)?),
         };
-        let h_t = &mut h_after[..bh];
-        let g = &mut pre_data[st * b * width..(st + 1) * b * width];
-        let h_prev_v = ArrayView2::from_shape((b, hs), h_prev).expect("[B, H]");
-        match &mut hw {
-            None => {
-                let mut gv = ArrayViewMut2::from_shape((b, width), &mut *g).expect("[B, W]");
-                A::gemm_prepared(h_prev_v, &w_early, true, gv.slice_mut(s![.., ..early]));
-                if let Some(gated) = &mut gated {
-                    for ((gated, g), h_prev) in gated
-                        .rows_mut()
-                        .into_iter()
-                        .zip(gv.rows())
-                        .zip(h_prev_v.rows())
-                    {
-                        let (g, h_prev) = (g.to_slice().expect("row"), h_prev.to_slice());
-                        let gated = gated.into_slice().expect("row");
-                        C::gate_state(&g[..early], h_prev.expect("row"), gated);
-                    }
-                    if let Some(w_late) = &w_late {
-                        A::gemm_prepared(
-                            gated.view(),
-                            w_late,
-                            true,
-                            gv.slice_mut(s![.., early..gh]),
-                        );
-                    }
-                }
-            }
-            Some(hw) => {
-                for mut row in hw.rows_mut() {
-                    row.assign(&b_hh);
-                }
-                A::gemm_prepared(h_prev_v, &w_early, true, hw.view_mut());
-            }
-        }
-        let hw_data: &[A] = hw.as_ref().map_or(&[], data);
-        let (c_prev, c_t): (&[A], &mut [A]) = match (&mut c_data, &c0) {
-            (Some(cd), Some(c0)) => {
-                let (before, after) = cd.split_at_mut(st * bh);
-                let prev: &[A] = if st == 0 {
-                    data(c0)
-                } else {
-                    &before[(st - 1) * bh..]
-                };
-                (&prev[..bh], &mut after[..bh])
-            }
-            _ => (&[], &mut []),
+        let gated = match C::LATE {
+            Some(_) => Some(host::zeros::<A, _, _>("x", (r.len(), hs))?),
+            None => None,
         };
-        fwd_rows::<C, A>(FwdRows {
-            g,
-            width,
-            h_t,
-            h_prev,
-            hw: hw_data,
-            gh,
-            c_prev,
-            c_t,
-            hs,
-        });
+        scratch.push((hw, gated));
     }
+    let sh = Shared {
+        pre: Ptr(pre.as_mut_ptr()),
+        h: Ptr(h.as_mut_ptr()),
+        c: c.as_mut().map(|c| Ptr(c.as_mut_ptr())),
+    };
+    let run = |rows: std::ops::Range<usize>, scratch: (Option<Array2<A>>, Option<Array2<A>>)| {
+        let (mut hw, mut gated) = scratch;
+        let (r0, nb) = (rows.start, rows.len());
+        let nh = nb * hs;
+        for st in 0..t {
+            // SAFETY: the parts' row ranges are disjoint, so rows r0..r0 + nb of step st
+            // (contiguous in each [T, B, ·] array) are this thread's alone; the arrays
+            // outlive the scope the threads run in.
+            let g = unsafe { sh.pre.rows(st * b + r0, nb, width) };
+            let h_t = unsafe { sh.h.rows(st * b + r0, nb, hs) };
+            let h_prev: &[A] = match st {
+                0 => &data(&h0)[r0 * hs..r0 * hs + nh],
+                _ => unsafe { sh.h.rows((st - 1) * b + r0, nb, hs) },
+            };
+            let (c_prev, c_t): (&[A], &mut [A]) = match (&sh.c, &c0) {
+                (Some(cp), Some(c0)) => (
+                    match st {
+                        0 => &data(c0)[r0 * hs..r0 * hs + nh],
+                        _ => unsafe { cp.rows((st - 1) * b + r0, nb, hs) },
+                    },
+                    unsafe { cp.rows(st * b + r0, nb, hs) },
+                ),
+                _ => (&[], &mut []),
+            };
+            let h_prev_v = ArrayView2::from_shape((nb, hs), h_prev).expect("[B, H]");
+            match &mut hw {
+                None => {
+                    let mut gv = ArrayViewMut2::from_shape((nb, width), &mut *g).expect("[B, W]");
+                    A::gemm_prepared(h_prev_v, &w_early, true, gv.slice_mut(s![.., ..early]));
+                    if let Some(gated) = &mut gated {
+                        for ((gated, g), h_prev) in gated
+                            .rows_mut()
+                            .into_iter()
+                            .zip(gv.rows())
+                            .zip(h_prev_v.rows())
+                        {
+                            let (g, h_prev) = (g.to_slice().expect("row"), h_prev.to_slice());
+                            let gated = gated.into_slice().expect("row");
+                            C::gate_state(&g[..early], h_prev.expect("row"), gated);
+                        }
+                        if let Some(w_late) = &w_late {
+                            A::gemm_prepared(
+                                gated.view(),
+                                w_late,
+                                true,
+                                gv.slice_mut(s![.., early..gh]),
+                            );
+                        }
+                    }
+                }
+                Some(hw) => {
+                    for mut row in hw.rows_mut() {
+                        row.assign(&p.b_hh);
+                    }
+                    A::gemm_prepared(h_prev_v, &w_early, true, hw.view_mut());
+                }
+            }
+            fwd_rows::<C, A>(FwdRows {
+                g,
+                width,
+                h_t,
+                h_prev,
+                hw: hw.as_ref().map_or(&[], data),
+                gh,
+                c_prev,
+                c_t,
+                hs,
+            });
+        }
+    };
+    in_parts(parts, scratch, &run);
     let kept = C::kept(hs);
     let gates = match kept {
         0 => None,
@@ -363,6 +371,68 @@ fn forward_with<C: CellDef, A: Real>(
         c,
         gates,
     })
+}
+
+/// A raw pointer into an array whose disjoint row blocks threads fill (see [`Shared`]).
+struct Ptr<A>(*mut A);
+
+// SAFETY: used only for disjoint row blocks of arrays that outlive the threads (the
+// engines' scoped threads), each block touched by one thread.
+unsafe impl<A: Send> Send for Ptr<A> {}
+// SAFETY: as above.
+unsafe impl<A: Send> Sync for Ptr<A> {}
+
+impl<A> Ptr<A> {
+    /// Rows `row .. row + n` of `width` elements.
+    ///
+    /// # Safety
+    /// The rows lie inside the array, and no other live reference touches them.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn rows(&self, row: usize, n: usize, width: usize) -> &mut [A] {
+        // SAFETY: the caller's promise.
+        unsafe { std::slice::from_raw_parts_mut(self.0.add(row * width), n * width) }
+    }
+}
+
+/// The arrays a forward's threads fill: the gates `[T, B, W]`, the hidden and cell
+/// states `[T, B, H]`.
+struct Shared<A> {
+    pre: Ptr<A>,
+    h: Ptr<A>,
+    c: Option<Ptr<A>>,
+}
+
+/// Batch rows per thread at least (below this a part's per-step product is too small to
+/// pay for a thread).
+const ROWS_PER_THREAD: usize = 4;
+
+/// The batch's rows cut into one contiguous part per thread.
+fn batch_parts(b: usize) -> Vec<std::ops::Range<usize>> {
+    let n = gemm::threads().min(b / ROWS_PER_THREAD).max(1);
+    let per = b.div_ceil(n);
+    (0..n)
+        .map(|k| k * per..((k + 1) * per).min(b))
+        .filter(|r| !r.is_empty())
+        .collect()
+}
+
+/// Runs `run` over every part, each with its scratch: the last part on this thread, the
+/// others on scoped threads.
+fn in_parts<S: Send>(
+    parts: Vec<std::ops::Range<usize>>,
+    scratch: Vec<S>,
+    run: &(impl Fn(std::ops::Range<usize>, S) + Sync),
+) {
+    std::thread::scope(|sc| {
+        let mut work: Vec<_> = parts.into_iter().zip(scratch).collect();
+        let last = work.pop();
+        for (r, s) in work {
+            sc.spawn(move || run(r, s));
+        }
+        if let Some((r, s)) = last {
+            run(r, s);
+        }
+    });
 }
 
 /// Calls `$rows::<C, A>($r)` (an `#[inline(always)]` function over the step's rows)
