@@ -557,3 +557,44 @@ fn cell_states_in_a_trace_of_a_cell_without_them_are_errors() {
         );
     }
 }
+
+/// The batch rows run in parts on threads (forward and backward): a batch of 13 gives
+/// each row's own single-row run, bit for bit in the states and the input and state
+/// gradients (row-wise computations), and the same weight gradients up to summation
+/// order; every cell, f32 and f64.
+#[test]
+fn batch_parts_on_threads_equal_single_rows() {
+    use ndarray::{s, Array3, Axis};
+    use wgpu_rnn::{cpu, Params, SplitMix64};
+    for cell in wgpu_rnn::Cell::ALL {
+        let (t, b, i, h) = (6, 13, 5, 9);
+        let p = Params::<f32>::init(cell, i, h, 3).unwrap();
+        let mut rng = SplitMix64(4);
+        let x = Array3::from_shape_simple_fn((t, b, i), || rng.next_f64() as f32 - 0.5);
+        let dh = Array3::from_shape_simple_fn((t, b, h), || rng.next_f64() as f32 - 0.5);
+        let all = cpu::forward(&p, x.view(), None, None).unwrap();
+        let g = cpu::backward(&p, &all, dh.view(), None).unwrap();
+        let mut dw = g.dw_hh.clone();
+        dw.fill(0.0);
+        for r in 0..b {
+            let xr = x.slice(s![.., r..r + 1, ..]).to_owned();
+            let one = cpu::forward(&p, xr.view(), None, None).unwrap();
+            assert_eq!(
+                one.h.index_axis(Axis(1), 0),
+                all.h.index_axis(Axis(1), r),
+                "{cell:?} row {r}: h"
+            );
+            let dr = dh.slice(s![.., r..r + 1, ..]).to_owned();
+            let gr = cpu::backward(&p, &one, dr.view(), None).unwrap();
+            assert_eq!(
+                gr.dx.index_axis(Axis(1), 0),
+                g.dx.index_axis(Axis(1), r),
+                "{cell:?} dx"
+            );
+            assert_eq!(gr.dh0.row(0), g.dh0.row(r), "{cell:?} dh0");
+            dw += &gr.dw_hh;
+        }
+        let err = (&dw - &g.dw_hh).iter().fold(0f32, |m, d| m.max(d.abs()));
+        assert!(err < 1e-5, "{cell:?} dW_hh: {err}");
+    }
+}

@@ -76,7 +76,7 @@ pub(crate) fn isa() -> Isa {
 }
 
 /// Products smaller than this many multiply-adds run on the calling thread alone.
-const THREAD_MIN: usize = 1 << 21;
+const THREAD_MIN: usize = 1 << 24;
 
 /// `C (+)= A·B` for `A [M, K]` and `C [M, N]` of any strides (`acc` adds to `C`,
 /// otherwise overwrites it); rows of `C` split across threads when the product is large.
@@ -121,18 +121,29 @@ fn gemm_rows(a: ArrayView2<f32>, b: &Packed, mut c: ArrayViewMut2<f32>, acc: boo
     let mut apack = vec![0f32; k * MR];
     let (rs, cs) = (c.strides()[0], c.strides()[1]);
     let cp = c.as_mut_ptr();
+    let (ars, acs) = (a.strides()[0], a.strides()[1]);
+    let ap = a.as_ptr();
     for i0 in (0..m).step_by(MR) {
         let rows = MR.min(m - i0);
-        // A's tile, k-major: apack[kk·MR + r] = A[i0 + r, kk] (zero rows past m).
-        for r in 0..MR {
-            if r < rows {
-                let row = a.row(i0 + r);
-                for (kk, v) in row.iter().enumerate() {
-                    apack[kk * MR + r] = *v;
+        // A's tile, k-major: apack[kk·MR + r] = A[i0 + r, kk] (zero rows past m), read in
+        // memory order: along A's rows, or along its columns when those are contiguous
+        // (a transposed operand: the weight gradients' dGᵀ).
+        if rows < MR {
+            apack.fill(0.0);
+        }
+        let at = |r: usize, kk: usize| (i0 + r) as isize * ars + kk as isize * acs;
+        if ars == 1 && acs != 1 {
+            for kk in 0..k {
+                for r in 0..rows {
+                    // SAFETY: i0 + r < m and kk < k: an element of A through its strides.
+                    apack[kk * MR + r] = unsafe { *ap.offset(at(r, kk)) };
                 }
-            } else {
+            }
+        } else {
+            for r in 0..rows {
                 for kk in 0..k {
-                    apack[kk * MR + r] = 0.0;
+                    // SAFETY: as above.
+                    apack[kk * MR + r] = unsafe { *ap.offset(at(r, kk)) };
                 }
             }
         }
@@ -294,7 +305,7 @@ mod tests {
             (9, 33, 65),
             (17, 130, 100),
             (16, 256, 1024),
-            (301, 128, 200),
+            (520, 130, 300),
         ] {
             let a = Array2::from_shape_simple_fn((m, k), &mut rnd);
             let w = Array2::from_shape_simple_fn((n, k), &mut rnd);

@@ -21,7 +21,7 @@ pub use head::{
 };
 pub use optim::{optim_step, OptimState, Optimizer};
 
-use ndarray::{s, Array1, Array2, Array3, ArrayView2, ArrayView3, ArrayViewMut2, Axis, Zip};
+use ndarray::{s, Array1, Array2, Array3, ArrayView2, ArrayView3, ArrayViewMut2, Axis};
 
 use crate::cell::{with_cell, CellDef, LateBwd, RowBwd, RowFwd};
 use crate::error::{check_shape, Error, Result};
@@ -580,7 +580,6 @@ fn backward_with<C: CellDef, A: Real>(
     let (t, b) = (trace.steps(), trace.batch());
     let (hs, is) = (p.hidden_size(), p.input_size());
     let gh = C::GATES * hs;
-    let bh = b * hs;
     check_shape("dh", "[T, B, H]", &[t, b, hs], dh.shape())?;
     let mut dc = cell_state::<C, A>("dc_last", "trace", b, hs, dc_last)?;
 
@@ -608,118 +607,153 @@ fn backward_with<C: CellDef, A: Real>(
         Some(_) => Some(host::zeros::<A, _, _>("trace", (t, b, hs))?),
         None => None,
     };
-    let mut m = host::zeros::<A, _, _>("trace", (b, if C::LATE.is_some() { hs } else { 0 }))?;
     // The part of ∂L/∂h_{t-1} that does not pass through W_hh, where the cell has one.
     let has_direct = !C::FOLD || C::LATE.is_some();
-    let mut carry = host::zeros::<A, _, _>("trace", (b, hs))?;
-    let mut next = host::zeros::<A, _, _>("trace", (b, hs))?;
-    let mut upstream = host::zeros::<A, _, _>("trace", (b, hs))?;
     // The recurrent weights prepared once for every step's products: dG_t·W_hh (the rows
     // before a late gate) and the late gate's m = dG_late·W_hh[late rows].
     let w_early = A::prepare(p.w_hh.slice(s![..early, ..]));
     let w_late = C::LATE.map(|_| A::prepare(p.w_hh.slice(s![early.., ..])));
-    for st in (0..t).rev() {
-        // The gradient reaching h_t: upstream plus the carry.
-        Zip::from(&mut upstream)
-            .and(&dh.index_axis(Axis(0), st))
-            .and(&carry)
-            .for_each(|u, &d, &k| *u = d + k);
-        let h_all = h.as_slice().expect(std);
-        let h_t = &h_all[st * bh..(st + 1) * bh];
-        let h_prev = if st == 0 {
-            h0.as_slice().expect(std)
-        } else {
-            &h_all[(st - 1) * bh..st * bh]
-        };
-        let kept_t: &[A] = kept.as_ref().map_or(&[], |k| {
-            &k.as_slice().expect(std)[st * b * kw..(st + 1) * b * kw]
-        });
-        let (c_t, c_prev): (&[A], &[A]) = match (&c, &c0) {
-            (Some(c), Some(c0)) => {
-                let all = c.as_slice().expect(std);
-                let prev = if st == 0 {
-                    c0.as_slice().expect(std)
-                } else {
-                    &all[(st - 1) * bh..st * bh]
-                };
-                (&all[st * bh..(st + 1) * bh], prev)
-            }
-            _ => (&[], &[]),
-        };
-        let dg_t = &mut dg.as_slice_mut().expect(std)[st * b * gh..(st + 1) * b * gh];
-        let dgh_t: &mut [A] = match &mut dgh {
-            Some(d) => &mut d.as_slice_mut().expect(std)[st * b * gh..(st + 1) * b * gh],
-            None => &mut [],
-        };
-        let dc_all: &mut [A] = match &mut dc {
-            Some(d) => d.as_slice_mut().expect(std),
-            None => &mut [],
-        };
-        let direct: &mut [A] = if !has_direct {
-            &mut []
-        } else {
-            // Zeroed for the cell, which adds its direct part to ∂L/∂h_{t-1} here.
-            next.fill(A::zero());
-            next.as_slice_mut().expect(std)
-        };
-        let up = upstream.as_slice().expect(std);
-        bwd_rows::<C, A>(BwdRows {
-            dg: dg_t,
-            gh,
-            kept: kept_t,
-            kw,
-            h_t,
-            h_prev,
-            c_t,
-            c_prev,
-            up,
-            dc: dc_all,
-            dgh: dgh_t,
-            direct,
-            hs,
-        });
-        // A late gate: m = ∂L/∂ĥ through its rows of W_hh, then the gradients of the
-        // gates that made ĥ.
-        if let Some(gated) = &mut gated {
-            let dg_v = dg.index_axis(Axis(0), st);
-            let late = dg_v.slice(s![.., early..gh]);
-            if let Some(w) = &w_late {
-                A::gemm_prepared(late, w, false, m.view_mut());
-            }
-            let dg_t = &mut dg.as_slice_mut().expect(std)[st * b * gh..(st + 1) * b * gh];
-            let gated_t = &mut gated.as_slice_mut().expect(std)[st * bh..(st + 1) * bh];
-            let direct = next.as_slice_mut().expect(std);
-            let late_rows = dg_t
-                .chunks_mut(gh.max(1))
-                .zip(row_slices(kept_t, kw))
-                .zip(h_prev.chunks(hs.max(1)))
-                .zip(m.as_slice().expect(std).chunks(hs.max(1)))
-                .zip(
-                    direct
-                        .chunks_mut(hs.max(1))
-                        .zip(gated_t.chunks_mut(hs.max(1))),
-                );
-            for ((((dg, kept), h_prev), m), (direct, gated)) in late_rows {
-                C::backward_late(LateBwd {
-                    kept,
-                    h_prev,
-                    m,
-                    dg,
-                    direct,
-                    gated,
-                });
-            }
-        }
-        // The carry to h_{t-1}: dG_t·W_hh (the recurrent side's; the rows before a late
-        // gate), plus the cell's direct part where it has one.
-        let src = dgh.as_ref().unwrap_or(&dg).index_axis(Axis(0), st);
-        if has_direct {
-            A::gemm_prepared(src.slice(s![.., ..early]), &w_early, true, next.view_mut());
-            std::mem::swap(&mut carry, &mut next);
-        } else {
-            A::gemm_prepared(src, &w_early, false, carry.view_mut());
-        }
+    let h_all = h.as_slice().expect(std);
+    let h0_all = h0.as_slice().expect(std);
+    let c_all = c.as_ref().map(|c| c.as_slice().expect(std));
+    let c0_all = c0.as_ref().map(|c| c.as_slice().expect(std));
+    let kept_all = kept.as_ref().map(|k| k.as_slice().expect(std));
+    let dh = dh.as_standard_layout();
+    let dh_all = dh.as_slice().expect(std);
+    let mut dh0 = host::zeros::<A, _, _>("trace", (b, hs))?;
+    // The batch rows are independent through time: each part runs every step on its own
+    // thread, with its own carry, as the forward does.
+    let parts = batch_parts(b);
+    let mut scratch = Vec::with_capacity(parts.len());
+    for r in &parts {
+        let z = |w| host::zeros::<A, _, _>("trace", (r.len(), w));
+        // carry, next, upstream, m.
+        scratch.push([
+            z(hs)?,
+            z(hs)?,
+            z(hs)?,
+            z(if C::LATE.is_some() { hs } else { 0 })?,
+        ]);
     }
+    let out = Shared {
+        pre: Ptr(dg.as_mut_ptr()),
+        h: Ptr(dh0.as_mut_ptr()),
+        c: dc.as_mut().map(|d| Ptr(d.as_mut_ptr())),
+    };
+    let (dgh_p, gated_p) = (
+        dgh.as_mut().map(|d| Ptr(d.as_mut_ptr())),
+        gated.as_mut().map(|d| Ptr(d.as_mut_ptr())),
+    );
+    let run = |rows: std::ops::Range<usize>, scratch: [Array2<A>; 4]| {
+        let [mut carry, mut next, mut upstream, mut m] = scratch;
+        let (r0, nb) = (rows.start, rows.len());
+        let nh = nb * hs;
+        let at = |st: usize| (st * b + r0) * hs;
+        // SAFETY (every `rows` below): the parts' row ranges are disjoint, so rows
+        // r0..r0 + nb of a step (contiguous in each [T, B, ·] array, and of dh0 and dc
+        // [B, H]) are this thread's alone; the arrays outlive the scope.
+        let dc_rows: &mut [A] = match &out.c {
+            Some(d) => unsafe { d.rows(r0, nb, hs) },
+            None => &mut [],
+        };
+        for st in (0..t).rev() {
+            // The gradient reaching h_t: upstream plus the carry.
+            let up = upstream.as_slice_mut().expect(std);
+            for ((u, &d), &k) in up
+                .iter_mut()
+                .zip(&dh_all[at(st)..at(st) + nh])
+                .zip(carry.as_slice().expect(std))
+            {
+                *u = d + k;
+            }
+            let h_t = &h_all[at(st)..at(st) + nh];
+            let h_prev = match st {
+                0 => &h0_all[r0 * hs..r0 * hs + nh],
+                _ => &h_all[at(st - 1)..at(st - 1) + nh],
+            };
+            let kept_t: &[A] =
+                kept_all.map_or(&[], |k| &k[(st * b + r0) * kw..(st * b + r0 + nb) * kw]);
+            let (c_t, c_prev): (&[A], &[A]) = match (c_all, c0_all) {
+                (Some(c), Some(c0)) => (
+                    &c[at(st)..at(st) + nh],
+                    match st {
+                        0 => &c0[r0 * hs..r0 * hs + nh],
+                        _ => &c[at(st - 1)..at(st - 1) + nh],
+                    },
+                ),
+                _ => (&[], &[]),
+            };
+            let dg_t = unsafe { out.pre.rows(st * b + r0, nb, gh) };
+            let dgh_t: &mut [A] = match &dgh_p {
+                Some(d) => unsafe { d.rows(st * b + r0, nb, gh) },
+                None => &mut [],
+            };
+            let direct: &mut [A] = if !has_direct {
+                &mut []
+            } else {
+                // Zeroed for the cell, which adds its direct part to ∂L/∂h_{t-1} here.
+                next.fill(A::zero());
+                next.as_slice_mut().expect(std)
+            };
+            bwd_rows::<C, A>(BwdRows {
+                dg: &mut *dg_t,
+                gh,
+                kept: kept_t,
+                kw,
+                h_t,
+                h_prev,
+                c_t,
+                c_prev,
+                up: upstream.as_slice().expect(std),
+                dc: &mut *dc_rows,
+                dgh: &mut *dgh_t,
+                direct,
+                hs,
+            });
+            // A late gate: m = ∂L/∂ĥ through its rows of W_hh, then the gradients of
+            // the gates that made ĥ.
+            if let (Some(gp), Some(w)) = (&gated_p, &w_late) {
+                {
+                    let dg_v = ArrayView2::from_shape((nb, gh), &*dg_t).expect("[B, G·H]");
+                    A::gemm_prepared(dg_v.slice(s![.., early..gh]), w, false, m.view_mut());
+                }
+                let gated_t = unsafe { gp.rows(st * b + r0, nb, hs) };
+                let direct = next.as_slice_mut().expect(std);
+                let late_rows = dg_t
+                    .chunks_mut(gh.max(1))
+                    .zip(row_slices(kept_t, kw))
+                    .zip(h_prev.chunks(hs.max(1)))
+                    .zip(m.as_slice().expect(std).chunks(hs.max(1)))
+                    .zip(
+                        direct
+                            .chunks_mut(hs.max(1))
+                            .zip(gated_t.chunks_mut(hs.max(1))),
+                    );
+                for ((((dg, kept), h_prev), m), (direct, gated)) in late_rows {
+                    C::backward_late(LateBwd {
+                        kept,
+                        h_prev,
+                        m,
+                        dg,
+                        direct,
+                        gated,
+                    });
+                }
+            }
+            // The carry to h_{t-1}: dG_t·W_hh (the recurrent side's; the rows before a
+            // late gate), plus the cell's direct part where it has one.
+            let src: &[A] = if dgh_p.is_some() { dgh_t } else { dg_t };
+            let src = ArrayView2::from_shape((nb, gh), src).expect("[B, G·H]");
+            if has_direct {
+                A::gemm_prepared(src.slice(s![.., ..early]), &w_early, true, next.view_mut());
+                std::mem::swap(&mut carry, &mut next);
+            } else {
+                A::gemm_prepared(src, &w_early, false, carry.view_mut());
+            }
+        }
+        unsafe { out.h.rows(r0, nb, hs) }.copy_from_slice(carry.as_slice().expect(std));
+    };
+    in_parts(parts, scratch, &run);
 
     let rows = t * b;
     let dg2 = as_rows(&dg, rows, gh);
@@ -771,7 +805,7 @@ fn backward_with<C: CellDef, A: Real>(
     };
     Ok(Grads {
         dx: dx.into_shape_with_order((t, b, is)).expect("standard"),
-        dh0: carry,
+        dh0,
         dc0: dc,
         dw_ih,
         dw_hh,
