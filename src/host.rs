@@ -47,6 +47,33 @@ pub(crate) fn bytes_u128(dims: &[usize], elem: usize) -> u128 {
 
 /// `n` zeros of `f32` or `f64`, allocated fallibly with the allocator's zeroed memory
 /// (`calloc`: fresh pages cost nothing until touched); `None` for any other type.
+/// Asks the kernel for transparent huge pages behind a large allocation before it is
+/// first touched (Linux; a no-op elsewhere, or when the kernel says no): the CPU path
+/// allocates its traces and gradients per call, and faulting in tens of megabytes
+/// 4 KiB at a time cost it a tenth of its time. Only the 2 MiB-aligned interior is
+/// advised; allocations under 4 MiB are left alone.
+pub(crate) fn advise_huge<A>(ptr: *const A, len: usize) {
+    #[cfg(target_os = "linux")]
+    {
+        const HUGE: usize = 2 << 20;
+        let bytes = len * std::mem::size_of::<A>();
+        if bytes < 2 * HUGE {
+            return;
+        }
+        let start = (ptr as usize).next_multiple_of(HUGE);
+        let end = (ptr as usize + bytes) / HUGE * HUGE;
+        if end > start {
+            // SAFETY: [start, end) lies inside the caller's live allocation; the advice
+            // changes how its pages are backed, never their contents or validity.
+            unsafe {
+                libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE);
+            }
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (ptr, len);
+}
+
 fn zeroed_float<A: 'static>(arg: &'static str, n: usize) -> Option<Result<Vec<A>>> {
     use std::any::TypeId;
     let t = TypeId::of::<A>();
@@ -71,6 +98,7 @@ fn zeroed_float<A: 'static>(arg: &'static str, n: usize) -> Option<Result<Vec<A>
         if ptr.is_null() {
             return Some(Err(refused()));
         }
+        advise_huge(ptr, n);
         Some(Ok(Vec::from_raw_parts(ptr, n, n)))
     }
 }
@@ -116,6 +144,7 @@ pub(crate) fn copy<A: Clone, S: Data<Elem = A>, D: Dimension>(
         arg,
         bytes: bytes_u128(a.shape(), std::mem::size_of::<A>()),
     })?;
+    advise_huge(data.as_ptr(), n);
     match a.as_slice() {
         Some(s) => data.extend_from_slice(s),
         None => data.extend(a.iter().cloned()),
@@ -139,6 +168,7 @@ pub(crate) fn tiled<A: Copy>(
         arg,
         bytes: bytes_u128(&[rows, row.len()], std::mem::size_of::<A>()),
     })?;
+    advise_huge(data.as_ptr(), n);
     let row = row.to_vec();
     for _ in 0..rows {
         data.extend_from_slice(&row);
