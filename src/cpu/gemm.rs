@@ -30,22 +30,98 @@ impl Packed {
     pub(crate) fn plain(m: ArrayView2<f32>) -> Packed {
         let (k, n) = m.dim();
         let panels = n.div_ceil(NR);
-        let mut data = vec![0f32; panels * k * NR];
-        let at = |kk: usize, col: usize| (col / NR) * k * NR + kk * NR + col % NR;
-        if m.strides()[0] == 1 && m.strides()[1] != 1 {
-            for (col, column) in m.columns().into_iter().enumerate() {
-                for (kk, v) in column.iter().enumerate() {
-                    data[at(kk, col)] = *v;
+        let mut data = pool::take(panels * k * NR);
+        let (rs, cs) = (m.strides()[0], m.strides()[1]);
+        let mp = m.as_ptr();
+        // SAFETY (both loops): kk < k and col < n address m's own elements through its
+        // strides.
+        let get =
+            |kk: usize, col: usize| unsafe { *mp.offset(kk as isize * rs + col as isize * cs) };
+        if rs == 1 && cs != 1 {
+            // Columns contiguous: each column of m fills one slot of every row of a panel.
+            for col in 0..n {
+                let (p, c) = (col / NR, col % NR);
+                let panel = &mut data[p * k * NR..(p + 1) * k * NR];
+                for kk in 0..k {
+                    panel[kk * NR + c] = get(kk, col);
                 }
             }
         } else {
-            for (kk, row) in m.rows().into_iter().enumerate() {
-                for (col, v) in row.iter().enumerate() {
-                    data[at(kk, col)] = *v;
+            for p in 0..panels {
+                let cols = NR.min(n - p * NR);
+                let panel = &mut data[p * k * NR..(p + 1) * k * NR];
+                for (kk, out) in panel.chunks_exact_mut(NR).enumerate() {
+                    for (c, o) in out[..cols].iter_mut().enumerate() {
+                        *o = get(kk, p * NR + c);
+                    }
                 }
             }
         }
         Packed { k, n, data }
+    }
+}
+
+impl Drop for Packed {
+    fn drop(&mut self) {
+        pool::give(std::mem::take(&mut self.data));
+    }
+}
+
+/// A per-thread cache of the packed operands' buffers: a sequence packs its weights and
+/// the weight gradients' operands on every call, and handing megabytes back to the
+/// allocator and faulting them in again cost more than the packing.
+mod pool {
+    use std::cell::RefCell;
+
+    /// Buffers kept per thread at most, and their floats in all (32 MiB).
+    const KEEP: usize = 8;
+    const KEEP_FLOATS: usize = 8 << 20;
+
+    thread_local! {
+        static FREE: RefCell<Vec<Vec<f32>>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// A zeroed buffer of `n` floats, reusing a kept one when one is large enough.
+    pub(super) fn take(n: usize) -> Vec<f32> {
+        let reused = FREE.with(|f| {
+            let mut f = f.borrow_mut();
+            let best = f
+                .iter()
+                .enumerate()
+                .filter(|(_, v)| v.capacity() >= n)
+                .min_by_key(|(_, v)| v.capacity())
+                .map(|(i, _)| i);
+            best.map(|i| f.swap_remove(i))
+        });
+        match reused {
+            Some(mut v) => {
+                v.clear();
+                v.resize(n, 0.0);
+                v
+            }
+            None => vec![0.0; n],
+        }
+    }
+
+    /// Keeps `v` for a later [`take`] on this thread (the largest few).
+    pub(super) fn give(v: Vec<f32>) {
+        if v.capacity() == 0 {
+            return;
+        }
+        FREE.with(|f| {
+            let mut f = f.borrow_mut();
+            f.push(v);
+            while f.len() > KEEP || f.iter().map(Vec::capacity).sum::<usize>() > KEEP_FLOATS {
+                let smallest = f
+                    .iter()
+                    .enumerate()
+                    .min_by_key(|(_, v)| v.capacity())
+                    .map(|(i, _)| i);
+                if let Some(i) = smallest {
+                    f.swap_remove(i);
+                }
+            }
+        });
     }
 }
 
@@ -118,7 +194,7 @@ fn gemm_rows(a: ArrayView2<f32>, b: &Packed, mut c: ArrayViewMut2<f32>, acc: boo
     if m == 0 || n == 0 {
         return;
     }
-    let mut apack = vec![0f32; k * MR];
+    let mut apack = pool::take(k * MR);
     let (rs, cs) = (c.strides()[0], c.strides()[1]);
     let cp = c.as_mut_ptr();
     let (ars, acs) = (a.strides()[0], a.strides()[1]);
@@ -173,6 +249,7 @@ fn gemm_rows(a: ArrayView2<f32>, b: &Packed, mut c: ArrayViewMut2<f32>, acc: boo
             }
         }
     }
+    pool::give(apack);
 }
 
 /// AVX-512: the `MR × NR` tile in 16 zmm accumulators; per `kk` two panel loads and
