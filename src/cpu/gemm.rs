@@ -226,11 +226,23 @@ fn gemm_rows(a: ArrayView2<f32>, b: &Packed, mut c: ArrayViewMut2<f32>, acc: boo
         for p in 0..n.div_ceil(NR) {
             let cols = NR.min(n - p * NR);
             let panel = &b.data[p * k * NR..(p + 1) * k * NR];
+            let full = rows == MR && cols == NR && cs == 1;
+            // A full tile of a C with contiguous rows: the AVX-512 kernel adds into C.
+            #[cfg(target_arch = "x86_64")]
+            if full && isa() == Isa::Avx512 {
+                // SAFETY: the processor has AVX-512F; rows i0 .. i0 + MR and columns
+                // p·NR .. p·NR + NR lie in C, whose rows are contiguous (cs = 1).
+                unsafe {
+                    let c0 = cp.offset(i0 as isize * rs + (p * NR) as isize);
+                    kernel_avx512(k, &apack, panel, Out::C(c0, rs, acc));
+                }
+                continue;
+            }
             let mut tile = [[0f32; NR]; MR];
             match isa() {
                 #[cfg(target_arch = "x86_64")]
                 // SAFETY: the processor has AVX-512F (detected above).
-                Isa::Avx512 => unsafe { kernel_avx512(k, &apack, panel, &mut tile) },
+                Isa::Avx512 => unsafe { kernel_avx512(k, &apack, panel, Out::Tile(&mut tile)) },
                 #[cfg(target_arch = "x86_64")]
                 // SAFETY: the processor has AVX2 and FMA (detected above).
                 Isa::Avx2 => unsafe { kernel_avx2(k, &apack, panel, &mut tile) },
@@ -238,6 +250,21 @@ fn gemm_rows(a: ArrayView2<f32>, b: &Packed, mut c: ArrayViewMut2<f32>, acc: boo
             }
             for (r, t) in tile.iter().enumerate().take(rows) {
                 let i = i0 + r;
+                if cs == 1 {
+                    // SAFETY: row i's columns p·NR .. p·NR + cols lie in C (contiguous).
+                    let o = unsafe {
+                        std::slice::from_raw_parts_mut(
+                            cp.offset(i as isize * rs + (p * NR) as isize),
+                            cols,
+                        )
+                    };
+                    if acc {
+                        o.iter_mut().zip(t).for_each(|(o, v)| *o += v);
+                    } else {
+                        o.copy_from_slice(&t[..cols]);
+                    }
+                    continue;
+                }
                 for (j, v) in t.iter().enumerate().take(cols) {
                     // SAFETY: i < m and p·NR + j < n index C's own elements through its
                     // strides (a view's pointer and strides address them).
@@ -252,11 +279,23 @@ fn gemm_rows(a: ArrayView2<f32>, b: &Packed, mut c: ArrayViewMut2<f32>, acc: boo
     pool::give(apack);
 }
 
+/// Where a kernel's tile goes: a local tile, or straight into C (`(first element, row
+/// stride, add)`, rows contiguous).
+#[cfg(target_arch = "x86_64")]
+enum Out<'a> {
+    Tile(&'a mut [[f32; NR]; MR]),
+    C(*mut f32, isize, bool),
+}
+
 /// AVX-512: the `MR × NR` tile in 16 zmm accumulators; per `kk` two panel loads and
 /// `MR` broadcasts.
+///
+/// # Safety
+/// The processor has AVX-512F; with `Out::C`, the pointer addresses `MR` rows of `NR`
+/// contiguous floats, `row stride` apart.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn kernel_avx512(k: usize, apack: &[f32], panel: &[f32], tile: &mut [[f32; NR]; MR]) {
+unsafe fn kernel_avx512(k: usize, apack: &[f32], panel: &[f32], out: Out<'_>) {
     use std::arch::x86_64::*;
     assert!(apack.len() >= k * MR && panel.len() >= k * NR);
     let (a, b) = (apack.as_ptr(), panel.as_ptr());
@@ -276,11 +315,30 @@ unsafe fn kernel_avx512(k: usize, apack: &[f32], panel: &[f32], tile: &mut [[f32
             row[1] = _mm512_fmadd_ps(av, b1, row[1]);
         }
     }
-    for (t, row) in tile.iter_mut().zip(&acc) {
-        // SAFETY: each row of the tile holds NR = 32 floats.
-        unsafe {
-            _mm512_storeu_ps(t.as_mut_ptr(), row[0]);
-            _mm512_storeu_ps(t.as_mut_ptr().add(16), row[1]);
+    match out {
+        Out::Tile(tile) => {
+            for (t, row) in tile.iter_mut().zip(&acc) {
+                // SAFETY: each row of the tile holds NR = 32 floats.
+                unsafe {
+                    _mm512_storeu_ps(t.as_mut_ptr(), row[0]);
+                    _mm512_storeu_ps(t.as_mut_ptr().add(16), row[1]);
+                }
+            }
+        }
+        Out::C(c, ldc, add) => {
+            for (r, row) in acc.iter().enumerate() {
+                // SAFETY: the caller's promise: MR rows of NR floats, ldc apart.
+                unsafe {
+                    let o = c.offset(r as isize * ldc);
+                    let (mut v0, mut v1) = (row[0], row[1]);
+                    if add {
+                        v0 = _mm512_add_ps(v0, _mm512_loadu_ps(o));
+                        v1 = _mm512_add_ps(v1, _mm512_loadu_ps(o.add(16)));
+                    }
+                    _mm512_storeu_ps(o, v0);
+                    _mm512_storeu_ps(o.add(16), v1);
+                }
+            }
         }
     }
 }
@@ -354,7 +412,7 @@ mod tests {
             let mut got = [[0f32; NR]; MR];
             if std::arch::is_x86_feature_detected!("avx512f") {
                 // SAFETY: detected.
-                unsafe { kernel_avx512(k, &apack, &panel, &mut got) };
+                unsafe { kernel_avx512(k, &apack, &panel, Out::Tile(&mut got)) };
                 assert_eq!(got, want, "avx512");
             }
             if std::arch::is_x86_feature_detected!("avx2")
