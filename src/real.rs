@@ -57,6 +57,10 @@ pub trait Real:
     /// `C [M, N]`, any strides.
     #[doc(hidden)]
     fn gemm_prepared(a: ArrayView2<Self>, b: &Self::Prepared, acc: bool, c: ArrayViewMut2<Self>);
+    /// `C = A·B + bias` (`bias [N]` added to every row) for a `B` prepared for this one
+    /// product.
+    #[doc(hidden)]
+    fn gemm_bias(a: ArrayView2<Self>, b: ArrayView2<Self>, bias: &[Self], c: ArrayViewMut2<Self>);
     /// [`Real::gemm_prepared`] with `B` prepared for this one product.
     #[doc(hidden)]
     fn gemm(a: ArrayView2<Self>, b: ArrayView2<Self>, acc: bool, c: ArrayViewMut2<Self>) {
@@ -111,7 +115,7 @@ fn sigmoid_f32(x: f32) -> f32 {
 }
 
 macro_rules! impl_real {
-    ($t:ty, $tanh:expr, $prepared:ty, $prepare:expr, $gemm:expr $(, $sigmoid:expr)?) => {
+    ($t:ty, $tanh:expr, $prepared:ty, $prepare:expr, $gemm:expr, $gemm_bias:expr $(, $sigmoid:expr)?) => {
         impl Real for $t {
             type Prepared = $prepared;
             fn prepare(b: ArrayView2<Self>) -> Self::Prepared {
@@ -124,6 +128,14 @@ macro_rules! impl_real {
                 c: ArrayViewMut2<Self>,
             ) {
                 $gemm(a, b, acc, c)
+            }
+            fn gemm_bias(
+                a: ArrayView2<Self>,
+                b: ArrayView2<Self>,
+                bias: &[Self],
+                c: ArrayViewMut2<Self>,
+            ) {
+                $gemm_bias(a, b, bias, c)
             }
             fn from_f64(v: f64) -> Self {
                 v as $t
@@ -178,6 +190,10 @@ impl_real!(
     crate::cpu::gemm::Packed,
     crate::cpu::gemm::Packed::plain,
     |a, b, acc, c| crate::cpu::gemm::gemm(a, b, c, acc),
+    |a, b: ArrayView2<f32>, bias: &[f32], c| {
+        let p = crate::cpu::gemm::Packed::plain(b);
+        crate::cpu::gemm::gemm_bias(a, &p, Some(bias), c, false)
+    },
     sigmoid_f32
 );
 impl_real!(
@@ -188,6 +204,12 @@ impl_real!(
     |a: ArrayView2<f64>, b: &ndarray::Array2<f64>, acc: bool, mut c: ArrayViewMut2<f64>| {
         let beta = if acc { 1.0 } else { 0.0 };
         ndarray::linalg::general_mat_mul(1.0, &a, b, beta, &mut c)
+    },
+    |a: ArrayView2<f64>, b: ArrayView2<f64>, bias: &[f64], mut c: ArrayViewMut2<f64>| {
+        for mut row in c.rows_mut() {
+            row.assign(&ndarray::ArrayView1::from(bias));
+        }
+        ndarray::linalg::general_mat_mul(1.0, &a, &b, 1.0, &mut c)
     }
 );
 

@@ -160,13 +160,29 @@ const THREAD_MIN: usize = 1 << 24;
 /// # Panics
 /// If the shapes disagree (a bug of the caller: the engines size them).
 pub(crate) fn gemm(a: ArrayView2<f32>, b: &Packed, c: ArrayViewMut2<f32>, acc: bool) {
+    gemm_bias(a, b, None, c, acc)
+}
+
+/// [`gemm`] adding `bias [N]` to every row of the product as it is written (the input
+/// projection's bias, without a pass of its own over C).
+///
+/// # Panics
+/// If the shapes disagree (a bug of the caller: the engines size them).
+pub(crate) fn gemm_bias(
+    a: ArrayView2<f32>,
+    b: &Packed,
+    bias: Option<&[f32]>,
+    c: ArrayViewMut2<f32>,
+    acc: bool,
+) {
     let (m, k) = a.dim();
     assert!(k == b.k && c.dim() == (m, b.n), "gemm shapes");
+    assert!(bias.is_none_or(|v| v.len() == b.n), "gemm bias");
     let threads = threads();
     let tiles = m.div_ceil(MR);
     let parts = threads.min(tiles).min((m * k * b.n / THREAD_MIN).max(1));
     if parts <= 1 {
-        return gemm_rows(a, b, c, acc);
+        return gemm_rows(a, b, bias, c, acc);
     }
     let per = tiles.div_ceil(parts) * MR;
     std::thread::scope(|s| {
@@ -174,10 +190,10 @@ pub(crate) fn gemm(a: ArrayView2<f32>, b: &Packed, c: ArrayViewMut2<f32>, acc: b
         while a.nrows() > per {
             let (a0, a1) = a.split_at(Axis(0), per);
             let (c0, c1) = c.split_at(Axis(0), per);
-            s.spawn(move || gemm_rows(a0, b, c0, acc));
+            s.spawn(move || gemm_rows(a0, b, bias, c0, acc));
             (a, c) = (a1, c1);
         }
-        gemm_rows(a, b, c, acc);
+        gemm_rows(a, b, bias, c, acc);
     });
 }
 
@@ -188,7 +204,13 @@ pub(crate) fn threads() -> usize {
 }
 
 /// [`gemm`] on the calling thread.
-fn gemm_rows(a: ArrayView2<f32>, b: &Packed, mut c: ArrayViewMut2<f32>, acc: bool) {
+fn gemm_rows(
+    a: ArrayView2<f32>,
+    b: &Packed,
+    bias: Option<&[f32]>,
+    mut c: ArrayViewMut2<f32>,
+    acc: bool,
+) {
     let (m, k) = a.dim();
     let n = b.n;
     if m == 0 || n == 0 {
@@ -234,7 +256,8 @@ fn gemm_rows(a: ArrayView2<f32>, b: &Packed, mut c: ArrayViewMut2<f32>, acc: boo
                 // p·NR .. p·NR + NR lie in C, whose rows are contiguous (cs = 1).
                 unsafe {
                     let c0 = cp.offset(i0 as isize * rs + (p * NR) as isize);
-                    kernel_avx512(k, &apack, panel, Out::C(c0, rs, acc));
+                    let bp = bias.map_or(std::ptr::null(), |v| v.as_ptr().add(p * NR));
+                    kernel_avx512(k, &apack, panel, Out::C(c0, rs, acc, bp));
                 }
                 continue;
             }
@@ -247,6 +270,13 @@ fn gemm_rows(a: ArrayView2<f32>, b: &Packed, mut c: ArrayViewMut2<f32>, acc: boo
                 // SAFETY: the processor has AVX2 and FMA (detected above).
                 Isa::Avx2 => unsafe { kernel_avx2(k, &apack, panel, &mut tile) },
                 _ => kernel_portable(k, &apack, panel, &mut tile),
+            }
+            if let Some(v) = bias {
+                for t in tile.iter_mut().take(rows) {
+                    for (x, bv) in t.iter_mut().zip(&v[p * NR..p * NR + cols]) {
+                        *x += bv;
+                    }
+                }
             }
             for (r, t) in tile.iter().enumerate().take(rows) {
                 let i = i0 + r;
@@ -280,11 +310,11 @@ fn gemm_rows(a: ArrayView2<f32>, b: &Packed, mut c: ArrayViewMut2<f32>, acc: boo
 }
 
 /// Where a kernel's tile goes: a local tile, or straight into C (`(first element, row
-/// stride, add)`, rows contiguous).
+/// stride, add to C, bias of the NR columns or null)`, rows contiguous).
 #[cfg(target_arch = "x86_64")]
 enum Out<'a> {
     Tile(&'a mut [[f32; NR]; MR]),
-    C(*mut f32, isize, bool),
+    C(*mut f32, isize, bool, *const f32),
 }
 
 /// AVX-512: the `MR × NR` tile in 16 zmm accumulators; per `kk` two panel loads and
@@ -292,7 +322,8 @@ enum Out<'a> {
 ///
 /// # Safety
 /// The processor has AVX-512F; with `Out::C`, the pointer addresses `MR` rows of `NR`
-/// contiguous floats, `row stride` apart.
+/// contiguous floats, `row stride` apart, and the bias pointer is null or addresses
+/// `NR` floats.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn kernel_avx512(k: usize, apack: &[f32], panel: &[f32], out: Out<'_>) {
@@ -325,12 +356,17 @@ unsafe fn kernel_avx512(k: usize, apack: &[f32], panel: &[f32], out: Out<'_>) {
                 }
             }
         }
-        Out::C(c, ldc, add) => {
+        Out::C(c, ldc, add, bias) => {
+            let (b0, b1) = match bias.is_null() {
+                true => (_mm512_setzero_ps(), _mm512_setzero_ps()),
+                // SAFETY: the caller's promise: NR bias floats.
+                false => unsafe { (_mm512_loadu_ps(bias), _mm512_loadu_ps(bias.add(16))) },
+            };
             for (r, row) in acc.iter().enumerate() {
                 // SAFETY: the caller's promise: MR rows of NR floats, ldc apart.
                 unsafe {
                     let o = c.offset(r as isize * ldc);
-                    let (mut v0, mut v1) = (row[0], row[1]);
+                    let (mut v0, mut v1) = (_mm512_add_ps(row[0], b0), _mm512_add_ps(row[1], b1));
                     if add {
                         v0 = _mm512_add_ps(v0, _mm512_loadu_ps(o));
                         v1 = _mm512_add_ps(v1, _mm512_loadu_ps(o.add(16)));
@@ -461,6 +497,16 @@ mod tests {
                 let q = Packed::plain(w.t());
                 gemm(a.view(), &q, c2.view_mut(), acc);
                 assert_eq!(c, c2);
+                // With a bias on every row, written as the product is.
+                let bias: Vec<f32> = (0..n).map(|j| j as f32 * 0.01 - 0.3).collect();
+                let mut cb = c0.clone();
+                gemm_bias(a.view(), &p, Some(&bias), cb.view_mut(), acc);
+                let wb = &want + &ndarray::ArrayView1::from(&bias[..]);
+                let err = (&cb - &wb).iter().fold(0f32, |e, d| e.max(d.abs()));
+                assert!(err < 1e-4 * (k as f32).sqrt(), "{m}×{k}×{n} bias acc {acc}: {err}");
+                let (mut cbt, at) = (c0.t().to_owned(), a.t().to_owned());
+                gemm_bias(at.t(), &p, Some(&bias), cbt.view_mut().reversed_axes(), acc);
+                assert_eq!(cbt.t(), cb);
                 // A transposed A and C: the same numbers.
                 let (at, mut ct) = (a.t().to_owned(), c0.t().to_owned());
                 gemm(at.t(), &p, ct.view_mut().reversed_axes(), acc);

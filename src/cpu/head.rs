@@ -1,6 +1,5 @@
 //! The output head `softmax(W_y h + b_y)` (mirrors `head.wgsl`).
 
-use ndarray::linalg::general_mat_mul;
 use ndarray::{Array3, ArrayView3, ArrayViewMut2, Axis};
 
 use crate::error::{Error, Result};
@@ -142,7 +141,7 @@ fn logits_and_probs<A: Real>(head: &Head<A>, h: ArrayView3<A>) -> Result<(Array3
         .expect("standard layout");
     let rows = crate::host::elems("h", &[t, b], 1)?;
     let mut z = crate::host::tiled("h", rows, &head.b_y)?;
-    general_mat_mul(A::one(), &h2, &head.w_y.t(), A::one(), &mut z);
+    A::gemm(h2, head.w_y.t(), true, z.view_mut());
     let mut p = z.clone();
     softmax_last_axis(p.view_mut());
     let shape = (t, b, c);
@@ -193,10 +192,10 @@ pub fn head_loss_backward<A: Real>(
         .into_shape_with_order((rows, c))
         .expect("standard layout");
     let mut dw_y = crate::host::zeros("h", (c, hs))?;
-    general_mat_mul(A::one(), &d2.t(), &h2, A::zero(), &mut dw_y);
+    A::gemm(d2.t(), h2.view(), false, dw_y.view_mut());
     let db_y = d2.sum_axis(Axis(0));
     let mut dh = crate::host::zeros("h", (rows, hs))?;
-    general_mat_mul(A::one(), &d2, &head.w_y, A::zero(), &mut dh);
+    A::gemm(d2, head.w_y.view(), false, dh.view_mut());
     Ok(HeadGrads {
         dh: dh
             .into_shape_with_order((t, b, hs))

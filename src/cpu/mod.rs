@@ -238,13 +238,16 @@ fn forward_with<C: CellDef, A: Real>(
     // Input projection of all T·B rows at once into the first G·H columns of rows wide
     // enough for what the cell keeps: XW_ihᵀ + b_ih (+ b_hh when the cell folds).
     let width = gh.max(C::kept(hs));
-    let mut bias_row = Array1::<A>::zeros(width);
-    bias_row
-        .slice_mut(s![..gh])
-        .assign(&if C::FOLD { p.bias() } else { p.b_ih.clone() });
+    let bias = if C::FOLD { p.bias() } else { p.b_ih.clone() };
     let rows = host::elems("x", &[t, b], 1)?;
-    let mut pre = host::tiled("x", rows, &bias_row)?;
-    A::gemm(x2, p.w_ih.t(), true, pre.slice_mut(s![.., ..gh]));
+    // Allocated untouched (zeros by the allocator); the product writes it, in parallel.
+    let mut pre = host::zeros::<A, _, _>("x", (rows, width))?;
+    A::gemm_bias(
+        x2,
+        p.w_ih.t(),
+        bias.as_slice().expect("standard layout"),
+        pre.slice_mut(s![.., ..gh]),
+    );
 
     let mut h = host::zeros::<A, _, _>("x", (t, b, hs))?;
     let mut c = match &c0 {
