@@ -503,7 +503,10 @@ mod tests {
                 gemm_bias(a.view(), &p, Some(&bias), cb.view_mut(), acc);
                 let wb = &want + &ndarray::ArrayView1::from(&bias[..]);
                 let err = (&cb - &wb).iter().fold(0f32, |e, d| e.max(d.abs()));
-                assert!(err < 1e-4 * (k as f32).sqrt(), "{m}×{k}×{n} bias acc {acc}: {err}");
+                assert!(
+                    err < 1e-4 * (k as f32).sqrt(),
+                    "{m}×{k}×{n} bias acc {acc}: {err}"
+                );
                 let (mut cbt, at) = (c0.t().to_owned(), a.t().to_owned());
                 gemm_bias(at.t(), &p, Some(&bias), cbt.view_mut().reversed_axes(), acc);
                 assert_eq!(cbt.t(), cb);
