@@ -238,7 +238,9 @@ fn forward_with<C: CellDef, A: Real>(
     // Input projection of all T·B rows at once into the first G·H columns of rows wide
     // enough for what the cell keeps: XW_ihᵀ + b_ih (+ b_hh when the cell folds).
     let width = gh.max(C::kept(hs));
+    // In standard layout whatever the parameters' own (any layout is accepted).
     let bias = if C::FOLD { p.bias() } else { p.b_ih.clone() };
+    let bias = bias.as_standard_layout();
     let rows = host::elems("x", &[t, b], 1)?;
     // Allocated untouched (zeros by the allocator); the product writes it, in parallel.
     let mut pre = host::zeros::<A, _, _>("x", (rows, width))?;
