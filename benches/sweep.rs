@@ -258,6 +258,9 @@ struct Row {
     host_us_per_step: f64,
     timing: &'static str,
     err: Option<f64>,
+    /// Median wall-clock ms of a run, submit to completion (what peers report), beside
+    /// `median_ms` when that is the summed GPU timestamps.
+    wall_ms: f64,
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -359,12 +362,15 @@ fn time_gpu<F, G>(
         }
     }
     ctx.set_profiling(false);
+    let wall = median(&mut walls.clone());
     let (times, timing) = if profiling && gpus.len() == walls.len() {
         (gpus, "gpu-timestamps")
     } else {
         (walls, "wall")
     };
-    Ok(row(pt, "gpu", times, host_us, timing, err))
+    let mut r = row(pt, "gpu", times, host_us, timing, err);
+    r.wall_ms = wall;
+    Ok(r)
 }
 
 /// Times one single-layer GPU point; returns the row.
@@ -427,6 +433,8 @@ fn row(
     } = pt;
     let med = median(&mut times);
     let min = times.iter().cloned().fold(f64::INFINITY, f64::min);
+    // Wall-clock times are their own wall column; a GPU point sets it from its walls.
+    let wall_ms = if timing == "wall" { med } else { f64::NAN };
     // Summed over layers and directions: layer 0 reads I, the layers above it D·H.
     let flops = (0..pt.layers)
         .map(|l| {
@@ -451,6 +459,7 @@ fn row(
         host_us_per_step: host,
         timing,
         err,
+        wall_ms,
     }
 }
 
@@ -799,7 +808,7 @@ fn main() {
     }
 
     println!(
-        "{:<5} {:<7} {:<4} {:>2} {:>2} {:>4} {:>5} {:>5} {:>5} {:>10} {:>10} {:>9} {:>9} {:>9} {:<15}",
+        "{:<5} {:<7} {:<4} {:>2} {:>2} {:>4} {:>5} {:>5} {:>5} {:>10} {:>10} {:>9} {:>9} {:>9} {:<15} {:>9}",
         "cell",
         "mode",
         "dev",
@@ -814,11 +823,12 @@ fn main() {
         "GFLOP/s",
         "host µs",
         "max err",
-        "timing"
+        "timing",
+        "wall ms"
     );
     for r in &rows {
         println!(
-            "{:<5} {:<7} {:<4} {:>2} {:>2} {:>4} {:>5} {:>5} {:>5} {:>10.3} {:>10.3} {:>9.2} {:>9} {:>9} {:<15}",
+            "{:<5} {:<7} {:<4} {:>2} {:>2} {:>4} {:>5} {:>5} {:>5} {:>10.3} {:>10.3} {:>9.2} {:>9} {:>9} {:<15} {:>9.3}",
             r.cell.name(),
             r.mode,
             r.backend,
@@ -833,7 +843,8 @@ fn main() {
             r.gflops,
             if r.host_us_per_step.is_nan() { "-".to_string() } else { format!("{:.1}", r.host_us_per_step) },
             r.err.map_or("-".to_string(), |e| format!("{e:.1e}")),
-            r.timing
+            r.timing,
+            r.wall_ms
         );
     }
     // Step dispatches of the GPU network, once per cell.
@@ -908,12 +919,12 @@ fn main() {
         return;
     }
     let mut csv = String::from(
-        "cell,mode,backend,L,D,T,B,I,H,median_ms,min_ms,gflops,host_us_per_step,max_rel_err,timing\n",
+        "cell,mode,backend,L,D,T,B,I,H,median_ms,min_ms,gflops,host_us_per_step,max_rel_err,timing,wall_ms\n",
     );
     for r in &rows {
         let _ = writeln!(
             csv,
-            "{},{},{},{},{},{},{},{},{},{:.4},{:.4},{:.3},{:.2},{},{}",
+            "{},{},{},{},{},{},{},{},{},{:.4},{:.4},{:.3},{:.2},{},{},{:.4}",
             r.cell.name(),
             r.mode,
             r.backend,
@@ -928,7 +939,8 @@ fn main() {
             r.gflops,
             r.host_us_per_step,
             r.err.map_or(String::new(), |e| format!("{e:.2e}")),
-            r.timing
+            r.timing,
+            r.wall_ms
         );
     }
     let csv_path = format!("{}/sweep.csv", o.out);
