@@ -568,6 +568,30 @@ fn check_sample(start: usize, opts: &SampleOptions, vocab: usize) -> Result<()> 
     Ok(())
 }
 
+/// The sampling loop both paths share: feeds `start`, draws each next token with
+/// [`pick`] from the head's probabilities that `step` returns for the token fed (the
+/// model carrying its own state), uniform numbers from `SplitMix64(opts.seed)`, until
+/// `opts.stop` or `opts.max_len` tokens.
+fn sample_with(
+    start: usize,
+    opts: &SampleOptions,
+    vocab: usize,
+    mut step: impl FnMut(usize) -> Result<Vec<f32>>,
+) -> Result<Vec<usize>> {
+    check_sample(start, opts, vocab)?;
+    let mut rng = SplitMix64(opts.seed);
+    let (mut tok, mut out) = (start, Vec::new());
+    while out.len() < opts.max_len {
+        let probs = step(tok)?;
+        tok = pick_next(&probs, opts, rng.next_f64())?;
+        out.push(tok);
+        if Some(tok) == opts.stop {
+            break;
+        }
+    }
+    Ok(out)
+}
+
 /// A language model trained on the CPU path: the parameters, the optimizer and its
 /// state, the clipping, and the state carried from one training chunk to the next
 /// (truncated backpropagation through time).
@@ -675,11 +699,8 @@ impl CpuLm {
         opts: &SampleOptions,
     ) -> Result<Vec<usize>> {
         let p = &self.params;
-        check_sample(start, opts, p.config.vocab)?;
-        let mut rng = SplitMix64(opts.seed);
         let (mut h, mut c) = (h0, c0);
-        let (mut tok, mut out) = (start, Vec::new());
-        while out.len() < opts.max_len {
+        sample_with(start, opts, p.config.vocab, |tok| {
             let ids = Array2::from_elem((1, 1), tok);
             let x = cpu::embedding(p.embedding.view(), ids.view())?;
             let tr = net::cpu::forward(
@@ -690,14 +711,9 @@ impl CpuLm {
                 None,
             )?;
             let probs = cpu::head_forward(&p.head, tr.output.view())?;
-            tok = pick_next(probs.as_slice().unwrap_or(&[]), opts, rng.next_f64())?;
-            out.push(tok);
             (h, c) = (Some(tr.h_n), tr.c_n);
-            if Some(tok) == opts.stop {
-                break;
-            }
-        }
-        Ok(out)
+            Ok(probs.into_iter().collect())
+        })
     }
 }
 
@@ -907,25 +923,17 @@ impl GpuLm {
         c0: Option<&gpu::Tensor>,
         opts: &SampleOptions,
     ) -> Result<Vec<usize>> {
-        check_sample(start, opts, self.config.vocab)?;
-        let mut rng = SplitMix64(opts.seed);
         let (mut h, mut c) = (h0.cloned(), c0.cloned());
-        let (mut tok, mut out) = (start, Vec::new());
-        while out.len() < opts.max_len {
+        sample_with(start, opts, self.config.vocab, |tok| {
             let ids = Array2::from_elem((1, 1), tok);
             let x = self.embedding.forward(ids.view())?;
             let f = self
                 .net
                 .forward(&x, h.as_ref(), c.as_ref(), None, gpu::Mode::Inference)?;
             let probs = self.head.forward(&f.output)?.to_array()?;
-            tok = pick_next(probs.as_slice().unwrap_or(&[]), opts, rng.next_f64())?;
-            out.push(tok);
             (h, c) = (Some(f.h_n), f.c_n);
-            if Some(tok) == opts.stop {
-                break;
-            }
-        }
-        Ok(out)
+            Ok(probs.into_iter().collect())
+        })
     }
 }
 

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use super::context::Buf;
-use super::flat::{self, Entry, Move, Moves};
+use super::flat::{self, Move, Moves};
 use super::kernels::{self, div_ceil, Gemm, Op, StepDims, StepDir, StepSlot, PACKED};
 use super::layer::{phase_ops, step_groups, BackwardGemms, Bindings, DeviceWeights, Mode};
 use super::tensor::{new_buffer, TENSOR_USAGE};
@@ -54,9 +54,8 @@ pub struct Network {
     config: NetConfig,
     layers: Vec<NetLayer>,
     /// The parameters, flat, one vector per layer, in PyTorch's order and layout
-    /// (`entries`).
+    /// (`flat::entries`).
     flat: Vec<Arc<Buf>>,
-    entries: Vec<Entry>,
     /// The moves between `flat` and the layers' layouts.
     moves: Moves,
     /// The weights' version, bumped by [`Network::sync_weights`]; held for reading while
@@ -338,7 +337,6 @@ impl Network {
                         Some(Arc::new(ctx.buf_init("parameters", part, TENSOR_USAGE)))
                     })
                     .collect(),
-                entries: flat::entries(&c),
                 moves: with_cell!(c.cell, C => Moves::new::<C>(&c)),
                 version: RwLock::new(0),
             })
@@ -365,12 +363,12 @@ impl Network {
     /// The parameters under PyTorch's `state_dict` names, each a view of
     /// [`Network::parameters`] in PyTorch's shape.
     pub fn named_parameters(&self) -> Vec<(String, Tensor)> {
-        self.entries
-            .iter()
+        flat::entries(&self.config)
+            .into_iter()
             .map(|e| {
                 let f = &self.flat[e.layer];
                 let t = Tensor::view_of(&self.ctx, f, e.offset as u64, &e.shape);
-                (e.name.clone(), t)
+                (e.name, t)
             })
             .collect()
     }
