@@ -34,7 +34,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
     let src = s_off;
     #include product
 
-    for (var r = 0u; r < rows; r++) {
+    for (var r = r_first; r < rows; r += r_step) {
         let bj = (b0 + r) * rs + j;
         // Past its sequence's end a row keeps its state (common/step.wgsl).
         if (b0 + r >= e.live) {

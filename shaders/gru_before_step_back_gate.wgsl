@@ -19,18 +19,28 @@
 @group(0) @binding(6) var<storage, read_write> dd: array<f32>;    // d̄ [B, H]
 @group(0) @binding(7) var<storage, read_write> delta: array<f32>; // δ [T, B, H]
 
+// The recurrent product's parts (common/product.wgsl): m = Σ_j' d_n[b, j'] Wb[j', j].z.
+alias Acc = f32;
+fn acc_init(i: u32) -> Acc {
+    return 0.0;
+}
+fn state(i: u32) -> f32 {
+    return dg[i].z;
+}
+fn weight(i: u32) -> Acc {
+    return w[i].z;
+}
+
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     #include invocation
 
-    let base#ROW = at + min(b0 + #ROWu, nb - 1u) * rs;
-    var m#ROW = 0.0;
-    for (var k = 0u; k < nh; k++) {
-        m#ROW += dg[base#ROW + k].z * w[w_off + k * nh + j].z;
-    }
-    var m = array<f32, BT>(#ROWS(m#ROW));
+    // acc = m, through the recurrent product's shared form (common/product.wgsl): the
+    // n slots of this step's dG against the n slots of Wb.
+    let src = at;
+    #include product
 
-    for (var r = 0u; r < rows; r++) {
+    for (var r = r_first; r < rows; r += r_step) {
         let bj = (b0 + r) * rs + j;
         // Past its sequence's end a row has no gradient (common/step.wgsl).
         if (b0 + r >= e.live) {
@@ -39,8 +49,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
         }
         let gr = gates[at + bj].x;
         let h_prev = hs[prev + bj];
-        dg[at + bj].x = m[r] * h_prev * gr * (1.0 - gr);
-        dd[s_off + bj] += m[r] * (gr - 1.0);
+        dg[at + bj].x = acc[r] * h_prev * gr * (1.0 - gr);
+        dd[s_off + bj] += acc[r] * (gr - 1.0);
         delta[at + bj] = (gr - 1.0) * h_prev;
     }
 }

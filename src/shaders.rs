@@ -85,11 +85,16 @@ pub const ALL: [(&str, &str); 21] = [
 ];
 
 /// Snippets a kernel pulls into its body with a line `#include NAME` (expanded by
-/// [`expand`] before the row markers, so snippets may hold them too).
-pub const SNIPPETS: [(&str, &str); 6] = [
+/// [`expand`] before the row markers, so snippets may hold them too, and may include
+/// others).
+pub const SNIPPETS: [(&str, &str); 8] = [
     (
         "invocation",
         include_str!("../shaders/common/invocation.wgsl"),
+    ),
+    (
+        "invocation_lets",
+        include_str!("../shaders/common/invocation_lets.wgsl"),
     ),
     ("product", include_str!("../shaders/common/product.wgsl")),
     (
@@ -105,6 +110,26 @@ pub const SNIPPETS: [(&str, &str); 6] = [
         include_str!("../shaders/common/gru_back_row.wgsl"),
     ),
     ("carry", include_str!("../shaders/common/carry.wgsl")),
+    (
+        "carry_dh0",
+        include_str!("../shaders/common/carry_dh0.wgsl"),
+    ),
+];
+
+/// The snippets that take the place of [`SNIPPETS`]' of the same name in the variant
+/// split over K ([`expand_split`] with `split > 1`): the invocation's place within its
+/// workgroup, and the recurrent product and carry summed in slices and reduced in
+/// workgroup memory.
+pub const SPLIT_SNIPPETS: [(&str, &str); 3] = [
+    (
+        "invocation",
+        include_str!("../shaders/common/split/invocation.wgsl"),
+    ),
+    (
+        "product",
+        include_str!("../shaders/common/split/product.wgsl"),
+    ),
+    ("carry", include_str!("../shaders/common/split/carry.wgsl")),
 ];
 
 /// The most rows per invocation [`expand`] unrolls.
@@ -113,41 +138,85 @@ pub const MAX_EXPAND_ROWS: u32 = 64;
 /// The batch rows per invocation a step kernel can be built for.
 pub const STEP_ROWS: [u32; 4] = [1, 2, 4, 8];
 
-/// Expands a step-kernel template for `rows` batch rows per invocation: each line
-/// `#include NAME` becomes the snippet `NAME` of [`SNIPPETS`], then `#BT` becomes
-/// `rows`, every line holding `#ROW` is repeated once per row with `#ROW` replaced by the
-/// row's index, and `#ROWS(e)` becomes `e` for each row, comma-separated. Sources
-/// without markers come back unchanged. More than [`MAX_EXPAND_ROWS`] rows is an
-/// [`Error::Invalid`](crate::Error::Invalid) naming `rows`.
+/// Invocations per step-kernel workgroup (the shaders' `@workgroup_size`).
+pub const STEP_WORKGROUP: u32 = 64;
+
+/// The ways a step kernel's recurrent product can be split over K within a workgroup
+/// (1: not split, one invocation per unit).
+pub const STEP_SPLITS: [u32; 6] = [1, 2, 4, 8, 16, 32];
+
+/// Expands a step-kernel template for `rows` batch rows per invocation, not split over
+/// K: [`expand_split`] with `split = 1`.
 pub fn expand(src: &str, rows: u32) -> crate::Result<String> {
+    expand_split(src, rows, 1)
+}
+
+/// Expands a step-kernel template for `rows` batch rows per invocation and its recurrent
+/// product split `split` ways over K (one of [`STEP_SPLITS`]): each line `#include NAME`
+/// becomes the snippet `NAME` ([`SPLIT_SNIPPETS`] first when `split > 1`, then
+/// [`SNIPPETS`]; snippets may include others), then `#BT` becomes `rows`, `#SPLIT`
+/// `split`, `#UNITS` the units per workgroup ([`STEP_WORKGROUP`] / `split`) and `#LANES`
+/// rows × [`STEP_WORKGROUP`]; every line holding `#ROW` is repeated once per row with
+/// `#ROW` replaced by the row's index, and `#ROWS(e)` becomes `e` for each row,
+/// comma-separated. A line `#module DECL` (a workgroup variable a snippet needs) moves to
+/// the end of the module as `DECL`, once. Sources without markers come back unchanged.
+/// More than [`MAX_EXPAND_ROWS`] rows is an [`Error::Invalid`](crate::Error::Invalid)
+/// naming `rows`, a split outside [`STEP_SPLITS`] one naming `split`.
+pub fn expand_split(src: &str, rows: u32, split: u32) -> crate::Result<String> {
     if rows > MAX_EXPAND_ROWS {
         return Err(crate::Error::Invalid {
             arg: "rows",
             msg: format!("{rows} rows per invocation; at most {MAX_EXPAND_ROWS}"),
         });
     }
-    let mut included = String::with_capacity(src.len() * 2);
-    for line in src.lines() {
-        match line.trim().strip_prefix("#include ") {
-            Some(name) => {
-                let snippet = SNIPPETS
-                    .iter()
-                    .find(|(n, _)| *n == name.trim())
-                    .ok_or_else(|| crate::Error::Invalid {
-                        arg: "src",
-                        msg: format!("#include of an unknown snippet {name:?}"),
-                    })?;
-                included.push_str(snippet.1);
-            }
-            None => {
-                included.push_str(line);
-                included.push('\n');
+    if !STEP_SPLITS.contains(&split) {
+        return Err(crate::Error::Invalid {
+            arg: "split",
+            msg: format!("a split over K of {split}; one of {STEP_SPLITS:?}"),
+        });
+    }
+    let snippet = |name: &str| {
+        let variant = SPLIT_SNIPPETS.iter().filter(|_| split > 1);
+        variant
+            .chain(SNIPPETS.iter())
+            .find(|(n, _)| *n == name)
+            .map(|s| s.1)
+            .ok_or_else(|| crate::Error::Invalid {
+                arg: "src",
+                msg: format!("#include of an unknown snippet {name:?}"),
+            })
+    };
+    let mut included = src.to_string();
+    for _depth in 0..8 {
+        if !included.contains("#include ") {
+            break;
+        }
+        let mut next = String::with_capacity(included.len() * 2);
+        for line in included.lines() {
+            match line.trim().strip_prefix("#include ") {
+                Some(name) => next.push_str(snippet(name.trim())?),
+                None => {
+                    next.push_str(line);
+                    next.push('\n');
+                }
             }
         }
+        included = next;
+    }
+    if included.contains("#include ") {
+        return Err(crate::Error::Invalid {
+            arg: "src",
+            msg: "#include nested more than 8 deep".into(),
+        });
     }
     let mut out = String::with_capacity(included.len() * 2);
+    let mut module: Vec<String> = Vec::new();
     for line in included.lines() {
-        let mut line = line.replace("#BT", &rows.to_string());
+        let mut line = line
+            .replace("#BT", &rows.to_string())
+            .replace("#SPLIT", &split.to_string())
+            .replace("#UNITS", &(STEP_WORKGROUP / split).to_string())
+            .replace("#LANES", &(rows * STEP_WORKGROUP).to_string());
         while let Some(start) = line.find("#ROWS(") {
             let open = start + "#ROWS(".len();
             let close = match line[open..].find(')') {
@@ -165,7 +234,11 @@ pub fn expand(src: &str, rows: u32) -> crate::Result<String> {
                 &line[close + 1..]
             );
         }
-        if line.contains("#ROW") {
+        if let Some(decl) = line.trim().strip_prefix("#module ") {
+            if !module.iter().any(|d| d == decl) {
+                module.push(decl.to_string());
+            }
+        } else if line.contains("#ROW") {
             for r in 0..rows {
                 out.push_str(&line.replace("#ROW", &r.to_string()));
                 out.push('\n');
@@ -174,6 +247,10 @@ pub fn expand(src: &str, rows: u32) -> crate::Result<String> {
             out.push_str(&line);
             out.push('\n');
         }
+    }
+    for decl in module {
+        out.push_str(&decl);
+        out.push('\n');
     }
     Ok(out)
 }

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::gpu::{ctx, gl_ctx, on_gl};
+use common::gpu::{ctx, gl_variant_ctxs, on_gl, variant_ctxs, variant_label};
 use common::recipes::*;
 use common::{
     assert_close, assert_grads_close, case, cast_grads, each_case, expect_err, f32a,
@@ -128,10 +128,10 @@ fn check_direction(ctx: &Context, c: &Case, label: &str, tol: f64, reverse: bool
 /// and backward, on both backends, for every cell (T = 1 and odd sizes included).
 #[test]
 fn reversed_schedule_matches_cpu_on_time_reversed_input() {
-    for (backend, ctx) in [("default", ctx()), ("GL", gl_ctx())] {
-        let Some(ctx) = ctx else { continue };
+    let all = variant_ctxs().into_iter().map(|c| ("default", c));
+    for (backend, ctx) in all.chain(gl_variant_ctxs().into_iter().map(|c| ("GL", c))) {
         let shapes = [(3, 17, 5, 4), (1, 1, 1, 1), (65, 33, 9, 3)];
-        let prefix = format!("{backend} reversed ");
+        let prefix = format!("{backend} {}reversed ", variant_label(ctx));
         each_case(
             &shapes,
             |c, _| 900 + c,
@@ -174,9 +174,10 @@ fn reversed_schedule_matches_cpu_on_time_reversed_input() {
 /// and final-cell gradient), outputs NaN-poisoned before the run.
 #[test]
 fn backward_matches_cpu_on_grid() {
-    let Some(ctx) = ctx() else { return };
-    let check = |c: &Case, label: &str| check_backward(ctx, c, label, 2e-4);
-    each_case(&GRID, |c, k| 500 + 100 * c + k, "", check);
+    for ctx in variant_ctxs() {
+        let check = |c: &Case, label: &str| check_backward(ctx, c, label, 2e-4);
+        each_case(&GRID, |c, k| 500 + 100 * c + k, &variant_label(ctx), check);
+    }
 }
 
 #[test]
@@ -188,9 +189,10 @@ fn gl_backend_backward_matches_cpu() {
 
 #[test]
 fn saturating_inputs_backward() {
-    let Some(ctx) = ctx() else { return };
-    for (c, label) in saturated_cases() {
-        check_backward(ctx, &c, &label, 1e-3);
+    for ctx in variant_ctxs() {
+        for (c, label) in saturated_cases() {
+            check_backward(ctx, &c, &format!("{}{label}", variant_label(ctx)), 1e-3);
+        }
     }
 }
 

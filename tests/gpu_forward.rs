@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::gpu::{ctx, on_gl};
+use common::gpu::{ctx, on_gl, variant_ctxs, variant_label};
 use common::recipes::*;
 use common::{
     assert_close, case, each_case, expect_err, f32a, saturated_cases, Case, NumpyRng, GRID,
@@ -54,20 +54,22 @@ fn check_forward(ctx: &Context, c: &Case, label: &str) {
 }
 
 /// Every cell against the f64 CPU path over the whole grid (odd sizes, tile edges,
-/// T = 1, a large case), outputs NaN-poisoned before the run.
+/// T = 1, a large case), outputs NaN-poisoned before the run, in every step variant.
 #[test]
 fn forward_matches_cpu_on_grid() {
-    let Some(ctx) = ctx() else { return };
-    let check = |c: &Case, label: &str| check_forward(ctx, c, label);
-    each_case(&GRID, |c, k| 100 * (c + 1) + k, "", check);
+    for ctx in variant_ctxs() {
+        let check = |c: &Case, label: &str| check_forward(ctx, c, label);
+        each_case(&GRID, |c, k| 100 * (c + 1) + k, &variant_label(ctx), check);
+    }
 }
 
 #[test]
 fn saturating_inputs() {
-    let Some(ctx) = ctx() else { return };
-    for (mut c, label) in saturated_cases() {
-        c.p.w_ih.mapv_inplace(|v| v * 30.0);
-        check_forward(ctx, &c, &label);
+    for ctx in variant_ctxs() {
+        for (mut c, label) in saturated_cases() {
+            c.p.w_ih.mapv_inplace(|v| v * 30.0);
+            check_forward(ctx, &c, &format!("{}{label}", variant_label(ctx)));
+        }
     }
 }
 

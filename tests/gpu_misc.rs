@@ -3,10 +3,10 @@
 
 mod common;
 
-use common::gpu::{ctx, gl_ctx};
+use common::gpu::{ctx, gl_ctx, variant_ctxs, variant_label};
 use common::{assert_close, NumpyRng};
 use ndarray::{Array2, Ix2, Ix3};
-use wgpu_rnn::gpu::{matmul, Layer, Mode, Tensor};
+use wgpu_rnn::gpu::{matmul, Context, ContextOptions, Layer, Mode, StepVariant, Tensor};
 use wgpu_rnn::{cpu, Cell, Error, Params};
 
 #[test]
@@ -102,11 +102,18 @@ fn stacked_layers_and_offset_views() {
     );
 }
 
-/// The same inputs give bit-identical outputs run after run: every element is written
-/// by one invocation, in one order, with no race between dispatches.
+/// The same inputs give bit-identical outputs run after run, in every step variant:
+/// every element is written by one invocation, in one order (a split product's partial
+/// sums added in slice order), with no race between dispatches.
 #[test]
 fn results_are_deterministic() {
-    let Some(ctx) = ctx() else { return };
+    for ctx in variant_ctxs() {
+        deterministic(ctx);
+    }
+}
+
+fn deterministic(ctx: &Context) {
+    let v = variant_label(ctx);
     let mut rng = NumpyRng::new(8);
     for cell in Cell::ALL {
         let (t, b, i, h) = (6, 9, 33, 65);
@@ -132,12 +139,52 @@ fn results_are_deterministic() {
         let first = run();
         for _ in 0..3 {
             let again = run();
-            assert!(first.0 == again.0, "{cell:?}: h differs between runs");
-            assert!(first.1 == again.1, "{cell:?}: dx differs between runs");
-            assert!(first.2 == again.2, "{cell:?}: dw_ih differs between runs");
-            assert!(first.3 == again.3, "{cell:?}: dw_hh differs between runs");
-            assert!(first.4 == again.4, "{cell:?}: db differs between runs");
+            assert!(first.0 == again.0, "{v}{cell:?}: h differs between runs");
+            assert!(first.1 == again.1, "{v}{cell:?}: dx differs between runs");
+            assert!(
+                first.2 == again.2,
+                "{v}{cell:?}: dw_ih differs between runs"
+            );
+            assert!(
+                first.3 == again.3,
+                "{v}{cell:?}: dw_hh differs between runs"
+            );
+            assert!(first.4 == again.4, "{v}{cell:?}: db differs between runs");
         }
+    }
+}
+
+/// A step variant that is not built is an error naming where it came from, whether
+/// from the options or from the environment's syntax.
+#[test]
+fn unbuilt_step_variants_are_refused() {
+    if ctx().is_none() {
+        return;
+    }
+    for step in [
+        StepVariant { split: 3, rows: 8 },
+        StepVariant { split: 8, rows: 16 },
+        StepVariant { split: 0, rows: 1 },
+    ] {
+        let r = Context::with_options(ContextOptions {
+            step: Some(step),
+            ..Default::default()
+        });
+        match r {
+            Err(Error::Invalid { arg, msg }) => {
+                assert_eq!(arg, "ContextOptions::step", "{step:?}: {msg}");
+            }
+            other => panic!("{step:?}: {:?}", other.map(|c| c.describe())),
+        }
+    }
+    for v in StepVariant::all() {
+        let ctx = Context::with_options(ContextOptions {
+            step: Some(v),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(ctx.step_variant(), v);
+        assert!(ctx.describe().contains(&v.to_string()));
     }
 }
 

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::gpu::{ctx, gl_ctx};
+use common::gpu::{ctx, gl_variant_ctxs, variant_ctxs, variant_label};
 use ndarray::{Array3, ArrayD};
 use wgpu_rnn::gpu::{Context, Mode, Network, Tensor};
 use wgpu_rnn::net::{cpu, NetConfig, NetParams};
@@ -208,16 +208,17 @@ fn shapes() -> Vec<Shape> {
 
 #[test]
 fn gpu_network_matches_cpu_for_every_cell() {
-    let Some(ctx) = ctx() else { return };
-    for (c, cell) in Cell::ALL.into_iter().enumerate() {
-        for (k, shape) in shapes().iter().enumerate() {
-            check(
-                ctx,
-                cell,
-                shape,
-                100 * c as u64 + k as u64,
-                &format!("{cell:?} {shape:?}"),
-            );
+    for ctx in variant_ctxs() {
+        for (c, cell) in Cell::ALL.into_iter().enumerate() {
+            for (k, shape) in shapes().iter().enumerate() {
+                check(
+                    ctx,
+                    cell,
+                    shape,
+                    100 * c as u64 + k as u64,
+                    &format!("{}{cell:?} {shape:?}", variant_label(ctx)),
+                );
+            }
         }
     }
 }
@@ -263,16 +264,17 @@ fn dropout_masks_are_the_cpu_masks() {
 
 #[test]
 fn gl_network_matches_cpu_for_every_cell() {
-    let Some(ctx) = gl_ctx() else { return };
-    for (c, cell) in Cell::ALL.into_iter().enumerate() {
-        let shape = &shapes()[0];
-        check(
-            ctx,
-            cell,
-            shape,
-            700 + c as u64,
-            &format!("GL {cell:?} {shape:?}"),
-        );
+    for ctx in gl_variant_ctxs() {
+        for (c, cell) in Cell::ALL.into_iter().enumerate() {
+            let shape = &shapes()[0];
+            check(
+                ctx,
+                cell,
+                shape,
+                700 + c as u64,
+                &format!("GL {}{cell:?} {shape:?}", variant_label(ctx)),
+            );
+        }
     }
 }
 

@@ -1,8 +1,8 @@
 //! Every shader parses and validates with naga (each step-kernel template in every
-//! row-count variant), so broken WGSL fails `cargo test` with a readable message even
+//! row-count and split variant), so broken WGSL fails `cargo test` with a readable message even
 //! where no adapter exists.
 
-use wgpu_rnn::shaders::{expand, ALL, STEP_ROWS};
+use wgpu_rnn::shaders::{expand, expand_split, ALL, STEP_ROWS, STEP_SPLITS};
 
 fn validate(name: &str, src: &str) {
     let module = naga::front::wgsl::parse_str(src)
@@ -21,10 +21,12 @@ fn every_shader_parses_and_validates() {
         // Step-kernel templates: the prelude's `#BT`, their own `#ROW` and `#include`s.
         if src.contains("#BT") {
             for rows in STEP_ROWS {
-                validate(
-                    &format!("{name} (rows = {rows})"),
-                    &expand(src, rows).unwrap(),
-                );
+                for split in STEP_SPLITS {
+                    validate(
+                        &format!("{name} (rows = {rows}, split = {split})"),
+                        &expand_split(src, rows, split).unwrap(),
+                    );
+                }
             }
         } else {
             validate(name, src);
@@ -51,4 +53,17 @@ fn template_expansion() {
         expand("#include nothing\n", 1).is_err(),
         "an unknown snippet is refused"
     );
+    // The split markers; a `#module` line moves to the end of the module, once.
+    let decl = "#module var<workgroup> a: array<f32, #LANES>;";
+    assert_eq!(
+        expand_split(&format!("{decl}\nx #SPLIT #UNITS\n{decl}\n"), 2, 8).unwrap(),
+        "x 8 8\nvar<workgroup> a: array<f32, 128>;\n"
+    );
+    // A split variant takes its own snippets, which include shared ones.
+    let split = expand_split("fn f() {\n    #include invocation\n}\n", 2, 4).unwrap();
+    assert!(split.contains("let ks = lane / 16u;") && split.contains("let at = "));
+    assert!(!split.contains("#include"));
+    for bad in [0, 3, 64] {
+        assert!(expand_split("", 1, bad).is_err(), "split {bad} is refused");
+    }
 }

@@ -5,6 +5,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{self, ThreadId};
 
 use super::kernels::{StepSlot, STEP_BYTES};
+use super::variant::StepVariant;
 use crate::cell::{with_cell, CellDef, Phase, Role};
 use crate::error::{Error, Result};
 use crate::params::Cell;
@@ -20,6 +21,10 @@ pub struct ContextOptions {
     /// Fill every output buffer the library allocates with NaN before it is written, so
     /// an element a kernel forgets to write shows up (for tests; costs an upload).
     pub poison_outputs: bool,
+    /// The step kernels' layout ([`StepVariant`]); `None`: the one the environment
+    /// variable `WGPU_RNN_STEP` names, else the adapter's
+    /// ([`StepVariant::for_adapter`]).
+    pub step: Option<StepVariant>,
 }
 
 /// The kernels of the crate; each is compiled once per context, on first use. The step
@@ -194,6 +199,8 @@ struct Inner {
     limits: wgpu::Limits,
     timestamps: bool,
     poison: bool,
+    /// The step kernels' layout.
+    step: StepVariant,
     pipelines: Mutex<HashMap<(Kernel, u32), Arc<Pipeline>>>,
     /// Step schedules by content ([`Context::schedule`]).
     schedules: Mutex<HashMap<Vec<StepSlot>, Arc<wgpu::Buffer>>>,
@@ -401,6 +408,7 @@ impl Context {
                 .map_err(|e| Error::NoAdapter(format!("backends {backends:?}: {e}")))?,
         };
         let info = adapter.get_info();
+        let step = StepVariant::choose(opts.step, &info)?;
         let al = adapter.limits();
         let storage = Kernel::all()
             .into_iter()
@@ -459,6 +467,7 @@ impl Context {
                 limits,
                 timestamps,
                 poison: opts.poison_outputs,
+                step,
                 pipelines: Mutex::new(HashMap::new()),
                 schedules: Mutex::new(HashMap::new()),
                 lost,
@@ -605,22 +614,28 @@ impl Context {
         self.inner.poison
     }
 
-    /// One line: `name (backend, driver driver_info)`.
+    /// The step kernels' layout this context builds ([`ContextOptions::step`]).
+    pub fn step_variant(&self) -> StepVariant {
+        self.inner.step
+    }
+
+    /// One line: `name (backend, driver driver_info; step kernels variant)`.
     pub fn describe(&self) -> String {
         let i = &self.inner.info;
         format!(
-            "{} ({:?}, {} {})",
-            i.name, i.backend, i.driver, i.driver_info
+            "{} ({:?}, {} {}; step kernels {})",
+            i.name, i.backend, i.driver, i.driver_info, self.inner.step
         )
     }
 
-    /// Compiles every kernel (every row-count variant of the step kernels) now rather
-    /// than on first use.
+    /// Compiles every kernel (the step kernels in every row count this context's
+    /// [`StepVariant`] uses) now rather than on first use.
     pub fn warm_up(&self) -> Result<()> {
         self.run("compiling the kernels", || {
             for k in Kernel::all() {
                 if k.is_step() {
-                    for rows in crate::shaders::STEP_ROWS {
+                    let most = self.inner.step.rows;
+                    for rows in crate::shaders::STEP_ROWS.into_iter().filter(|&r| r <= most) {
                         self.pipeline(k, rows)?;
                     }
                 } else {
@@ -631,14 +646,19 @@ impl Context {
         })
     }
 
-    /// The compiled pipeline of `kernel` (for step kernels, its variant with `rows` batch
-    /// rows per invocation), compiling it on first use.
+    /// The compiled pipeline of `kernel` (for step kernels, with `rows` batch rows per
+    /// invocation in this context's [`StepVariant`]), compiling it on first use.
     pub(crate) fn pipeline(&self, kernel: Kernel, rows: u32) -> Result<Arc<Pipeline>> {
         let mut cache = lock(&self.inner.pipelines);
         if let Some(p) = cache.get(&(kernel, rows)) {
             return Ok(p.clone());
         }
         let device = &self.inner.device;
+        let split = if kernel.is_step() {
+            self.inner.step.split
+        } else {
+            1
+        };
         let entries: Vec<wgpu::BindGroupLayoutEntry> = kernel
             .bindings()
             .iter()
@@ -685,7 +705,9 @@ impl Context {
         });
         let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some(kernel.entry()),
-            source: wgpu::ShaderSource::Wgsl(crate::shaders::expand(kernel.source(), rows)?.into()),
+            source: wgpu::ShaderSource::Wgsl(
+                crate::shaders::expand_split(kernel.source(), rows, split)?.into(),
+            ),
         });
         let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(kernel.entry()),

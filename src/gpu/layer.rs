@@ -27,9 +27,6 @@ pub enum Mode {
     Training,
 }
 
-/// Hidden units per step-kernel workgroup (the shaders' `@workgroup_size`).
-pub(super) const STEP_UNITS: usize = 64;
-
 /// A recurrent layer whose weights live on the device.
 ///
 /// # Threads and weight versions
@@ -337,7 +334,7 @@ impl Layer {
         // columns over G·H, I and H, and their rows over G·H (the weight gradients).
         let (gh, i, h) = (d.bias.len(), params.input_size(), params.hidden_size());
         for groups in [
-            div_ceil(h, STEP_UNITS),
+            div_ceil(h, ctx.step_variant().units() as usize),
             div_ceil(gh, 64),
             div_ceil(i, 64),
             div_ceil(gh, 128),
@@ -1025,8 +1022,8 @@ impl BackwardGemms<'_> {
 }
 
 /// The step kernels' rows per invocation for batch `b` (the smallest variant that covers
-/// it, at most 8: more rows reuse each weight load more) and their grid over `hidden`
-/// units, the batch and `dirs` directions. (The units' groups were checked when the
+/// it, at most the context's [`super::StepVariant::rows`]: more rows reuse each weight
+/// load more) and their grid over `hidden` units, the batch and `dirs` directions. (The units' groups were checked when the
 /// weights were made; the batch is the caller's.)
 pub(super) fn step_groups(
     ctx: &Context,
@@ -1034,11 +1031,9 @@ pub(super) fn step_groups(
     b: usize,
     dirs: u32,
 ) -> Result<(u32, [u32; 3])> {
-    let rows = crate::shaders::STEP_ROWS
-        .into_iter()
-        .find(|&r| r as usize >= b)
-        .unwrap_or(8);
-    let gx = div_ceil(hidden, STEP_UNITS);
+    let variant = ctx.step_variant();
+    let rows = variant.rows_for(b);
+    let gx = div_ceil(hidden, variant.units() as usize);
     let gy = div_ceil(b, rows as usize);
     ctx.check_groups("x", gy as u64)?;
     Ok((rows, [gx, gy, dirs]))

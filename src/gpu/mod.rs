@@ -17,6 +17,7 @@ mod layer;
 mod network;
 mod optim;
 mod tensor;
+mod variant;
 
 pub use clip::{clip_grad_norm, clip_grad_value};
 pub(crate) use context::Kernel;
@@ -29,3 +30,4 @@ pub use layer::{forward_host, Forward, Grads, InputGrads, Layer, Mode, ParamGrad
 pub use network::{NetForward, NetGrads, NetTrace, Network};
 pub use optim::{zero_grad, Optim};
 pub use tensor::Tensor;
+pub use variant::StepVariant;

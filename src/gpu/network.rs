@@ -292,7 +292,7 @@ impl Network {
             ctx.check_elems("params", &[dirs * sh, c.layer_input(l)])?;
             ctx.check_elems("params", &[dirs * sh, c.hidden_size])?;
             for groups in [
-                div_ceil(c.hidden_size, super::layer::STEP_UNITS),
+                div_ceil(c.hidden_size, ctx.step_variant().units() as usize),
                 div_ceil(dirs * sh, 64),
                 div_ceil(c.layer_input(l), 64),
                 div_ceil(dirs * sh, 128),

@@ -3,12 +3,21 @@
 
 use std::sync::OnceLock;
 
-use wgpu_rnn::gpu::{Context, ContextOptions};
+use wgpu_rnn::gpu::{Context, ContextOptions, StepVariant};
 
 fn make(backends: Option<wgpu::Backends>, what: &str) -> Option<Context> {
+    make_variant(backends, None, what)
+}
+
+fn make_variant(
+    backends: Option<wgpu::Backends>,
+    step: Option<StepVariant>,
+    what: &str,
+) -> Option<Context> {
     match Context::with_options(ContextOptions {
         backends,
         poison_outputs: true,
+        step,
         ..Default::default()
     }) {
         Ok(c) => {
@@ -38,21 +47,72 @@ pub fn gl_ctx() -> Option<&'static Context> {
         .as_ref()
 }
 
-/// Runs `check` on the GL backend for every cell at every `(I, H, B, T)` of `shapes`
-/// ([`each_case`](super::each_case)), seeded `base` + the cell's index in `Cell::ALL`
-/// and labelled `"GL …"`; nothing where there is no GL adapter, outside CI.
+/// The step-kernel variants the grids run beside a context's own: the other adapter
+/// default (split on a CPU adapter, unit on a GPU) and the finest split (2 units per
+/// workgroup) with at most 2 rows per invocation.
+fn extra_variants(own: StepVariant) -> Vec<StepVariant> {
+    let other = if own.split == 1 {
+        StepVariant::SPLIT
+    } else {
+        StepVariant::UNIT
+    };
+    [other, StepVariant { split: 32, rows: 2 }]
+        .into_iter()
+        .filter(|&v| v != own)
+        .collect()
+}
+
+fn with_variants(
+    own: Option<&'static Context>,
+    cell: &'static OnceLock<Vec<Context>>,
+    backends: Option<wgpu::Backends>,
+    what: &str,
+) -> Vec<&'static Context> {
+    let Some(own) = own else { return Vec::new() };
+    let extra = cell.get_or_init(|| {
+        extra_variants(own.step_variant())
+            .into_iter()
+            .filter_map(|v| make_variant(backends, Some(v), &format!("{what}, step {v}")))
+            .collect()
+    });
+    std::iter::once(own).chain(extra.iter()).collect()
+}
+
+/// The default adapter in its own step-kernel variant, then in each other variant the
+/// grids test (see `extra_variants`); empty outside CI when there is no adapter.
+pub fn variant_ctxs() -> Vec<&'static Context> {
+    static CTXS: OnceLock<Vec<Context>> = OnceLock::new();
+    with_variants(ctx(), &CTXS, None, "default adapter")
+}
+
+/// As [`variant_ctxs`], on the GL backend.
+pub fn gl_variant_ctxs() -> Vec<&'static Context> {
+    static CTXS: OnceLock<Vec<Context>> = OnceLock::new();
+    with_variants(gl_ctx(), &CTXS, Some(wgpu::Backends::GL), "GL backend")
+}
+
+/// A label prefix naming `ctx`'s step variant: `"[split8,rows=8] "`.
+pub fn variant_label(ctx: &Context) -> String {
+    format!("[{}] ", ctx.step_variant())
+}
+
+/// Runs `check` on the GL backend, in every step variant of [`gl_variant_ctxs`], for
+/// every cell at every `(I, H, B, T)` of `shapes` ([`each_case`](super::each_case)),
+/// seeded `base` + the cell's index in `Cell::ALL` and labelled `"GL [variant] …"`;
+/// nothing where there is no GL adapter, outside CI.
 pub fn on_gl(
     shapes: &[(usize, usize, usize, usize)],
     base: u32,
     mut check: impl FnMut(&Context, &super::Case, &str),
 ) {
-    let Some(ctx) = gl_ctx() else { return };
-    super::each_case(
-        shapes,
-        |c, _| base + c,
-        "GL ",
-        |c, label| check(ctx, c, label),
-    );
+    for ctx in gl_variant_ctxs() {
+        super::each_case(
+            shapes,
+            |c, _| base + c,
+            &format!("GL {}", variant_label(ctx)),
+            |c, label| check(ctx, c, label),
+        );
+    }
 }
 
 /// A context of its own (not shared with the binary's other tests), on the default

@@ -1,0 +1,203 @@
+//! How the step kernels lay a time step over the device: kernel variants as data.
+//!
+//! Every step kernel (every cell, forward and backward) is built from one template in
+//! two shapes, chosen per context:
+//!
+//! - **unit** (`split = 1`): one invocation per hidden unit and up to `rows` batch rows
+//!   loops over all of the recurrent product's `K = H`. Few, long invocations and no
+//!   barrier: the fastest on CPU adapters (lavapipe, llvmpipe), which run a workgroup's
+//!   invocations as SIMD lanes of one thread and pay for every barrier.
+//! - **split** (`split` = 2 … 32): a workgroup of 64 invocations owns `64 / split`
+//!   consecutive units × `rows` batch rows; each of its `split` slices sums every
+//!   `split`-th term of K, the partial sums meet in workgroup memory, and each row's
+//!   elementwise part runs once, on the lane that owns it. `split` times the invocations
+//!   of the unit shape (32 768 at B = 64, H = 512, split 8, rows 8), for GPUs.
+//!
+//! [`StepVariant::for_adapter`] picks one from the adapter's type; `ContextOptions::step`
+//! or the environment variable `WGPU_RNN_STEP` (see [`StepVariant::parse`]) forces any,
+//! so every variant can be tested on any adapter.
+
+use std::fmt;
+
+use crate::error::{Error, Result};
+use crate::shaders::{STEP_ROWS, STEP_SPLITS, STEP_WORKGROUP};
+
+/// The layout of the step kernels' invocations: the part of a pipeline's key that a
+/// context chooses (the kernel and the batch's row count are the rest).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct StepVariant {
+    /// Invocations sharing one hidden unit's recurrent product (each summing every
+    /// `split`-th term of K, reduced in workgroup memory); `1`: one invocation per unit,
+    /// no reduction. One of 1, 2, 4, 8, 16, 32.
+    pub split: u32,
+    /// The most batch rows one invocation carries (each weight it loads serves them
+    /// all): a batch of `B` rows uses the smallest of 1, 2, 4, 8 that covers it, at most
+    /// this. One of 1, 2, 4, 8.
+    pub rows: u32,
+}
+
+impl StepVariant {
+    /// One invocation per unit, up to 8 rows: the kernels for CPU adapters.
+    pub const UNIT: Self = Self { split: 1, rows: 8 };
+    /// K split 8 ways, up to 8 rows: the kernels for GPUs.
+    pub const SPLIT: Self = Self { split: 8, rows: 8 };
+    /// The environment variable that forces a variant (see [`StepVariant::parse`]).
+    pub const ENV: &'static str = "WGPU_RNN_STEP";
+
+    /// The variant for an adapter: [`StepVariant::UNIT`] for a CPU adapter (a software
+    /// rasteriser such as lavapipe or llvmpipe), [`StepVariant::SPLIT`] for anything else
+    /// (discrete, integrated and virtual GPUs, and adapters that do not say).
+    pub fn for_adapter(info: &wgpu::AdapterInfo) -> Self {
+        match info.device_type {
+            wgpu::DeviceType::Cpu => Self::UNIT,
+            _ => Self::SPLIT,
+        }
+    }
+
+    /// Every variant a context can be forced to, the adapter defaults first.
+    pub fn all() -> Vec<Self> {
+        let mut v = vec![Self::UNIT, Self::SPLIT];
+        for split in STEP_SPLITS {
+            for rows in STEP_ROWS {
+                let s = Self { split, rows };
+                if !v.contains(&s) {
+                    v.push(s);
+                }
+            }
+        }
+        v
+    }
+
+    /// Hidden units per workgroup (64 / `split`).
+    pub fn units(&self) -> u32 {
+        STEP_WORKGROUP / self.split
+    }
+
+    /// The rows per invocation for a batch of `b` rows: the smallest of 1, 2, 4, 8 that
+    /// covers it, at most [`StepVariant::rows`].
+    pub fn rows_for(&self, b: usize) -> u32 {
+        STEP_ROWS
+            .into_iter()
+            .find(|&r| r as usize >= b || r >= self.rows)
+            .unwrap_or(self.rows)
+    }
+
+    /// `Ok` when `split` and `rows` are among the built variants, else
+    /// [`Error::Invalid`] naming `arg` (where the variant came from).
+    pub fn check(&self, arg: &'static str) -> Result<()> {
+        if STEP_SPLITS.contains(&self.split) && STEP_ROWS.contains(&self.rows) {
+            Ok(())
+        } else {
+            Err(Error::Invalid {
+                arg,
+                msg: format!(
+                    "step variant split {} rows {}: split one of {STEP_SPLITS:?}, rows one of {STEP_ROWS:?}",
+                    self.split, self.rows
+                ),
+            })
+        }
+    }
+
+    /// Parses `unit`, `split<N>` (N one of 2, 4, 8, 16, 32), optionally followed by
+    /// `,rows=<R>` (R one of 1, 2, 4, 8; default 8): `"unit"`, `"split8"`,
+    /// `"split4,rows=2"` — the form [`StepVariant`]'s `Display` writes. Anything else is
+    /// [`Error::Invalid`] naming `arg`.
+    pub fn parse(s: &str, arg: &'static str) -> Result<Self> {
+        let bad = || Error::Invalid {
+            arg,
+            msg: format!(
+                "step variant {s:?}: expected unit or split<N> (N in 2, 4, 8, 16, 32), \
+                 optionally followed by ,rows=<R> (R in 1, 2, 4, 8)"
+            ),
+        };
+        let mut parts = s.trim().split(',');
+        let kind = parts.next().unwrap_or("").trim();
+        let split = match kind {
+            "unit" => 1,
+            _ => kind
+                .strip_prefix("split")
+                .and_then(|n| n.parse::<u32>().ok())
+                .filter(|&n| n > 1)
+                .ok_or_else(bad)?,
+        };
+        let mut rows = 8;
+        for p in parts {
+            rows = p
+                .trim()
+                .strip_prefix("rows=")
+                .and_then(|r| r.parse::<u32>().ok())
+                .ok_or_else(bad)?;
+        }
+        let v = Self { split, rows };
+        v.check(arg).map_err(|_| bad())?;
+        Ok(v)
+    }
+
+    /// The variant a context uses: `forced` (from its options) if any, else the one
+    /// [`StepVariant::ENV`] names, else the adapter's.
+    pub(crate) fn choose(forced: Option<Self>, info: &wgpu::AdapterInfo) -> Result<Self> {
+        if let Some(v) = forced {
+            v.check("ContextOptions::step")?;
+            return Ok(v);
+        }
+        match std::env::var(Self::ENV) {
+            Ok(s) if !s.trim().is_empty() => Self::parse(&s, Self::ENV),
+            _ => Ok(Self::for_adapter(info)),
+        }
+    }
+}
+
+impl fmt::Display for StepVariant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.split == 1 {
+            write!(f, "unit,rows={}", self.rows)
+        } else {
+            write!(f, "split{},rows={}", self.split, self.rows)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::StepVariant;
+
+    #[test]
+    fn parse_and_display_round_trip() {
+        for v in StepVariant::all() {
+            assert_eq!(StepVariant::parse(&v.to_string(), "x").unwrap(), v);
+        }
+        assert_eq!(
+            StepVariant::parse("split4", "x").unwrap(),
+            StepVariant { split: 4, rows: 8 }
+        );
+        assert_eq!(
+            StepVariant::parse(" unit , rows=2 ", "x").unwrap(),
+            StepVariant { split: 1, rows: 2 }
+        );
+        for bad in [
+            "",
+            "split",
+            "split1",
+            "split3",
+            "split64",
+            "unit,rows=3",
+            "tiled",
+            "unit,r=2",
+        ] {
+            let e = StepVariant::parse(bad, "WGPU_RNN_STEP").unwrap_err();
+            assert!(e.to_string().contains("WGPU_RNN_STEP"), "{bad:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn rows_cover_the_batch_up_to_the_limit() {
+        let v = StepVariant { split: 8, rows: 4 };
+        let got: Vec<u32> = [1, 2, 3, 4, 5, 9, 64].map(|b| v.rows_for(b)).to_vec();
+        assert_eq!(got, [1, 2, 4, 4, 4, 4, 4]);
+        let u = StepVariant::UNIT;
+        let got: Vec<u32> = [1, 2, 3, 5, 8, 9].map(|b| u.rows_for(b)).to_vec();
+        assert_eq!(got, [1, 2, 4, 8, 8, 8]);
+        assert_eq!(StepVariant::SPLIT.units(), 8);
+        assert_eq!(StepVariant::UNIT.units(), 64);
+    }
+}
