@@ -256,6 +256,12 @@ struct Row {
     min_ms: f64,
     gflops: f64,
     host_us_per_step: f64,
+    /// GPU: host µs spent recording per time step (`Context::stats`: encoder, pass,
+    /// dispatches; not buffers, not submitting), forward and backward together.
+    record_us_per_step: f64,
+    /// GPU: dispatches per time step of the point (fixed ones such as the projection
+    /// GEMM spread over the steps).
+    dispatches_per_step: f64,
     timing: &'static str,
     err: Option<f64>,
     /// Median wall-clock ms of a run, submit to completion (what peers report), beside
@@ -322,8 +328,10 @@ fn time_gpu<F, G>(
 ) -> wgpu_rnn::Result<Row> {
     let (t, backward) = (pt.t, pt.bwd);
     let mut hosts = Vec::new();
+    let (mut records, mut dispatches) = (Vec::new(), 0.0);
     for _ in 0..3 {
         ctx.wait()?;
+        let before = ctx.stats();
         let s = Instant::now();
         let out = fwd()?;
         let mut host = s.elapsed().as_secs_f64();
@@ -333,7 +341,10 @@ fn time_gpu<F, G>(
             bwd(&out)?;
             host += s.elapsed().as_secs_f64();
         }
+        let used = ctx.stats() - before;
         hosts.push(host * 1e6 / (t as f64 * if backward { 2.0 } else { 1.0 }));
+        records.push(used.record.as_secs_f64() * 1e6 / t as f64);
+        dispatches = used.dispatches as f64 / t as f64;
     }
     let host_us = median(&mut hosts);
     ctx.wait()?;
@@ -370,6 +381,8 @@ fn time_gpu<F, G>(
     };
     let mut r = row(pt, "gpu", times, host_us, timing, err);
     r.wall_ms = wall;
+    r.record_us_per_step = median(&mut records);
+    r.dispatches_per_step = dispatches;
     Ok(r)
 }
 
@@ -457,6 +470,8 @@ fn row(
         min_ms: min,
         gflops: flops / (med * 1e6),
         host_us_per_step: host,
+        record_us_per_step: f64::NAN,
+        dispatches_per_step: f64::NAN,
         timing,
         err,
         wall_ms,
@@ -579,13 +594,6 @@ fn cpu_net_point(o: &Opts, pt: Point) -> wgpu_rnn::Result<Row> {
 
 /// Step dispatches per layer per time step of the GPU network (both directions share
 /// one): two for the lecture's GRU, one for every other cell.
-fn step_dispatches(cell: Cell) -> usize {
-    match cell {
-        Cell::Gru { reset_after: false } => 2,
-        _ => 1,
-    }
-}
-
 fn gemm_point(
     ctx: &Context,
     o: &Opts,
@@ -696,11 +704,12 @@ fn main() {
     if let Some(c) = &ctx {
         let i = c.adapter_info();
         println!(
-            "adapter: {} | backend {:?} | driver {} {} | timestamps: {}",
+            "adapter: {} | backend {:?} | driver {} {} | step kernels {} | timestamps: {}",
             i.name,
             i.backend,
             i.driver,
             i.driver_info,
+            c.step_variant(),
             if c.has_timestamps() {
                 "yes"
             } else {
@@ -808,7 +817,7 @@ fn main() {
     }
 
     println!(
-        "{:<5} {:<7} {:<4} {:>2} {:>2} {:>4} {:>5} {:>5} {:>5} {:>10} {:>10} {:>9} {:>9} {:>9} {:<15} {:>9}",
+        "{:<5} {:<7} {:<4} {:>2} {:>2} {:>4} {:>5} {:>5} {:>5} {:>10} {:>10} {:>9} {:>9} {:>9} {:<15} {:>9} {:>7} {:>6}",
         "cell",
         "mode",
         "dev",
@@ -824,11 +833,13 @@ fn main() {
         "host µs",
         "max err",
         "timing",
-        "wall ms"
+        "wall ms",
+        "rec µs",
+        "disp"
     );
     for r in &rows {
         println!(
-            "{:<5} {:<7} {:<4} {:>2} {:>2} {:>4} {:>5} {:>5} {:>5} {:>10.3} {:>10.3} {:>9.2} {:>9} {:>9} {:<15} {:>9.3}",
+            "{:<5} {:<7} {:<4} {:>2} {:>2} {:>4} {:>5} {:>5} {:>5} {:>10.3} {:>10.3} {:>9.2} {:>9} {:>9} {:<15} {:>9.3} {:>7} {:>6}",
             r.cell.name(),
             r.mode,
             r.backend,
@@ -844,32 +855,9 @@ fn main() {
             if r.host_us_per_step.is_nan() { "-".to_string() } else { format!("{:.1}", r.host_us_per_step) },
             r.err.map_or("-".to_string(), |e| format!("{e:.1e}")),
             r.timing,
-            r.wall_ms
-        );
-    }
-    // Step dispatches of the GPU network, once per cell.
-    let mut seen = Vec::new();
-    for r in rows
-        .iter()
-        .filter(|r| r.backend == "gpu" && (r.l > 1 || r.d > 1))
-    {
-        if seen.contains(&r.cell) {
-            continue;
-        }
-        seen.push(r.cell);
-        let n = step_dispatches(r.cell);
-        println!(
-            "{} L={} D={}: {n} step dispatch{} per layer per step ({}), {} per step in all",
-            r.cell.name(),
-            r.l,
-            r.d,
-            if n == 1 { "" } else { "es" },
-            if r.d == 2 {
-                "both directions"
-            } else {
-                "one direction"
-            },
-            n * r.l
+            r.wall_ms,
+            if r.record_us_per_step.is_nan() { "-".to_string() } else { format!("{:.2}", r.record_us_per_step) },
+            if r.dispatches_per_step.is_nan() { "-".to_string() } else { format!("{:.2}", r.dispatches_per_step) }
         );
     }
     // Backward over forward, per backend, where both modes ran: (fwdbwd - fwd) / fwd.
@@ -919,12 +907,12 @@ fn main() {
         return;
     }
     let mut csv = String::from(
-        "cell,mode,backend,L,D,T,B,I,H,median_ms,min_ms,gflops,host_us_per_step,max_rel_err,timing,wall_ms\n",
+        "cell,mode,backend,L,D,T,B,I,H,median_ms,min_ms,gflops,host_us_per_step,max_rel_err,timing,wall_ms,record_us_per_step,dispatches_per_step\n",
     );
     for r in &rows {
         let _ = writeln!(
             csv,
-            "{},{},{},{},{},{},{},{},{},{:.4},{:.4},{:.3},{:.2},{},{},{:.4}",
+            "{},{},{},{},{},{},{},{},{},{:.4},{:.4},{:.3},{:.2},{},{},{:.4},{:.3},{:.3}",
             r.cell.name(),
             r.mode,
             r.backend,
@@ -940,7 +928,9 @@ fn main() {
             r.host_us_per_step,
             r.err.map_or(String::new(), |e| format!("{e:.2e}")),
             r.timing,
-            r.wall_ms
+            r.wall_ms,
+            r.record_us_per_step,
+            r.dispatches_per_step
         );
     }
     let csv_path = format!("{}/sweep.csv", o.out);

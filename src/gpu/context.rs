@@ -191,6 +191,35 @@ pub(crate) struct Pipeline {
     pub(crate) layout: wgpu::BindGroupLayout,
 }
 
+/// What a context has recorded and submitted since it was made ([`Context::stats`]):
+/// the host's side of a call, for measuring its cost per time step.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Stats {
+    /// Compute passes recorded (one per library call that runs kernels).
+    pub passes: u64,
+    /// Dispatches recorded into them.
+    pub dispatches: u64,
+    /// Host time spent recording them: command encoder, pass, pipelines, bind groups,
+    /// dispatches, finishing the encoder (not making buffers, not submitting).
+    pub record: std::time::Duration,
+    /// Host time inside `Queue::submit` (every submission; on a CPU adapter this can
+    /// include running the work).
+    pub submit: std::time::Duration,
+}
+
+impl std::ops::Sub for Stats {
+    type Output = Stats;
+    /// The difference of two readings: what happened between them.
+    fn sub(self, before: Stats) -> Stats {
+        Stats {
+            passes: self.passes - before.passes,
+            dispatches: self.dispatches - before.dispatches,
+            record: self.record.saturating_sub(before.record),
+            submit: self.submit.saturating_sub(before.submit),
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Inner {
     device: wgpu::Device,
@@ -201,6 +230,8 @@ struct Inner {
     poison: bool,
     /// The step kernels' layout.
     step: StepVariant,
+    /// What has been recorded and submitted ([`Context::stats`]).
+    stats: Mutex<Stats>,
     pipelines: Mutex<HashMap<(Kernel, u32), Arc<Pipeline>>>,
     /// Step schedules by content ([`Context::schedule`]).
     schedules: Mutex<HashMap<Vec<StepSlot>, Arc<wgpu::Buffer>>>,
@@ -468,6 +499,7 @@ impl Context {
                 timestamps,
                 poison: opts.poison_outputs,
                 step,
+                stats: Mutex::new(Stats::default()),
                 pipelines: Mutex::new(HashMap::new()),
                 schedules: Mutex::new(HashMap::new()),
                 lost,
@@ -862,7 +894,30 @@ impl Context {
     /// Submits `encoder` (or, with `None`, only the queue's pending writes), then, when
     /// more than [`MAX_IN_FLIGHT`] submissions are unfinished, waits for the oldest.
     pub(crate) fn submit(&self, encoder: Option<wgpu::CommandEncoder>) -> Result<()> {
-        let idx = self.inner.queue.submit(encoder.map(|e| e.finish()));
+        self.submit_commands(encoder.map(|e| e.finish()))
+    }
+
+    /// Adds one recorded compute pass of `dispatches` dispatches, recorded in `took`, to
+    /// the context's [`Stats`].
+    pub(crate) fn count_pass(&self, dispatches: u64, took: std::time::Duration) {
+        let mut s = lock(&self.inner.stats);
+        s.passes += 1;
+        s.dispatches += dispatches;
+        s.record += took;
+    }
+
+    /// What this context has recorded and submitted so far: the difference of two
+    /// readings around a call gives its dispatches and its host time spent recording
+    /// (per time step: divide by the steps).
+    pub fn stats(&self) -> Stats {
+        *lock(&self.inner.stats)
+    }
+
+    /// As [`Context::submit`], for finished commands.
+    pub(crate) fn submit_commands(&self, commands: Option<wgpu::CommandBuffer>) -> Result<()> {
+        let start = std::time::Instant::now();
+        let idx = self.inner.queue.submit(commands);
+        lock(&self.inner.stats).submit += start.elapsed();
         let oldest = {
             let mut f = lock(&self.inner.in_flight);
             let serial = f.1;

@@ -76,6 +76,7 @@ impl Op {
         pass.set_bind_group(0, &self.bind_group, &[]);
         let [x, y, z] = self.groups;
         pass.dispatch_workgroups(x, y, z);
+        count_dispatches(1);
         for op in &self.more {
             op.record(pass);
         }
@@ -837,8 +838,19 @@ pub(crate) fn record_schedule(
             pass.set_bind_group(0, &op.bind_group, &[e as u32 * STEP_STRIDE]);
             let [x, y, z] = op.groups;
             pass.dispatch_workgroups(x, y, z);
+            count_dispatches(1);
         }
     }
+}
+
+thread_local! {
+    /// Dispatches this thread has recorded (read by [`submit_pass`] for the context's
+    /// [`super::Stats`]).
+    static RECORDED: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+fn count_dispatches(n: u64) {
+    RECORDED.with(|r| r.set(r.get() + n));
 }
 
 /// `C = A · B` for `a [M, K]` and `b [K, N]` on the device (the crate's tiled GEMM).
@@ -896,6 +908,8 @@ pub(crate) fn submit_pass(
     pre: impl FnOnce(&mut wgpu::CommandEncoder),
     body: impl FnOnce(&mut wgpu::ComputePass<'_>),
 ) -> Result<()> {
+    let start = std::time::Instant::now();
+    let before = RECORDED.with(|r| r.get());
     let mut enc = ctx
         .device()
         .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(label) });
@@ -911,7 +925,10 @@ pub(crate) fn submit_pass(
     if let Some(stamp) = stamp {
         ctx.end_pass(&mut enc, stamp);
     }
-    ctx.submit(Some(enc))
+    let commands = enc.finish();
+    let dispatches = RECORDED.with(|r| r.get()) - before;
+    ctx.count_pass(dispatches, start.elapsed());
+    ctx.submit_commands(Some(commands))
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ mod variant;
 
 pub use clip::{clip_grad_norm, clip_grad_value};
 pub(crate) use context::Kernel;
-pub use context::{Context, ContextOptions};
+pub use context::{Context, ContextOptions, Stats};
 pub use embedding::Embedding;
 pub(crate) use flat::{flatten as flatten_net, unflatten as unflatten_net};
 pub use head::{GpuHead, GpuHeadLoss};
