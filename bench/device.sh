@@ -20,6 +20,9 @@
 #          H=512 N=16 T=25, H=1024 N=64 T=25, with I = H) and at S3 (T100 B64 I256 H512),
 #          plus the LSTM at S3 with I = 512 (the estimate). The S3 runs also time
 #          the GEMM alone at two shapes: the forward projection, and a dW_hh-sized one.
+#        - these run in the adapter's default step variant (split8 on a GPU, see
+#          src/gpu/variant.rs); S3 runs once more in the unit variant (WGPU_RNN_STEP=unit)
+#          and the report sets the two side by side.
 #   3. Times PyTorch's nn.LSTM / nn.GRU on cuda (cuDNN, float32, TF32 off) at the same
 #      shapes: forward in eval mode under no_grad (like the sweep's inference forward),
 #      and forward + backward(dh) in train mode, with CUDA events, the median over RUNS
@@ -258,6 +261,12 @@ if ((HAVE_SWEEP)); then
       --out "$WORK/sweep-$name"
     CSVS+=("$WORK/sweep-$name/sweep.csv")
   done
+  # S3 again in the unit step variant (one invocation per hidden unit, the kernels CPU
+  # adapters get), beside the adapter's default split variant above; its own CSV.
+  limited 60 "sweep s3, unit step variant" "$SWEEP_LOG" \
+    env WGPU_RNN_STEP=unit "$SWEEP" --backend gpu --cell lstm,gru --batch 64 --hidden 512 \
+    --input 256 --seq 100 --mode fwd,fwdbwd --runs "$RUNS" --warmup "$WARMUP" --no-gemm \
+    --out "$WORK/sweep-unit"
 fi
 HOLD=0
 # One CSV: the header once, then every run's rows.
@@ -424,7 +433,7 @@ import re
 import sys
 import time
 
-out, base, sweep_csv, torch_csv, sweep_log, torch_log, setup_log, status_file = sys.argv[1:9]
+out, base, sweep_csv, torch_csv, sweep_log, torch_log, setup_log, status_file, unit_csv = sys.argv[1:10]
 
 # (T, B, I, H) -> title, and MODEL.md's estimates in ms: today's kernels (the GRU is
 # padded to the LSTM's four slots on the device, so the same), and cuDNN on an H100
@@ -556,6 +565,17 @@ if summary:
     for title, cell, mode, o, c in summary:
         md.append(f"| {title} | {cell} | {mode} | {o:.3f} | {c:.3f} | {o / c:.2f} |")
     md.append("")
+unit = {key(r): r for r in rows(unit_csv) if r.get("backend") == "gpu"}
+if unit:
+    md.append("### S3: the two step variants (wall ms)\n")
+    md.append("| cell | mode | split (default) | unit | unit / split |")
+    md.append("| --- | --- | ---: | ---: | ---: |")
+    for k in sorted(unit):
+        u, o = unit[k], ours.get(k)
+        uw = float(u.get("wall_ms") or u["median_ms"])
+        ow = float(o.get("wall_ms") or o["median_ms"]) if o else None
+        md.append(f"| {k[0]} | {k[1]} | {f(ow, 3) if ow else '-'} | {uw:.3f} | {f(uw / ow) if ow else '-'} |")
+    md.append("")
 md.append("Parts of the run (exit status, seconds):\n")
 md.extend(f"- {s}" for s in status)
 md.append("\nRaw numbers: sweep.csv, torch.csv, sweep.log, torch.log and setup.log from the same run.\n")
@@ -571,7 +591,8 @@ printf '%s\n' "${STATUS[@]}" >"$WORK/status.txt"
 printf '%s\n' "${STATUS[@]}" >>"$SETUP_LOG"
 rc=0
 timeout -k 5 25 "$PY" "$WORK/report.py" "$OUT/RESULTS.md" bench/RESULTS.md "$OUT/sweep.csv" \
-  "$OUT/torch.csv" "$SWEEP_LOG" "$TORCH_LOG" "$SETUP_LOG" "$WORK/status.txt" || rc=$?
+  "$OUT/torch.csv" "$SWEEP_LOG" "$TORCH_LOG" "$SETUP_LOG" "$WORK/status.txt" \
+  "$WORK/sweep-unit/sweep.csv" || rc=$?
 if ((rc != 0)) || [[ ! -s $OUT/RESULTS.md ]]; then
   # No Python for the report: the raw CSVs under a dated heading instead.
   {
