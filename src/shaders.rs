@@ -2,6 +2,8 @@
 
 /// Tiled GEMM `C (+)= op(A)·op(B) (+ bias)`.
 pub const GEMM: &str = include_str!("../shaders/gemm.wgsl");
+/// The GEMM without workgroup memory or barriers, for CPU adapters.
+pub const GEMM_DIRECT: &str = include_str!("../shaders/gemm_direct.wgsl");
 /// A step kernel's source: the shared prelude (activations, dims, schedule, indexing)
 /// then the kernel's own file.
 macro_rules! step_kernel {
@@ -60,7 +62,8 @@ pub const RELAYOUT: &str = include_str!("../shaders/relayout.wgsl");
 pub const REDUCE: &str = include_str!("../shaders/reduce.wgsl");
 
 /// Every shader with its file name, for validation.
-pub const ALL: [(&str, &str); 21] = [
+pub const ALL: [(&str, &str); 22] = [
+    ("gemm_direct.wgsl", GEMM_DIRECT),
     ("relayout.wgsl", RELAYOUT),
     ("optim.wgsl", OPTIM),
     ("clip.wgsl", CLIP),

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::gpu::{ctx, gl_ctx, variant_ctxs, variant_label};
+use common::gpu::{ctx, gl_ctx, gl_variant_ctxs, variant_ctxs, variant_label};
 use common::{assert_close, NumpyRng};
 use ndarray::{Array2, Ix2, Ix3};
 use wgpu_rnn::gpu::{matmul, Context, ContextOptions, Layer, Mode, StepVariant, Tensor};
@@ -11,7 +11,13 @@ use wgpu_rnn::{cpu, Cell, Error, Params};
 
 #[test]
 fn matmul_matches_ndarray_at_odd_sizes() {
-    let Some(ctx) = ctx() else { return };
+    for ctx in variant_ctxs() {
+        matmul_at_odd_sizes(ctx);
+    }
+}
+
+fn matmul_at_odd_sizes(ctx: &Context) {
+    let v = variant_label(ctx);
     let mut rng = NumpyRng::new(3);
     for &(m, k, n) in &[
         (1, 1, 1),
@@ -30,10 +36,16 @@ fn matmul_matches_ndarray_at_odd_sizes() {
             .mapv(|v| v as f64)
             .dot(&b.mapv(|v| v as f64))
             .mapv(|v| v as f32);
-        assert_close(&format!("matmul {m}x{k}x{n}"), &c, &want.into_dyn(), 2e-4);
+        assert_close(
+            &format!("{v}matmul {m}x{k}x{n}"),
+            &c,
+            &want.into_dyn(),
+            2e-4,
+        );
     }
-    // More row tiles than one grid dimension holds (65535 × 64 rows): folded into z.
-    let m = 65535 * 64 + 70;
+    // More row tiles than one grid dimension holds (65535 × 128 rows for either
+    // variant's tiles): folded into z.
+    let m = 65535 * 128 + 70;
     let a = ndarray::Array2::from_shape_fn((m, 1), |(r, _)| (r % 1000) as f32);
     let b = ndarray::array![[2.0f32, -1.0]];
     let c = matmul(
@@ -44,7 +56,7 @@ fn matmul_matches_ndarray_at_odd_sizes() {
     .to_array()
     .unwrap();
     let want = a.dot(&b);
-    assert!(c == want.into_dyn(), "tall matmul differs");
+    assert!(c == want.into_dyn(), "{v}tall matmul differs");
 
     let a = Tensor::zeros(ctx, "a", &[3, 4]).unwrap();
     match matmul(&a, &Tensor::zeros(ctx, "b", &[5, 2]).unwrap()) {
@@ -298,7 +310,7 @@ fn set_params_updates_the_weights() {
 /// over T·B = 70000 rows (GEMMs and the bias column sum), on both backends.
 #[test]
 fn long_reductions_are_not_cut_short() {
-    for ctx in [ctx(), gl_ctx()].into_iter().flatten() {
+    for ctx in variant_ctxs().into_iter().chain(gl_variant_ctxs()) {
         let mut rng = NumpyRng::new(12);
         let a = rng.uniform_array((4, 70_000), -1.0, 1.0);
         let b = rng.uniform_array((70_000, 3), -1.0, 1.0);

@@ -5,7 +5,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{self, ThreadId};
 
 use super::kernels::{StepSlot, STEP_BYTES};
-use super::variant::StepVariant;
+use super::variant::{GemmVariant, StepVariant};
 use crate::cell::{with_cell, CellDef, Phase, Role};
 use crate::error::{Error, Result};
 use crate::params::Cell;
@@ -25,6 +25,9 @@ pub struct ContextOptions {
     /// variable `WGPU_RNN_STEP` names, else the adapter's
     /// ([`StepVariant::for_adapter`]).
     pub step: Option<StepVariant>,
+    /// The GEMMs' layout ([`GemmVariant`]); `None`: the one `WGPU_RNN_GEMM` names, else
+    /// the adapter's ([`GemmVariant::for_adapter`]).
+    pub gemm: Option<GemmVariant>,
 }
 
 /// The kernels of the crate; each is compiled once per context, on first use. The step
@@ -33,6 +36,8 @@ pub struct ContextOptions {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum Kernel {
     Gemm,
+    /// The GEMM without workgroup memory (`gemm_direct.wgsl`), for CPU adapters.
+    GemmDirect,
     /// Phase `.1` of a cell's fused forward step (`CellDef::STEP`).
     Step(Cell, u8),
     /// Phase `.1` of a cell's fused backward step (`CellDef::STEP_BACK`).
@@ -83,6 +88,7 @@ impl Kernel {
     pub(crate) fn all() -> Vec<Kernel> {
         let mut k = vec![
             Kernel::Gemm,
+            Kernel::GemmDirect,
             Kernel::Softmax,
             Kernel::ColSum,
             Kernel::Block,
@@ -114,6 +120,7 @@ impl Kernel {
     pub(crate) fn source(self) -> &'static str {
         match self {
             Kernel::Gemm => crate::shaders::GEMM,
+            Kernel::GemmDirect => crate::shaders::GEMM_DIRECT,
             Kernel::Softmax => crate::shaders::HEAD,
             Kernel::ColSum => crate::shaders::REDUCE,
             Kernel::Block => crate::shaders::BLOCK,
@@ -167,7 +174,7 @@ impl Kernel {
     pub(crate) fn bindings(self) -> Vec<Bind> {
         use Bind::*;
         match self {
-            Kernel::Gemm => vec![Uniform, Read, Read, Read, ReadWrite],
+            Kernel::Gemm | Kernel::GemmDirect => vec![Uniform, Read, Read, Read, ReadWrite],
             Kernel::Step(..) | Kernel::StepBack(..) => {
                 let forward = matches!(self, Kernel::Step(..));
                 self.roles().iter().map(|&r| Bind::of(r, forward)).collect()
@@ -230,6 +237,8 @@ struct Inner {
     poison: bool,
     /// The step kernels' layout.
     step: StepVariant,
+    /// The GEMMs' layout.
+    gemm: GemmVariant,
     /// What has been recorded and submitted ([`Context::stats`]).
     stats: Mutex<Stats>,
     pipelines: Mutex<HashMap<(Kernel, u32), Arc<Pipeline>>>,
@@ -440,6 +449,7 @@ impl Context {
         };
         let info = adapter.get_info();
         let step = StepVariant::choose(opts.step, &info)?;
+        let gemm = GemmVariant::choose(opts.gemm, &info)?;
         let al = adapter.limits();
         let storage = Kernel::all()
             .into_iter()
@@ -499,6 +509,7 @@ impl Context {
                 timestamps,
                 poison: opts.poison_outputs,
                 step,
+                gemm,
                 stats: Mutex::new(Stats::default()),
                 pipelines: Mutex::new(HashMap::new()),
                 schedules: Mutex::new(HashMap::new()),
@@ -651,12 +662,17 @@ impl Context {
         self.inner.step
     }
 
-    /// One line: `name (backend, driver driver_info; step kernels variant)`.
+    /// The GEMMs' layout this context builds ([`ContextOptions::gemm`]).
+    pub fn gemm_variant(&self) -> GemmVariant {
+        self.inner.gemm
+    }
+
+    /// One line: `name (backend, driver driver_info; step kernels S, GEMM G)`.
     pub fn describe(&self) -> String {
         let i = &self.inner.info;
         format!(
-            "{} ({:?}, {} {}; step kernels {})",
-            i.name, i.backend, i.driver, i.driver_info, self.inner.step
+            "{} ({:?}, {} {}; step kernels {}, GEMM {})",
+            i.name, i.backend, i.driver, i.driver_info, self.inner.step, self.inner.gemm
         )
     }
 

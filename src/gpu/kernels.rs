@@ -5,6 +5,7 @@ use std::sync::Arc;
 use bytemuck::{Pod, Zeroable};
 
 use super::context::{Context, Kernel, Pipeline, STEP_STRIDE};
+use super::variant::GemmVariant;
 use crate::error::Result;
 
 /// A dispatch ready to record: pipeline, bind group (made once), workgroup counts.
@@ -151,10 +152,6 @@ pub(crate) const PACKED: [usize; 3] = [0; 3];
 /// shaders), which cut `K = 70000` GEMMs short; a multiple of the GEMM's 16.
 pub(crate) const LOOP_CHUNK: usize = 32768;
 
-/// Tile of C per GEMM workgroup: rows × columns (as in `gemm.wgsl`).
-const GEMM_TILE_M: usize = 128;
-const GEMM_TILE_N: usize = 64;
-
 impl Gemm<'_> {
     fn lda(&self) -> usize {
         match (self.ld[0], self.trans_a) {
@@ -223,8 +220,14 @@ impl Gemm<'_> {
             ldc: self.ldc() as u32,
             _pad: 0,
         };
-        let gx = div_ceil(self.n, GEMM_TILE_N);
-        let tiles = div_ceil(self.m, GEMM_TILE_M);
+        let variant = ctx.gemm_variant();
+        let kernel = match variant {
+            GemmVariant::Tiled => Kernel::Gemm,
+            GemmVariant::Direct => Kernel::GemmDirect,
+        };
+        let [tm, tn] = variant.tile();
+        let gx = div_ceil(self.n, tn);
+        let tiles = div_ceil(self.m, tm);
         // Row tiles past 65535 fold into z (the shader unfolds them).
         let (gy, gz) = if tiles > 65535 {
             (65535, tiles.div_ceil(65535))
@@ -237,7 +240,7 @@ impl Gemm<'_> {
         let bias = self.bias.map_or(self.b.0, |b| b.0);
         Op::new(
             ctx,
-            Kernel::Gemm,
+            kernel,
             &[&u, self.a.0, self.b.0, bias, self.c.0],
             [gx, gy, gz],
         )

@@ -30,4 +30,4 @@ pub use layer::{forward_host, Forward, Grads, InputGrads, Layer, Mode, ParamGrad
 pub use network::{NetForward, NetGrads, NetTrace, Network};
 pub use optim::{zero_grad, Optim};
 pub use tensor::Tensor;
-pub use variant::StepVariant;
+pub use variant::{GemmVariant, StepVariant};

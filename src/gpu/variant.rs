@@ -16,6 +16,10 @@
 //! [`StepVariant::for_adapter`] picks one from the adapter's type; `ContextOptions::step`
 //! or the environment variable `WGPU_RNN_STEP` (see [`StepVariant::parse`]) forces any,
 //! so every variant can be tested on any adapter.
+//!
+//! The GEMM likewise ([`GemmVariant`]): tiles staged through workgroup memory for GPUs,
+//! a direct register-blocked loop for CPU adapters; `ContextOptions::gemm` or
+//! `WGPU_RNN_GEMM=tiled|direct` forces one.
 
 use std::fmt;
 
@@ -157,9 +161,76 @@ impl fmt::Display for StepVariant {
     }
 }
 
+/// How the GEMMs (input projections, weight gradients, `dX`, the head) are built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum GemmVariant {
+    /// 128×64 tiles of C per workgroup of 256, K in steps of 16 staged through
+    /// workgroup memory (`gemm.wgsl`): for GPUs.
+    Tiled,
+    /// 64×64 tiles of C per workgroup of 64, each invocation an 8×8 block reading its
+    /// operands straight from the buffers, no barrier (`gemm_direct.wgsl`): for CPU
+    /// adapters.
+    Direct,
+}
+
+impl GemmVariant {
+    /// The environment variable that forces a variant: `tiled` or `direct`.
+    pub const ENV: &'static str = "WGPU_RNN_GEMM";
+
+    /// [`GemmVariant::Direct`] for a CPU adapter, [`GemmVariant::Tiled`] for anything
+    /// else.
+    pub fn for_adapter(info: &wgpu::AdapterInfo) -> Self {
+        match info.device_type {
+            wgpu::DeviceType::Cpu => Self::Direct,
+            _ => Self::Tiled,
+        }
+    }
+
+    /// The tile of C one workgroup owns, rows × columns.
+    pub(crate) fn tile(self) -> [usize; 2] {
+        match self {
+            Self::Tiled => [128, 64],
+            Self::Direct => [64, 64],
+        }
+    }
+
+    /// Parses `tiled` or `direct` ([`Error::Invalid`] naming `arg` otherwise).
+    pub fn parse(s: &str, arg: &'static str) -> Result<Self> {
+        match s.trim() {
+            "tiled" => Ok(Self::Tiled),
+            "direct" => Ok(Self::Direct),
+            _ => Err(Error::Invalid {
+                arg,
+                msg: format!("GEMM variant {s:?}: expected tiled or direct"),
+            }),
+        }
+    }
+
+    /// The variant a context uses: `forced` if any, else the one [`GemmVariant::ENV`]
+    /// names, else the adapter's.
+    pub(crate) fn choose(forced: Option<Self>, info: &wgpu::AdapterInfo) -> Result<Self> {
+        if let Some(v) = forced {
+            return Ok(v);
+        }
+        match std::env::var(Self::ENV) {
+            Ok(s) if !s.trim().is_empty() => Self::parse(&s, Self::ENV),
+            _ => Ok(Self::for_adapter(info)),
+        }
+    }
+}
+
+impl fmt::Display for GemmVariant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Tiled => "tiled",
+            Self::Direct => "direct",
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::StepVariant;
+    use super::{GemmVariant, StepVariant};
 
     #[test]
     fn parse_and_display_round_trip() {
@@ -187,6 +258,15 @@ mod tests {
             let e = StepVariant::parse(bad, "WGPU_RNN_STEP").unwrap_err();
             assert!(e.to_string().contains("WGPU_RNN_STEP"), "{bad:?}: {e}");
         }
+    }
+
+    #[test]
+    fn gemm_variants_parse() {
+        for v in [GemmVariant::Tiled, GemmVariant::Direct] {
+            assert_eq!(GemmVariant::parse(&v.to_string(), "x").unwrap(), v);
+        }
+        let e = GemmVariant::parse("fast", "WGPU_RNN_GEMM").unwrap_err();
+        assert!(e.to_string().contains("WGPU_RNN_GEMM"), "{e}");
     }
 
     #[test]

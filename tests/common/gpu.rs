@@ -3,7 +3,7 @@
 
 use std::sync::OnceLock;
 
-use wgpu_rnn::gpu::{Context, ContextOptions, StepVariant};
+use wgpu_rnn::gpu::{Context, ContextOptions, GemmVariant, StepVariant};
 
 fn make(backends: Option<wgpu::Backends>, what: &str) -> Option<Context> {
     make_variant(backends, None, what)
@@ -11,13 +11,14 @@ fn make(backends: Option<wgpu::Backends>, what: &str) -> Option<Context> {
 
 fn make_variant(
     backends: Option<wgpu::Backends>,
-    step: Option<StepVariant>,
+    variant: Option<(StepVariant, GemmVariant)>,
     what: &str,
 ) -> Option<Context> {
     match Context::with_options(ContextOptions {
         backends,
         poison_outputs: true,
-        step,
+        step: variant.map(|v| v.0),
+        gemm: variant.map(|v| v.1),
         ..Default::default()
     }) {
         Ok(c) => {
@@ -47,18 +48,20 @@ pub fn gl_ctx() -> Option<&'static Context> {
         .as_ref()
 }
 
-/// The step-kernel variants the grids run beside a context's own: the other adapter
-/// default (split on a CPU adapter, unit on a GPU) and the finest split (2 units per
-/// workgroup) with at most 2 rows per invocation.
-fn extra_variants(own: StepVariant) -> Vec<StepVariant> {
-    let other = if own.split == 1 {
-        StepVariant::SPLIT
+/// The kernel variants the grids run beside a context's own: the other adapter default
+/// (split step kernels and the tiled GEMM on a CPU adapter, the unit step kernels and
+/// the direct GEMM on a GPU) and the finest split (2 units per workgroup) with at most 2
+/// rows per invocation beside the context's own GEMM.
+fn extra_variants(own: &Context) -> Vec<(StepVariant, GemmVariant)> {
+    let (step, gemm) = (own.step_variant(), own.gemm_variant());
+    let other = if step.split == 1 {
+        (StepVariant::SPLIT, GemmVariant::Tiled)
     } else {
-        StepVariant::UNIT
+        (StepVariant::UNIT, GemmVariant::Direct)
     };
-    [other, StepVariant { split: 32, rows: 2 }]
+    [other, (StepVariant { split: 32, rows: 2 }, gemm)]
         .into_iter()
-        .filter(|&v| v != own)
+        .filter(|&v| v != (step, gemm))
         .collect()
 }
 
@@ -70,16 +73,19 @@ fn with_variants(
 ) -> Vec<&'static Context> {
     let Some(own) = own else { return Vec::new() };
     let extra = cell.get_or_init(|| {
-        extra_variants(own.step_variant())
+        extra_variants(own)
             .into_iter()
-            .filter_map(|v| make_variant(backends, Some(v), &format!("{what}, step {v}")))
+            .filter_map(|v| {
+                let label = format!("{what}, step {}, GEMM {}", v.0, v.1);
+                make_variant(backends, Some(v), &label)
+            })
             .collect()
     });
     std::iter::once(own).chain(extra.iter()).collect()
 }
 
-/// The default adapter in its own step-kernel variant, then in each other variant the
-/// grids test (see `extra_variants`); empty outside CI when there is no adapter.
+/// The default adapter in its own kernel variants, then in each other pair the grids
+/// test (see `extra_variants`); empty outside CI when there is no adapter.
 pub fn variant_ctxs() -> Vec<&'static Context> {
     static CTXS: OnceLock<Vec<Context>> = OnceLock::new();
     with_variants(ctx(), &CTXS, None, "default adapter")
@@ -91,9 +97,9 @@ pub fn gl_variant_ctxs() -> Vec<&'static Context> {
     with_variants(gl_ctx(), &CTXS, Some(wgpu::Backends::GL), "GL backend")
 }
 
-/// A label prefix naming `ctx`'s step variant: `"[split8,rows=8] "`.
+/// A label prefix naming `ctx`'s kernel variants: `"[split8,rows=8 tiled] "`.
 pub fn variant_label(ctx: &Context) -> String {
-    format!("[{}] ", ctx.step_variant())
+    format!("[{} {}] ", ctx.step_variant(), ctx.gemm_variant())
 }
 
 /// Runs `check` on the GL backend, in every step variant of [`gl_variant_ctxs`], for
