@@ -34,8 +34,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
     let src = s_off;
     #include product
 
-    for (var r = r_first; r < rows; r += r_step) {
-        let bj = (b0 + r) * rs + j;
+    #include each_row
         // Past its sequence's end a row keeps its state (common/step.wgsl).
         if (b0 + r >= e.live) {
             hs[next + bj] = hs[prev + bj];
@@ -43,7 +42,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
         }
         let x = xw[at + bj];
         let gz = sigmoid(x.y);
-        let gn = tanh_stable(x.z + acc[r]);
+        let gn = tanh_stable(x.z + acc[pr]);
         hs[next + bj] = (1.0 - gz) * gn + gz * hs[prev + bj];
         if (dims.train != 0u) {
             xw[at + bj] = vec4<f32>(x.x, gz, gn, 0.0);

@@ -40,8 +40,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
     let src = at;
     #include product
 
-    for (var r = r_first; r < rows; r += r_step) {
-        let bj = (b0 + r) * rs + j;
+    #include each_row
         // Past its sequence's end a row has no gradient (common/step.wgsl).
         if (b0 + r >= e.live) {
             delta[at + bj] = 0.0;
@@ -49,8 +48,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
         }
         let gr = gates[at + bj].x;
         let h_prev = hs[prev + bj];
-        dg[at + bj].x = acc[r] * h_prev * gr * (1.0 - gr);
-        dd[s_off + bj] += acc[r] * (gr - 1.0);
+        dg[at + bj].x = acc[pr] * h_prev * gr * (1.0 - gr);
+        dd[s_off + bj] += acc[pr] * (gr - 1.0);
         delta[at + bj] = (gr - 1.0) * h_prev;
     }
 }

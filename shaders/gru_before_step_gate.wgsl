@@ -38,15 +38,14 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
     let src = prev;
     #include product
 
-    for (var r = r_first; r < rows; r += r_step) {
-        let bj = (b0 + r) * rs + j;
+    #include each_row
         // Past its sequence's end a row keeps its state (the second phase copies it).
         if (b0 + r >= e.live) {
             continue;
         }
         let x = xw[at + bj];
-        let gr = sigmoid(x.x + acc[r].x);
+        let gr = sigmoid(x.x + acc[pr].x);
         gated[s_off + bj] = gr * hs[prev + bj];
-        xw[at + bj] = vec4<f32>(gr, x.y + acc[r].y, x.z, x.w);
+        xw[at + bj] = vec4<f32>(gr, x.y + acc[pr].y, x.z, x.w);
     }
 }

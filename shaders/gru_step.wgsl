@@ -35,14 +35,13 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
     let src = prev;
     #include product
 
-    for (var r = r_first; r < rows; r += r_step) {
-        let bj = (b0 + r) * rs + j;
+    #include each_row
         // Past its sequence's end a row keeps its state (common/step.wgsl).
         if (b0 + r >= e.live) {
             hs[next + bj] = hs[prev + bj];
             continue;
         }
-        let a = acc[r];
+        let a = acc[pr];
         let x = xw[at + bj];
         let gr = sigmoid(x.x + a.x);
         let gz = sigmoid(x.y + a.y);

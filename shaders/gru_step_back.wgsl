@@ -35,8 +35,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
     #include invocation
 
     #include carry
-    for (var r = r_first; r < rows; r += r_step) {
-        let bj = (b0 + r) * rs + j;
+    #include each_row
         // Past its sequence's end a row has no gradient (common/step.wgsl).
         if (b0 + r >= e.live) {
             dg[at + bj] = vec4<f32>(0.0);

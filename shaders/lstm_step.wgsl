@@ -41,15 +41,14 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
 
     let c_prev_base = c_off + e.c_prev * bh;
     let c_next_base = c_off + e.c_next * bh;
-    for (var r = r_first; r < rows; r += r_step) {
-        let bj = (b0 + r) * rs + j;
+    #include each_row
         // Past its sequence's end a row keeps its states (common/step.wgsl).
         if (b0 + r >= e.live) {
             hs[next + bj] = hs[prev + bj];
             cs[c_next_base + bj] = cs[c_prev_base + bj];
             continue;
         }
-        let z = acc[r];
+        let z = acc[pr];
         let gi = sigmoid(z.x);
         let gf = sigmoid(z.y);
         let gg = tanh_stable(z.z);

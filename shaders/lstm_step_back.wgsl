@@ -36,8 +36,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
     #include invocation
 
     #include carry
-    for (var r = r_first; r < rows; r += r_step) {
-        let bj = (b0 + r) * rs + j;
+    #include each_row
         // Past its sequence's end a row has no gradient (common/step.wgsl).
         if (b0 + r >= e.live) {
             dg[at + bj] = vec4<f32>(0.0);
@@ -47,7 +46,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
         let c = cs[c_off + e.c_next * bh + bj];
         let c_prev = cs[c_off + e.c_prev * bh + bj];
         let tc = tanh_stable(c);
-        let g = dh[at + bj] + carry[r];
+        let g = dh[at + bj] + carry[pr];
         let dcn = dc[s_off + bj] + g * z.w * (1.0 - tc * tc);
         dg[at + bj] = vec4<f32>(
             dcn * z.z * z.x * (1.0 - z.x),

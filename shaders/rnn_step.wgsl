@@ -26,13 +26,12 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
     #include invocation
     let src = prev;
     #include product
-    for (var r = r_first; r < rows; r += r_step) {
-        let bj = (b0 + r) * rs + j;
+    #include each_row
         // Past its sequence's end a row keeps its state (common/step.wgsl).
         if (b0 + r >= e.live) {
             hs[next + bj] = hs[prev + bj];
             continue;
         }
-        hs[next + bj] = tanh_stable(acc[r]);
+        hs[next + bj] = tanh_stable(acc[pr]);
     }
 }

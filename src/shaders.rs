@@ -90,7 +90,8 @@ pub const ALL: [(&str, &str); 22] = [
 /// Snippets a kernel pulls into its body with a line `#include NAME` (expanded by
 /// [`expand`] before the row markers, so snippets may hold them too, and may include
 /// others).
-pub const SNIPPETS: [(&str, &str); 8] = [
+pub const SNIPPETS: [(&str, &str); 9] = [
+    ("each_row", include_str!("../shaders/common/each_row.wgsl")),
     (
         "invocation",
         include_str!("../shaders/common/invocation.wgsl"),
@@ -120,7 +121,7 @@ pub const SNIPPETS: [(&str, &str); 8] = [
 ];
 
 /// The snippets that take the place of [`SNIPPETS`]' of the same name in the variant
-/// split over K ([`expand_split`] with `split > 1`): the invocation's place within its
+/// split over K ([`expand_variant`] with `split > 1`): the invocation's place within its
 /// workgroup, and the recurrent product and carry summed in slices and reduced in
 /// workgroup memory.
 pub const SPLIT_SNIPPETS: [(&str, &str); 3] = [
@@ -148,28 +149,43 @@ pub const STEP_WORKGROUP: u32 = 64;
 /// (1: not split, one invocation per unit).
 pub const STEP_SPLITS: [u32; 6] = [1, 2, 4, 8, 16, 32];
 
-/// Expands a step-kernel template for `rows` batch rows per invocation, not split over
-/// K: [`expand_split`] with `split = 1`.
+/// The hidden units one step-kernel invocation can carry.
+pub const STEP_COLS: [u32; 3] = [1, 2, 4];
+
+/// Expands a step-kernel template for `rows` batch rows and one unit per invocation, not
+/// split over K: [`expand_variant`] with `split = 1`, `cols = 1`.
 pub fn expand(src: &str, rows: u32) -> crate::Result<String> {
-    expand_split(src, rows, 1)
+    expand_variant(src, rows, 1, 1)
 }
 
-/// Expands a step-kernel template for `rows` batch rows per invocation and its recurrent
-/// product split `split` ways over K (one of [`STEP_SPLITS`]): each line `#include NAME`
-/// becomes the snippet `NAME` ([`SPLIT_SNIPPETS`] first when `split > 1`, then
-/// [`SNIPPETS`]; snippets may include others), then `#BT` becomes `rows`, `#SPLIT`
-/// `split`, `#UNITS` the units per workgroup ([`STEP_WORKGROUP`] / `split`) and `#LANES`
-/// rows × [`STEP_WORKGROUP`]; every line holding `#ROW` is repeated once per row with
-/// `#ROW` replaced by the row's index, and `#ROWS(e)` becomes `e` for each row,
+/// Expands a step-kernel template for `rows` batch rows and `cols` hidden units per
+/// invocation (one of [`STEP_COLS`]) and its recurrent product split `split` ways over K
+/// (one of [`STEP_SPLITS`]): each line `#include NAME` becomes the snippet `NAME`
+/// ([`SPLIT_SNIPPETS`] first when `split > 1`, then [`SNIPPETS`]; snippets may include
+/// others), then `#BT` becomes `rows`, `#COLS` `cols`, `#Q` `rows · cols` (the (row, unit)
+/// pairs of an invocation), `#SPLIT` `split`, `#UNITS` the lanes per workgroup slice
+/// ([`STEP_WORKGROUP`] / `split`) and `#LANES` `#Q` × [`STEP_WORKGROUP`]; every line
+/// holding `#ROW`, `#R` or `#J` is repeated once per pair q = r · cols + u with `#ROW`
+/// replaced by q, `#R` by r and `#J` by u, and `#ROWS(e)` becomes `e` for each pair,
 /// comma-separated. A line `#module DECL` (a workgroup variable a snippet needs) moves to
 /// the end of the module as `DECL`, once. Sources without markers come back unchanged.
-/// More than [`MAX_EXPAND_ROWS`] rows is an [`Error::Invalid`](crate::Error::Invalid)
-/// naming `rows`, a split outside [`STEP_SPLITS`] one naming `split`.
-pub fn expand_split(src: &str, rows: u32, split: u32) -> crate::Result<String> {
-    if rows > MAX_EXPAND_ROWS {
+/// More than [`MAX_EXPAND_ROWS`] pairs is an [`Error::Invalid`](crate::Error::Invalid)
+/// naming `rows`, a split outside [`STEP_SPLITS`] one naming `split`, a unit count
+/// outside [`STEP_COLS`] one naming `cols`.
+pub fn expand_variant(src: &str, rows: u32, split: u32, cols: u32) -> crate::Result<String> {
+    if !STEP_COLS.contains(&cols) {
+        return Err(crate::Error::Invalid {
+            arg: "cols",
+            msg: format!("{cols} units per invocation; one of {STEP_COLS:?}"),
+        });
+    }
+    let pairs = rows.saturating_mul(cols);
+    if pairs > MAX_EXPAND_ROWS {
         return Err(crate::Error::Invalid {
             arg: "rows",
-            msg: format!("{rows} rows per invocation; at most {MAX_EXPAND_ROWS}"),
+            msg: format!(
+                "{rows} rows × {cols} units per invocation; at most {MAX_EXPAND_ROWS} pairs"
+            ),
         });
     }
     if !STEP_SPLITS.contains(&split) {
@@ -212,14 +228,22 @@ pub fn expand_split(src: &str, rows: u32, split: u32) -> crate::Result<String> {
             msg: "#include nested more than 8 deep".into(),
         });
     }
+    // Pair q's markers: `#ROW` first (`#R` is its prefix).
+    let per_pair = |text: &str, q: u32| {
+        text.replace("#ROW", &q.to_string())
+            .replace("#R", &(q / cols).to_string())
+            .replace("#J", &(q % cols).to_string())
+    };
     let mut out = String::with_capacity(included.len() * 2);
     let mut module: Vec<String> = Vec::new();
     for line in included.lines() {
         let mut line = line
             .replace("#BT", &rows.to_string())
+            .replace("#COLS", &cols.to_string())
+            .replace("#Q", &pairs.to_string())
             .replace("#SPLIT", &split.to_string())
             .replace("#UNITS", &(STEP_WORKGROUP / split).to_string())
-            .replace("#LANES", &(rows * STEP_WORKGROUP).to_string());
+            .replace("#LANES", &(pairs * STEP_WORKGROUP).to_string());
         while let Some(start) = line.find("#ROWS(") {
             let open = start + "#ROWS(".len();
             let close = match line[open..].find(')') {
@@ -227,9 +251,7 @@ pub fn expand_split(src: &str, rows: u32, split: u32) -> crate::Result<String> {
                 None => break,
             };
             let inner = &line[open..close];
-            let list: Vec<String> = (0..rows)
-                .map(|r| inner.replace("#ROW", &r.to_string()))
-                .collect();
+            let list: Vec<String> = (0..pairs).map(|q| per_pair(inner, q)).collect();
             line = format!(
                 "{}{}{}",
                 &line[..start],
@@ -241,9 +263,9 @@ pub fn expand_split(src: &str, rows: u32, split: u32) -> crate::Result<String> {
             if !module.iter().any(|d| d == decl) {
                 module.push(decl.to_string());
             }
-        } else if line.contains("#ROW") {
-            for r in 0..rows {
-                out.push_str(&line.replace("#ROW", &r.to_string()));
+        } else if line.contains("#R") || line.contains("#J") {
+            for q in 0..pairs {
+                out.push_str(&per_pair(&line, q));
                 out.push('\n');
             }
         } else {

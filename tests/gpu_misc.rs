@@ -174,9 +174,31 @@ fn unbuilt_step_variants_are_refused() {
         return;
     }
     for step in [
-        StepVariant { split: 3, rows: 8 },
-        StepVariant { split: 8, rows: 16 },
-        StepVariant { split: 0, rows: 1 },
+        StepVariant {
+            split: 3,
+            rows: 8,
+            cols: 1,
+        },
+        StepVariant {
+            split: 8,
+            rows: 16,
+            cols: 1,
+        },
+        StepVariant {
+            split: 0,
+            rows: 1,
+            cols: 1,
+        },
+        StepVariant {
+            split: 1,
+            rows: 8,
+            cols: 3,
+        },
+        StepVariant {
+            split: 4,
+            rows: 4,
+            cols: 4,
+        },
     ] {
         let r = Context::with_options(ContextOptions {
             step: Some(step),

@@ -2,7 +2,7 @@
 //! row-count and split variant), so broken WGSL fails `cargo test` with a readable message even
 //! where no adapter exists.
 
-use wgpu_rnn::shaders::{expand, expand_split, ALL, STEP_ROWS, STEP_SPLITS};
+use wgpu_rnn::shaders::{expand, expand_variant, ALL, STEP_COLS, STEP_ROWS, STEP_SPLITS};
 
 fn validate(name: &str, src: &str) {
     let module = naga::front::wgsl::parse_str(src)
@@ -22,10 +22,12 @@ fn every_shader_parses_and_validates() {
         if src.contains("#BT") {
             for rows in STEP_ROWS {
                 for split in STEP_SPLITS {
-                    validate(
-                        &format!("{name} (rows = {rows}, split = {split})"),
-                        &expand_split(src, rows, split).unwrap(),
-                    );
+                    for cols in STEP_COLS {
+                        validate(
+                            &format!("{name} (rows = {rows}, split = {split}, cols = {cols})"),
+                            &expand_variant(src, rows, split, cols).unwrap(),
+                        );
+                    }
                 }
             }
         } else {
@@ -48,7 +50,10 @@ fn template_expansion() {
     );
     // Snippets come in before the row markers are expanded.
     let inc = expand("fn f() {\n    #include invocation\n}\n", 2).unwrap();
-    assert!(inc.contains("let v = invocation(gid, wid);") && !inc.contains("#include"));
+    assert!(
+        inc.contains("let v = invocation(vec3<u32>(gid.x * 1u, gid.y, gid.z), wid);")
+            && !inc.contains("#include")
+    );
     assert!(
         expand("#include nothing\n", 1).is_err(),
         "an unknown snippet is refused"
@@ -56,14 +61,38 @@ fn template_expansion() {
     // The split markers; a `#module` line moves to the end of the module, once.
     let decl = "#module var<workgroup> a: array<f32, #LANES>;";
     assert_eq!(
-        expand_split(&format!("{decl}\nx #SPLIT #UNITS\n{decl}\n"), 2, 8).unwrap(),
-        "x 8 8\nvar<workgroup> a: array<f32, 128>;\n"
+        expand_variant(
+            &format!("{decl}\nx #SPLIT #UNITS #COLS #Q\n{decl}\n"),
+            2,
+            8,
+            2
+        )
+        .unwrap(),
+        "x 8 8 2 4\nvar<workgroup> a: array<f32, 256>;\n"
     );
     // A split variant takes its own snippets, which include shared ones.
-    let split = expand_split("fn f() {\n    #include invocation\n}\n", 2, 4).unwrap();
+    let split = expand_variant("fn f() {\n    #include invocation\n}\n", 2, 4, 1).unwrap();
     assert!(split.contains("let ks = lane / 16u;") && split.contains("let at = "));
     assert!(!split.contains("#include"));
     for bad in [0, 3, 64] {
-        assert!(expand_split("", 1, bad).is_err(), "split {bad} is refused");
+        assert!(
+            expand_variant("", 1, bad, 1).is_err(),
+            "split {bad} is refused"
+        );
     }
+    // Pairs of rows and units: q = r · cols + u.
+    assert_eq!(
+        expand_variant("a#ROW = f(#Ru, #Ju);\nv(#ROWS(a#ROW));\n", 2, 1, 2).unwrap(),
+        "a0 = f(0u, 0u);\na1 = f(0u, 1u);\na2 = f(1u, 0u);\na3 = f(1u, 1u);\nv(a0, a1, a2, a3);\n"
+    );
+    for bad in [0, 3, 8] {
+        assert!(
+            expand_variant("", 1, 1, bad).is_err(),
+            "cols {bad} is refused"
+        );
+    }
+    assert!(
+        expand_variant("", 64, 1, 2).is_err(),
+        "128 pairs are refused"
+    );
 }

@@ -5,7 +5,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{self, ThreadId};
 
 use super::kernels::{StepSlot, STEP_BYTES};
-use super::variant::{GemmVariant, StepVariant};
+use super::variant::{GemmVariant, StepShape, StepVariant};
 use crate::cell::{with_cell, CellDef, Phase, Role};
 use crate::error::{Error, Result};
 use crate::params::Cell;
@@ -241,7 +241,7 @@ struct Inner {
     gemm: GemmVariant,
     /// What has been recorded and submitted ([`Context::stats`]).
     stats: Mutex<Stats>,
-    pipelines: Mutex<HashMap<(Kernel, u32), Arc<Pipeline>>>,
+    pipelines: Mutex<HashMap<(Kernel, StepShape), Arc<Pipeline>>>,
     /// Step schedules by content ([`Context::schedule`]).
     schedules: Mutex<HashMap<Vec<StepSlot>, Arc<wgpu::Buffer>>>,
     /// Set (once) by the device-lost callback.
@@ -676,36 +676,44 @@ impl Context {
         )
     }
 
-    /// Compiles every kernel (the step kernels in every row count this context's
-    /// [`StepVariant`] uses) now rather than on first use.
+    /// Compiles every kernel (the step kernels in every row and unit count this
+    /// context's [`StepVariant`] uses) now rather than on first use.
     pub fn warm_up(&self) -> Result<()> {
         self.run("compiling the kernels", || {
             for k in Kernel::all() {
                 if k.is_step() {
-                    let most = self.inner.step.rows;
-                    for rows in crate::shaders::STEP_ROWS.into_iter().filter(|&r| r <= most) {
-                        self.pipeline(k, rows)?;
+                    let v = self.inner.step;
+                    for rows in crate::shaders::STEP_ROWS
+                        .into_iter()
+                        .filter(|&r| r <= v.rows)
+                    {
+                        for cols in crate::shaders::STEP_COLS
+                            .into_iter()
+                            .filter(|&c| c <= v.cols)
+                        {
+                            self.pipeline(k, StepShape { rows, cols })?;
+                        }
                     }
                 } else {
-                    self.pipeline(k, 0)?;
+                    self.pipeline(k, StepShape::default())?;
                 }
             }
             Ok(())
         })
     }
 
-    /// The compiled pipeline of `kernel` (for step kernels, with `rows` batch rows per
-    /// invocation in this context's [`StepVariant`]), compiling it on first use.
-    pub(crate) fn pipeline(&self, kernel: Kernel, rows: u32) -> Result<Arc<Pipeline>> {
+    /// The compiled pipeline of `kernel` (for step kernels, for `shape` in this context's
+    /// [`StepVariant`]), compiling it on first use.
+    pub(crate) fn pipeline(&self, kernel: Kernel, shape: StepShape) -> Result<Arc<Pipeline>> {
         let mut cache = lock(&self.inner.pipelines);
-        if let Some(p) = cache.get(&(kernel, rows)) {
+        if let Some(p) = cache.get(&(kernel, shape)) {
             return Ok(p.clone());
         }
         let device = &self.inner.device;
-        let split = if kernel.is_step() {
-            self.inner.step.split
+        let (rows, split, cols) = if kernel.is_step() {
+            (shape.rows, self.inner.step.split, shape.cols)
         } else {
-            1
+            (0, 1, 1)
         };
         let entries: Vec<wgpu::BindGroupLayoutEntry> = kernel
             .bindings()
@@ -754,7 +762,7 @@ impl Context {
         let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some(kernel.entry()),
             source: wgpu::ShaderSource::Wgsl(
-                crate::shaders::expand_split(kernel.source(), rows, split)?.into(),
+                crate::shaders::expand_variant(kernel.source(), rows, split, cols)?.into(),
             ),
         });
         let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
@@ -766,7 +774,7 @@ impl Context {
             cache: None,
         });
         let p = Arc::new(Pipeline { pipeline, layout });
-        cache.insert((kernel, rows), p.clone());
+        cache.insert((kernel, shape), p.clone());
         Ok(p)
     }
 

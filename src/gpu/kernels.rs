@@ -5,7 +5,7 @@ use std::sync::Arc;
 use bytemuck::{Pod, Zeroable};
 
 use super::context::{Context, Kernel, Pipeline, STEP_STRIDE};
-use super::variant::GemmVariant;
+use super::variant::{GemmVariant, StepShape};
 use crate::error::Result;
 
 /// A dispatch ready to record: pipeline, bind group (made once), workgroup counts.
@@ -26,18 +26,18 @@ impl Op {
         buffers: &[&wgpu::Buffer],
         groups: [u32; 3],
     ) -> Result<Self> {
-        Self::variant(ctx, kernel, 0, buffers, groups)
+        Self::variant(ctx, kernel, StepShape::default(), buffers, groups)
     }
 
-    /// As [`Op::new`], for the variant of a step kernel with `rows` rows per invocation.
+    /// As [`Op::new`], for a step kernel built for `shape`.
     pub(crate) fn variant(
         ctx: &Context,
         kernel: Kernel,
-        rows: u32,
+        shape: StepShape,
         buffers: &[&wgpu::Buffer],
         groups: [u32; 3],
     ) -> Result<Self> {
-        let pipeline = ctx.pipeline(kernel, rows)?;
+        let pipeline = ctx.pipeline(kernel, shape)?;
         let binds = kernel.bindings();
         debug_assert_eq!(binds.len(), buffers.len());
         let entries: Vec<wgpu::BindGroupEntry> = buffers

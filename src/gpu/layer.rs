@@ -9,6 +9,7 @@ use ndarray::{Array1, Array2, Array3, ArrayView2, ArrayView3, Ix1, Ix2, Ix3};
 use super::context::Buf;
 use super::kernels::{self, div_ceil, Gemm, Op, StepDims, StepDir, StepSlot};
 use super::tensor::new_buffer;
+use super::variant::{host_threads, StepShape};
 use super::{Context, Kernel, Tensor};
 use crate::cell::{bias_apart, with_cell, CellDef, Role};
 use crate::cpu;
@@ -434,9 +435,8 @@ impl Layer {
         with_cell!(self.cell, C => C::SLOTS) * self.hidden
     }
 
-    /// The step kernels' rows per invocation for batch `b` (the smallest variant that
-    /// covers it, at most 8: more rows reuse each weight load more) and their grid.
-    fn step_groups(&self, b: usize) -> Result<(u32, [u32; 3])> {
+    /// The step kernels' shape for batch `b` and their grid ([`step_groups`]).
+    fn step_groups(&self, b: usize) -> Result<(StepShape, [u32; 3])> {
         step_groups(&self.ctx, self.hidden, b, 1)
     }
 
@@ -1021,22 +1021,25 @@ impl BackwardGemms<'_> {
     }
 }
 
-/// The step kernels' rows per invocation for batch `b` (the smallest variant that covers
+/// The step kernels' shape for batch `b` — rows per invocation (the smallest that covers
 /// it, at most the context's [`super::StepVariant::rows`]: more rows reuse each weight
-/// load more) and their grid over `hidden` units, the batch and `dirs` directions. (The units' groups were checked when the
-/// weights were made; the batch is the caller's.)
+/// load more) and units per invocation (the most that still leave a workgroup for each
+/// of the host's threads, which is what a CPU adapter runs them on) — and their grid over
+/// `hidden` units, the batch and `dirs` directions. (The units' groups were checked when
+/// the weights were made; the batch is the caller's.)
 pub(super) fn step_groups(
     ctx: &Context,
     hidden: usize,
     b: usize,
     dirs: u32,
-) -> Result<(u32, [u32; 3])> {
+) -> Result<(StepShape, [u32; 3])> {
     let variant = ctx.step_variant();
     let rows = variant.rows_for(b);
-    let gx = div_ceil(hidden, variant.units() as usize);
     let gy = div_ceil(b, rows as usize);
+    let cols = variant.cols_for(hidden, gy as usize * dirs as usize, host_threads());
+    let gx = div_ceil(hidden, variant.units_with(cols) as usize);
     ctx.check_groups("x", gy as u64)?;
-    Ok((rows, [gx, gy, dirs]))
+    Ok((StepShape { rows, cols }, [gx, gy, dirs]))
 }
 
 /// The buffers one call can give a step's kernels, by [`Role`] (`None`: this call has
@@ -1086,11 +1089,11 @@ impl<'a> Bindings<'a> {
 }
 
 /// The dispatches of a step's phases (`kernels`, in order), each bound by role from
-/// `bind`, with `rows` batch rows per invocation over `groups`.
+/// `bind`, built for `rows` (the step shape) over `groups`.
 pub(super) fn phase_ops(
     ctx: &Context,
     kernels: impl Iterator<Item = Kernel>,
-    rows: u32,
+    rows: StepShape,
     groups: [u32; 3],
     bind: &Bindings<'_>,
 ) -> Result<Vec<Op>> {

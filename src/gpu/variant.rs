@@ -24,7 +24,7 @@
 use std::fmt;
 
 use crate::error::{Error, Result};
-use crate::shaders::{STEP_ROWS, STEP_SPLITS, STEP_WORKGROUP};
+use crate::shaders::{STEP_COLS, STEP_ROWS, STEP_SPLITS, STEP_WORKGROUP};
 
 /// The layout of the step kernels' invocations: the part of a pipeline's key that a
 /// context chooses (the kernel and the batch's row count are the rest).
@@ -38,13 +38,26 @@ pub struct StepVariant {
     /// all): a batch of `B` rows uses the smallest of 1, 2, 4, 8 that covers it, at most
     /// this. One of 1, 2, 4, 8.
     pub rows: u32,
+    /// The most hidden units one invocation carries (each state it loads serves them
+    /// all); fewer where that leaves the adapter's threads without workgroups. One of
+    /// 1, 2, 4; a split variant holds at most 8 (row, unit) pairs per lane (its
+    /// reduction's workgroup memory).
+    pub cols: u32,
 }
 
 impl StepVariant {
-    /// One invocation per unit, up to 8 rows: the kernels for CPU adapters.
-    pub const UNIT: Self = Self { split: 1, rows: 8 };
-    /// K split 8 ways, up to 8 rows: the kernels for GPUs.
-    pub const SPLIT: Self = Self { split: 8, rows: 8 };
+    /// K unsplit, up to 4 units and 8 rows per invocation: the kernels for CPU adapters.
+    pub const UNIT: Self = Self {
+        split: 1,
+        rows: 8,
+        cols: 4,
+    };
+    /// K split 8 ways, 1 unit and up to 8 rows per invocation: the kernels for GPUs.
+    pub const SPLIT: Self = Self {
+        split: 8,
+        rows: 8,
+        cols: 1,
+    };
     /// The environment variable that forces a variant (see [`StepVariant::parse`]).
     pub const ENV: &'static str = "WGPU_RNN_STEP";
 
@@ -63,18 +76,42 @@ impl StepVariant {
         let mut v = vec![Self::UNIT, Self::SPLIT];
         for split in STEP_SPLITS {
             for rows in STEP_ROWS {
-                let s = Self { split, rows };
-                if !v.contains(&s) {
-                    v.push(s);
+                for cols in STEP_COLS {
+                    let s = Self { split, rows, cols };
+                    if s.check("all").is_ok() && !v.contains(&s) {
+                        v.push(s);
+                    }
                 }
             }
         }
         v
     }
 
-    /// Hidden units per workgroup (64 / `split`).
+    /// Hidden units per workgroup at the most units per invocation: `cols` × 64 /
+    /// `split` (the fewest workgroups a step of `H` units takes: `ceil(H / units)`).
     pub fn units(&self) -> u32 {
-        STEP_WORKGROUP / self.split
+        self.cols * STEP_WORKGROUP / self.split
+    }
+
+    /// The units per invocation for a step of `hidden` units over `groups_y` batch
+    /// groups (and directions): the most, at most [`StepVariant::cols`], that still
+    /// gives `min_groups` workgroups (an adapter's threads each run whole workgroups),
+    /// else 1.
+    pub(crate) fn cols_for(&self, hidden: usize, groups_y: usize, min_groups: usize) -> u32 {
+        STEP_COLS
+            .into_iter()
+            .rev()
+            .filter(|&c| c <= self.cols)
+            .find(|&c| {
+                let per = (c * STEP_WORKGROUP / self.split) as usize;
+                hidden.div_ceil(per) * groups_y >= min_groups
+            })
+            .unwrap_or(1)
+    }
+
+    /// Hidden units per workgroup with `cols` units per invocation.
+    pub(crate) fn units_with(&self, cols: u32) -> u32 {
+        cols * STEP_WORKGROUP / self.split
     }
 
     /// The rows per invocation for a batch of `b` rows: the smallest of 1, 2, 4, 8 that
@@ -86,32 +123,39 @@ impl StepVariant {
             .unwrap_or(self.rows)
     }
 
-    /// `Ok` when `split` and `rows` are among the built variants, else
+    /// `Ok` when `split`, `rows` and `cols` are among the built variants, else
     /// [`Error::Invalid`] naming `arg` (where the variant came from).
     pub fn check(&self, arg: &'static str) -> Result<()> {
-        if STEP_SPLITS.contains(&self.split) && STEP_ROWS.contains(&self.rows) {
+        let built = STEP_SPLITS.contains(&self.split)
+            && STEP_ROWS.contains(&self.rows)
+            && STEP_COLS.contains(&self.cols)
+            && (self.split == 1 || self.rows * self.cols <= 8);
+        if built {
             Ok(())
         } else {
             Err(Error::Invalid {
                 arg,
                 msg: format!(
-                    "step variant split {} rows {}: split one of {STEP_SPLITS:?}, rows one of {STEP_ROWS:?}",
-                    self.split, self.rows
+                    "step variant split {} rows {} cols {}: split one of {STEP_SPLITS:?}, rows \
+                     one of {STEP_ROWS:?}, cols one of {STEP_COLS:?}, rows × cols ≤ 8 when split",
+                    self.split, self.rows, self.cols
                 ),
             })
         }
     }
 
     /// Parses `unit`, `split<N>` (N one of 2, 4, 8, 16, 32), optionally followed by
-    /// `,rows=<R>` (R one of 1, 2, 4, 8; default 8): `"unit"`, `"split8"`,
-    /// `"split4,rows=2"` — the form [`StepVariant`]'s `Display` writes. Anything else is
-    /// [`Error::Invalid`] naming `arg`.
+    /// `,rows=<R>` (R one of 1, 2, 4, 8; default 8) and `,cols=<C>` (C one of 1, 2, 4;
+    /// default 4 for `unit`, 1 for a split): `"unit"`, `"split8"`, `"split4,rows=2"`,
+    /// `"unit,rows=4,cols=1"` — the form [`StepVariant`]'s `Display` writes. Anything
+    /// else is [`Error::Invalid`] naming `arg`.
     pub fn parse(s: &str, arg: &'static str) -> Result<Self> {
         let bad = || Error::Invalid {
             arg,
             msg: format!(
                 "step variant {s:?}: expected unit or split<N> (N in 2, 4, 8, 16, 32), \
-                 optionally followed by ,rows=<R> (R in 1, 2, 4, 8)"
+                 optionally followed by ,rows=<R> (R in 1, 2, 4, 8) and ,cols=<C> (C in 1, 2, \
+                 4; rows × cols ≤ 8 when split)"
             ),
         };
         let mut parts = s.trim().split(',');
@@ -125,14 +169,17 @@ impl StepVariant {
                 .ok_or_else(bad)?,
         };
         let mut rows = 8;
+        let mut cols = if split == 1 { Self::UNIT.cols } else { 1 };
         for p in parts {
-            rows = p
-                .trim()
-                .strip_prefix("rows=")
-                .and_then(|r| r.parse::<u32>().ok())
-                .ok_or_else(bad)?;
+            let (key, value) = p.trim().split_once('=').ok_or_else(bad)?;
+            let value = value.trim().parse::<u32>().map_err(|_| bad())?;
+            match key.trim() {
+                "rows" => rows = value,
+                "cols" => cols = value,
+                _ => return Err(bad()),
+            }
         }
-        let v = Self { split, rows };
+        let v = Self { split, rows, cols };
         v.check(arg).map_err(|_| bad())?;
         Ok(v)
     }
@@ -154,9 +201,13 @@ impl StepVariant {
 impl fmt::Display for StepVariant {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.split == 1 {
-            write!(f, "unit,rows={}", self.rows)
+            write!(f, "unit,rows={},cols={}", self.rows, self.cols)
         } else {
-            write!(f, "split{},rows={}", self.split, self.rows)
+            write!(
+                f,
+                "split{},rows={},cols={}",
+                self.split, self.rows, self.cols
+            )
         }
     }
 }
@@ -228,6 +279,20 @@ impl fmt::Display for GemmVariant {
     }
 }
 
+/// The host's hardware threads (read once): a CPU adapter runs a workgroup on each.
+pub(crate) fn host_threads() -> usize {
+    static N: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *N.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+/// What one step pipeline is built for within its context's [`StepVariant`]: the batch
+/// rows and hidden units one invocation carries (zero for the other kernels).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub(crate) struct StepShape {
+    pub rows: u32,
+    pub cols: u32,
+}
+
 #[cfg(test)]
 mod tests {
     use super::{GemmVariant, StepVariant};
@@ -239,11 +304,19 @@ mod tests {
         }
         assert_eq!(
             StepVariant::parse("split4", "x").unwrap(),
-            StepVariant { split: 4, rows: 8 }
+            StepVariant {
+                split: 4,
+                rows: 8,
+                cols: 1
+            }
         );
         assert_eq!(
             StepVariant::parse(" unit , rows=2 ", "x").unwrap(),
-            StepVariant { split: 1, rows: 2 }
+            StepVariant {
+                split: 1,
+                rows: 2,
+                cols: 4
+            }
         );
         for bad in [
             "",
@@ -271,13 +344,24 @@ mod tests {
 
     #[test]
     fn rows_cover_the_batch_up_to_the_limit() {
-        let v = StepVariant { split: 8, rows: 4 };
+        let v = StepVariant {
+            split: 8,
+            rows: 4,
+            cols: 1,
+        };
         let got: Vec<u32> = [1, 2, 3, 4, 5, 9, 64].map(|b| v.rows_for(b)).to_vec();
         assert_eq!(got, [1, 2, 4, 4, 4, 4, 4]);
         let u = StepVariant::UNIT;
         let got: Vec<u32> = [1, 2, 3, 5, 8, 9].map(|b| u.rows_for(b)).to_vec();
         assert_eq!(got, [1, 2, 4, 8, 8, 8]);
         assert_eq!(StepVariant::SPLIT.units(), 8);
-        assert_eq!(StepVariant::UNIT.units(), 64);
+        assert_eq!(StepVariant::UNIT.units(), 256);
+        // The most units per invocation that leave two workgroups, else one.
+        let u = StepVariant::UNIT;
+        assert_eq!(u.cols_for(256, 2, 2), 4);
+        assert_eq!(u.cols_for(256, 1, 2), 2);
+        assert_eq!(u.cols_for(256, 1, 4), 1);
+        assert_eq!(u.cols_for(3, 1, 2), 1);
+        assert_eq!(StepVariant::SPLIT.cols_for(512, 8, 64), 1);
     }
 }

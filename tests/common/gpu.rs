@@ -50,8 +50,8 @@ pub fn gl_ctx() -> Option<&'static Context> {
 
 /// The kernel variants the grids run beside a context's own: the other adapter default
 /// (split step kernels and the tiled GEMM on a CPU adapter, the unit step kernels and
-/// the direct GEMM on a GPU) and the finest split (2 units per workgroup) with at most 2
-/// rows per invocation beside the context's own GEMM.
+/// the direct GEMM on a GPU) and the finest split (2 lanes per K slice) with 4 units and
+/// at most 2 rows per lane, beside the context's own GEMM.
 fn extra_variants(own: &Context) -> Vec<(StepVariant, GemmVariant)> {
     let (step, gemm) = (own.step_variant(), own.gemm_variant());
     let other = if step.split == 1 {
@@ -59,7 +59,12 @@ fn extra_variants(own: &Context) -> Vec<(StepVariant, GemmVariant)> {
     } else {
         (StepVariant::UNIT, GemmVariant::Direct)
     };
-    [other, (StepVariant { split: 32, rows: 2 }, gemm)]
+    let finest = StepVariant {
+        split: 32,
+        rows: 2,
+        cols: 4,
+    };
+    [other, (finest, gemm)]
         .into_iter()
         .filter(|&v| v != (step, gemm))
         .collect()
