@@ -3,19 +3,23 @@
 //! Every step kernel (every cell, forward and backward) is built from one template in
 //! two shapes, chosen per context:
 //!
-//! - **unit** (`split = 1`): one invocation per hidden unit and up to `rows` batch rows
-//!   loops over all of the recurrent product's `K = H`. Few, long invocations and no
-//!   barrier: the fastest on CPU adapters (lavapipe, llvmpipe), which run a workgroup's
-//!   invocations as SIMD lanes of one thread and pay for every barrier.
+//! - **unit** (`split = 1`): each invocation carries up to `cols` hidden units and `rows`
+//!   batch rows and loops over all of the recurrent product's `K = H` (each state it
+//!   loads serves its units, each weight its rows). Few, long invocations and no barrier:
+//!   the fastest on CPU adapters (lavapipe, llvmpipe), which run a workgroup's
+//!   invocations as SIMD lanes of one host thread and pay for every barrier.
 //! - **split** (`split` = 2 … 32): a workgroup of 64 invocations owns `64 / split`
-//!   consecutive units × `rows` batch rows; each of its `split` slices sums every
-//!   `split`-th term of K, the partial sums meet in workgroup memory, and each row's
-//!   elementwise part runs once, on the lane that owns it. `split` times the invocations
-//!   of the unit shape (32 768 at B = 64, H = 512, split 8, rows 8), for GPUs.
+//!   lanes of `cols` consecutive units × `rows` batch rows; each of its `split` slices
+//!   sums every `split`-th term of K, the partial sums meet in workgroup memory, and each
+//!   (row, unit) pair's elementwise part runs once, on the lane that owns it. `split`
+//!   times the invocations of the unit shape (32 768 at B = 64, H = 512, split 8, rows 8,
+//!   cols 1), for GPUs.
 //!
 //! [`StepVariant::for_adapter`] picks one from the adapter's type; `ContextOptions::step`
 //! or the environment variable `WGPU_RNN_STEP` (see [`StepVariant::parse`]) forces any,
-//! so every variant can be tested on any adapter.
+//! so every variant can be tested on any adapter. Within a context, the pipelines are
+//! keyed by kernel and by the rows and units per invocation a call's batch and hidden
+//! size take (`StepShape`).
 //!
 //! The GEMM likewise ([`GemmVariant`]): tiles staged through workgroup memory for GPUs,
 //! a direct register-blocked loop for CPU adapters; `ContextOptions::gemm` or
