@@ -230,6 +230,9 @@ fn forward_with<C: CellDef, A: Real>(
     let gh = C::GATES * hs;
     let (h0, c0) = initial_state::<C, A>(b, hs, h0, c0)?;
     let x = host::copy("x", &x)?;
+    if C::FOLD && C::LATE.is_none() {
+        return forward_stacked::<C, A>(p, x, h0, c0);
+    }
     let x2 = x
         .view()
         .into_shape_with_order((t * b, p.input_size()))
@@ -354,8 +357,122 @@ fn forward_with<C: CellDef, A: Real>(
         }
     };
     in_parts(parts, scratch, &run);
-    let kept = C::kept(hs);
-    let gates = match kept {
+    Ok(Trace {
+        cell: p.cell,
+        x,
+        h0,
+        c0,
+        h,
+        c,
+        gates: trace_gates::<C, A>(pre, t, b, hs)?,
+    })
+}
+
+/// [`forward_with`] for a cell whose recurrent product folds into the input
+/// projection with nothing in between (no [`CellDef::LATE`] gate): each step's
+/// pre-activations come from one product `[x_t h_{t-1}]·[W_ih W_hh]ᵀ + b_ih + b_hh`,
+/// the weights stacked and prepared once, so that the batch parts run the whole
+/// sequence, projection included, on their threads with no pass over all rows before
+/// the steps and no synchronisation between them.
+fn forward_stacked<C: CellDef, A: Real>(
+    p: &Params<A>,
+    x: Array3<A>,
+    h0: Array2<A>,
+    c0: Option<Array2<A>>,
+) -> Result<Trace<A>> {
+    let (t, b, is) = x.dim();
+    let hs = p.hidden_size();
+    let gh = C::GATES * hs;
+    let width = gh.max(C::kept(hs));
+    let bias = p.bias();
+    let bias = bias.as_standard_layout();
+    let bias = bias.as_slice().expect("standard layout");
+    let w = A::prepare_stacked(&[p.w_ih.t(), p.w_hh.t()]);
+    // Allocated untouched (zeros by the allocator); each part writes its rows.
+    let mut pre = host::zeros::<A, _, _>("x", (t * b, width))?;
+    let mut h = host::zeros::<A, _, _>("x", (t, b, hs))?;
+    let mut c = match &c0 {
+        Some(_) => Some(host::zeros::<A, _, _>("x", (t, b, hs))?),
+        None => None,
+    };
+    let parts = batch_parts(b);
+    // Each part's step operand [x_t h_{t-1}], `[rows, I + H]`.
+    let mut scratch = Vec::with_capacity(parts.len());
+    for r in &parts {
+        scratch.push(host::zeros::<A, _, _>("x", (r.len(), is + hs))?);
+    }
+    let sh = Shared {
+        pre: Ptr(pre.as_mut_ptr()),
+        h: Ptr(h.as_mut_ptr()),
+        c: c.as_mut().map(|c| Ptr(c.as_mut_ptr())),
+    };
+    let x_all = data(&x);
+    let run = |rows: std::ops::Range<usize>, mut xh: Array2<A>| {
+        let (r0, nb) = (rows.start, rows.len());
+        let nh = nb * hs;
+        for st in 0..t {
+            // SAFETY: the parts' row ranges are disjoint, so rows r0..r0 + nb of step st
+            // (contiguous in each [T, B, ·] array) are this thread's alone; the arrays
+            // outlive the scope the threads run in.
+            let g = unsafe { sh.pre.rows(st * b + r0, nb, width) };
+            let h_t = unsafe { sh.h.rows(st * b + r0, nb, hs) };
+            let h_prev: &[A] = match st {
+                0 => &data(&h0)[r0 * hs..r0 * hs + nh],
+                _ => unsafe { sh.h.rows((st - 1) * b + r0, nb, hs) },
+            };
+            let (c_prev, c_t): (&[A], &mut [A]) = match (&sh.c, &c0) {
+                (Some(cp), Some(c0)) => (
+                    match st {
+                        0 => &data(c0)[r0 * hs..r0 * hs + nh],
+                        _ => unsafe { cp.rows((st - 1) * b + r0, nb, hs) },
+                    },
+                    unsafe { cp.rows(st * b + r0, nb, hs) },
+                ),
+                _ => (&[], &mut []),
+            };
+            let x_t = &x_all[(st * b + r0) * is..(st * b + r0 + nb) * is];
+            let xh_rows = xh.as_slice_mut().expect("standard layout");
+            // H ≥ 1 (checked), so every row has a width; I may be 0.
+            for (r, row) in xh_rows.chunks_mut(is + hs).enumerate() {
+                row[..is].copy_from_slice(&x_t[r * is..(r + 1) * is]);
+                row[is..].copy_from_slice(&h_prev[r * hs..(r + 1) * hs]);
+            }
+            let mut gv = ArrayViewMut2::from_shape((nb, width), &mut *g).expect("[B, W]");
+            A::gemm_prepared_bias(xh.view(), &w, bias, gv.slice_mut(s![.., ..gh]));
+            fwd_rows::<C, A>(FwdRows {
+                g,
+                width,
+                h_t,
+                h_prev,
+                hw: &[],
+                gh,
+                c_prev,
+                c_t,
+                hs,
+            });
+        }
+    };
+    in_parts(parts, scratch, &run);
+    Ok(Trace {
+        cell: p.cell,
+        x,
+        h0,
+        c0,
+        h,
+        c,
+        gates: trace_gates::<C, A>(pre, t, b, hs)?,
+    })
+}
+
+/// What a forward keeps for backward, from the rows `[T·B, W]` the steps filled.
+fn trace_gates<C: CellDef, A: Real>(
+    pre: Array2<A>,
+    t: usize,
+    b: usize,
+    hs: usize,
+) -> Result<Option<Array3<A>>> {
+    let width = pre.ncols();
+    Ok(match C::kept(hs) {
         0 => None,
         k if k == width => Some(
             pre.into_shape_with_order((t, b, width))
@@ -366,15 +483,6 @@ fn forward_with<C: CellDef, A: Real>(
                 .into_shape_with_order((t, b, k))
                 .expect("standard layout"),
         ),
-    };
-    Ok(Trace {
-        cell: p.cell,
-        x,
-        h0,
-        c0,
-        h,
-        c,
-        gates,
     })
 }
 
@@ -431,11 +539,12 @@ fn in_parts<S: Send>(
     std::thread::scope(|sc| {
         let mut work: Vec<_> = parts.into_iter().zip(scratch).collect();
         let last = work.pop();
+        // Each part's products stay on its thread.
         for (r, s) in work {
-            sc.spawn(move || run(r, s));
+            sc.spawn(move || gemm::serial(|| run(r, s)));
         }
         if let Some((r, s)) = last {
-            run(r, s);
+            gemm::serial(|| run(r, s));
         }
     });
 }
@@ -770,29 +879,19 @@ fn backward_with<C: CellDef, A: Real>(
         .expect("standard");
     let mut dw_ih = host::zeros::<A, _, _>("trace", (gh, is))?;
     A::gemm(dg2.t(), x2, false, dw_ih.view_mut());
-    // dW_hh = Σ_t dR_tᵀ·h_{t-1}: h0 for t = 0, then h[0 .. T-1]; a late gate's rows
-    // Σ_t dG_tᵀ·ĥ_t.
+    // dW_hh = Σ_t dR_tᵀ·h_{t-1}: h0 for t = 0, then h[0 .. T-1] (one product, the two
+    // stacked as it is prepared); a late gate's rows Σ_t dG_tᵀ·ĥ_t.
     let mut dw_hh = host::zeros::<A, _, _>("trace", (gh, hs))?;
-    let mut dw_early = dw_hh.slice_mut(s![..early, ..]);
-    let dr_early = dr2.slice(s![.., ..early]);
-    A::gemm(
-        dr_early.slice(s![..b, ..]).t(),
-        h0.view(),
+    let h_prev = h
+        .slice(s![..t - 1, .., ..])
+        .into_shape_with_order(((t - 1) * b, hs))
+        .expect("standard");
+    A::gemm_prepared(
+        dr2.slice(s![.., ..early]).t(),
+        &A::prepare_stacked(&[h0.view(), h_prev]),
         false,
-        dw_early.view_mut(),
+        dw_hh.slice_mut(s![..early, ..]),
     );
-    if t > 1 {
-        let h_prev = h
-            .slice(s![..t - 1, .., ..])
-            .into_shape_with_order(((t - 1) * b, hs))
-            .expect("standard");
-        A::gemm(
-            dr_early.slice(s![b.., ..]).t(),
-            h_prev,
-            true,
-            dw_early.view_mut(),
-        );
-    }
     if let Some(gated) = &gated {
         A::gemm(
             dr2.slice(s![.., early..]).t(),
