@@ -505,6 +505,44 @@ impl<A> Ptr<A> {
         // SAFETY: the caller's promise.
         unsafe { std::slice::from_raw_parts_mut(self.0.add(row * width), n * width) }
     }
+
+    /// The whole array as a view `[rows, width]`.
+    ///
+    /// # Safety
+    /// The array holds `rows · width` elements, and no one writes them while the view
+    /// lives.
+    unsafe fn view<'a>(&self, rows: usize, width: usize) -> ArrayView2<'a, A> {
+        // SAFETY: the caller's promise.
+        unsafe { ArrayView2::from_shape_ptr((rows, width), self.0) }
+    }
+
+    /// Rows `lo .. hi` of `width` elements as a view.
+    ///
+    /// # Safety
+    /// As [`Ptr::rows`].
+    unsafe fn rows_view<'a>(&self, lo: usize, hi: usize, width: usize) -> ArrayViewMut2<'a, A> {
+        // SAFETY: the caller's promise.
+        unsafe { ArrayViewMut2::from_shape_ptr((hi - lo, width), self.0.add(lo * width)) }
+    }
+}
+
+/// Waits at a barrier when dropped, unless it already did (`.1`).
+struct Arrive<'a>(&'a std::sync::Barrier, bool);
+
+impl Drop for Arrive<'_> {
+    fn drop(&mut self) {
+        if !self.1 {
+            self.0.wait();
+        }
+    }
+}
+
+/// Part `k` of `n` rows cut into `parts` contiguous shares, whole tiles of the products
+/// but the last: `(first, end)`.
+fn share(n: usize, k: usize, parts: usize) -> (usize, usize) {
+    let per = n.div_ceil(parts.max(1)).next_multiple_of(gemm::MR);
+    let lo = (k * per).min(n);
+    (lo, (lo + per).min(n))
 }
 
 /// The arrays a forward's threads fill: the gates `[T, B, W]`, the hidden and cell
@@ -741,13 +779,16 @@ fn backward_with<C: CellDef, A: Real>(
     let mut scratch = Vec::with_capacity(parts.len());
     for r in &parts {
         let z = |w| host::zeros::<A, _, _>("trace", (r.len(), w));
-        // carry, next, upstream, m.
-        scratch.push([
-            z(hs)?,
-            z(hs)?,
-            z(hs)?,
-            z(if C::LATE.is_some() { hs } else { 0 })?,
-        ]);
+        // The part's index; carry, next, upstream, m.
+        scratch.push((
+            scratch.len(),
+            [
+                z(hs)?,
+                z(hs)?,
+                z(hs)?,
+                z(if C::LATE.is_some() { hs } else { 0 })?,
+            ],
+        ));
     }
     let out = Shared {
         pre: Ptr(dg.as_mut_ptr()),
@@ -758,7 +799,49 @@ fn backward_with<C: CellDef, A: Real>(
         dgh.as_mut().map(|d| Ptr(d.as_mut_ptr())),
         gated.as_mut().map(|d| Ptr(d.as_mut_ptr())),
     );
-    let run = |rows: std::ops::Range<usize>, scratch: [Array2<A>; 4]| {
+    // After the steps, the parts share the products over all rows: dW_ih = dGᵀ·X,
+    // dW_hh = dRᵀ·[h0; h] (and a late gate's dG_lateᵀ·Ĥ), dX = dG·W_ih, each part
+    // preparing some of their right operands, then (all dG written: a barrier) taking
+    // its share of each product's rows. Each element comes from one product over all
+    // of K, as on one thread.
+    let nparts = parts.len();
+    let rows_all = t * b;
+    let (mut dw_ih, mut dw_hh, mut dx) = (
+        host::zeros::<A, _, _>("trace", (gh, is))?,
+        host::zeros::<A, _, _>("trace", (gh, hs))?,
+        host::zeros::<A, _, _>("trace", (rows_all, is))?,
+    );
+    let wout = (
+        Ptr(dw_ih.as_mut_ptr()),
+        Ptr(dw_hh.as_mut_ptr()),
+        Ptr(dx.as_mut_ptr()),
+    );
+    let x = trace.x.as_standard_layout();
+    let x2 = x
+        .view()
+        .into_shape_with_order((rows_all, is))
+        .expect("standard");
+    let h_prev = h
+        .slice(s![..t - 1, .., ..])
+        .into_shape_with_order(((t - 1) * b, hs))
+        .expect("standard");
+    // X, [h0; h], W_ih (made before the barrier: the steps write none of them); Ĥ (a
+    // late gate's, after it).
+    let operands: [std::sync::OnceLock<A::Prepared>; 3] = Default::default();
+    let prepare = |j: usize| match j {
+        0 => Some(A::prepare(x2)),
+        1 => Some(A::prepare_stacked(&[h0.view(), h_prev])),
+        2 => Some(A::prepare(p.w_ih.view())),
+        // SAFETY: called after the barrier: the steps, which wrote ĥ, are done.
+        _ => gated_p
+            .as_ref()
+            .map(|g| A::prepare(unsafe { g.view(rows_all, hs) })),
+    };
+    let barrier = std::sync::Barrier::new(nparts);
+    let run = |rows: std::ops::Range<usize>, (part, scratch): (usize, [Array2<A>; 4])| {
+        // Reaches the barrier however this part ends (a panic must not leave the other
+        // parts waiting for it).
+        let mut arrive = Arrive(&barrier, false);
         let [mut carry, mut next, mut upstream, mut m] = scratch;
         let (r0, nb) = (rows.start, rows.len());
         let nh = nb * hs;
@@ -866,42 +949,50 @@ fn backward_with<C: CellDef, A: Real>(
             }
         }
         unsafe { out.h.rows(r0, nb, hs) }.copy_from_slice(carry.as_slice().expect(std));
+        for (j, slot) in operands.iter().enumerate().skip(part).step_by(nparts) {
+            if let Some(op) = prepare(j) {
+                let _ = slot.set(op);
+            }
+        }
+        arrive.1 = true;
+        barrier.wait();
+        // SAFETY (the views below): every part's steps are done (the barrier), so dG,
+        // dR and Ĥ are written and no one writes them any more.
+        let dg2 = unsafe { out.pre.view(rows_all, gh) };
+        let dr2 = dgh_p
+            .as_ref()
+            .map_or(dg2, |d| unsafe { d.view(rows_all, gh) });
+        let got = |j: usize| operands[j].get().expect("prepared before the barrier");
+        let (lo, hi) = share(gh, part, nparts);
+        // SAFETY (the outputs' rows below): the parts' shares are disjoint row ranges
+        // of each output, which outlives the scope.
+        A::gemm_prepared(dg2.slice(s![.., lo..hi]).t(), got(0), false, unsafe {
+            wout.0.rows_view(lo, hi, is)
+        });
+        let (elo, ehi) = (lo.min(early), hi.min(early));
+        A::gemm_prepared(dr2.slice(s![.., elo..ehi]).t(), got(1), false, unsafe {
+            wout.1.rows_view(elo, ehi, hs)
+        });
+        // A late gate's rows meet Ĥ, which the steps wrote: one part prepares it now
+        // and makes them all.
+        if part == 3 % nparts {
+            if let Some(op) = prepare(3) {
+                A::gemm_prepared(dr2.slice(s![.., early..]).t(), &op, false, unsafe {
+                    wout.1.rows_view(early, gh, hs)
+                });
+            }
+        }
+        let (xlo, xhi) = share(rows_all, part, nparts);
+        A::gemm_prepared(dg2.slice(s![xlo..xhi, ..]), got(2), false, unsafe {
+            wout.2.rows_view(xlo, xhi, is)
+        });
     };
     in_parts(parts, scratch, &run);
 
-    let rows = t * b;
-    let dg2 = as_rows(&dg, rows, gh);
-    let dr2 = dgh.as_ref().map_or(dg2.view(), |d| as_rows(d, rows, gh));
-    let x = trace.x.as_standard_layout();
-    let x2 = x
-        .view()
-        .into_shape_with_order((rows, is))
-        .expect("standard");
-    let mut dw_ih = host::zeros::<A, _, _>("trace", (gh, is))?;
-    A::gemm(dg2.t(), x2, false, dw_ih.view_mut());
-    // dW_hh = Σ_t dR_tᵀ·h_{t-1}: h0 for t = 0, then h[0 .. T-1] (one product, the two
-    // stacked as it is prepared); a late gate's rows Σ_t dG_tᵀ·ĥ_t.
-    let mut dw_hh = host::zeros::<A, _, _>("trace", (gh, hs))?;
-    let h_prev = h
-        .slice(s![..t - 1, .., ..])
-        .into_shape_with_order(((t - 1) * b, hs))
-        .expect("standard");
-    A::gemm_prepared(
-        dr2.slice(s![.., ..early]).t(),
-        &A::prepare_stacked(&[h0.view(), h_prev]),
-        false,
-        dw_hh.slice_mut(s![..early, ..]),
-    );
-    if let Some(gated) = &gated {
-        A::gemm(
-            dr2.slice(s![.., early..]).t(),
-            as_rows(gated, rows, hs),
-            false,
-            dw_hh.slice_mut(s![early.., ..]),
-        );
-    }
-    let mut dx = host::zeros::<A, _, _>("trace", (rows, is))?;
-    A::gemm(dg2, p.w_ih.view(), false, dx.view_mut());
+    let dg2 = as_rows(&dg, rows_all, gh);
+    let dr2 = dgh
+        .as_ref()
+        .map_or(dg2.view(), |d| as_rows(d, rows_all, gh));
     let db_ih = dg2.sum_axis(Axis(0));
     let db_hh = match &dgh {
         None => db_ih.clone(),
