@@ -537,14 +537,6 @@ impl Drop for Arrive<'_> {
     }
 }
 
-/// Part `k` of `n` rows cut into `parts` contiguous shares, whole tiles of the products
-/// but the last: `(first, end)`.
-fn share(n: usize, k: usize, parts: usize) -> (usize, usize) {
-    let per = n.div_ceil(parts.max(1)).next_multiple_of(gemm::MR);
-    let lo = (k * per).min(n);
-    (lo, (lo + per).min(n))
-}
-
 /// The arrays a forward's threads fill: the gates `[T, B, W]`, the hidden and cell
 /// states `[T, B, H]`.
 struct Shared<A> {
@@ -802,8 +794,8 @@ fn backward_with<C: CellDef, A: Real>(
     // After the steps, the parts share the products over all rows: dW_ih = dGᵀ·X,
     // dW_hh = dRᵀ·[h0; h] (and a late gate's dG_lateᵀ·Ĥ), dX = dG·W_ih, each part
     // preparing some of their right operands, then (all dG written: a barrier) taking
-    // its share of each product's rows. Each element comes from one product over all
-    // of K, as on one thread.
+    // chunks of the products' rows in turn. Each element comes from one product over
+    // all of K, as on one thread.
     let nparts = parts.len();
     let rows_all = t * b;
     let (mut dw_ih, mut dw_hh, mut dx) = (
@@ -838,6 +830,15 @@ fn backward_with<C: CellDef, A: Real>(
             .map(|g| A::prepare(unsafe { g.view(rows_all, hs) })),
     };
     let barrier = std::sync::Barrier::new(nparts);
+    // Rows per chunk of the products after the barrier (whole blocks of a transposed
+    // A's packing): dW_ih's, dW_hh's before a late gate, dX's.
+    const CHUNK: usize = 64;
+    let chunks = [
+        gh.div_ceil(CHUNK),
+        early.div_ceil(CHUNK),
+        rows_all.div_ceil(CHUNK),
+    ];
+    let next_chunk = std::sync::atomic::AtomicUsize::new(0);
     let run = |rows: std::ops::Range<usize>, (part, scratch): (usize, [Array2<A>; 4])| {
         // Reaches the barrier however this part ends (a panic must not leave the other
         // parts waiting for it).
@@ -963,29 +964,52 @@ fn backward_with<C: CellDef, A: Real>(
             .as_ref()
             .map_or(dg2, |d| unsafe { d.view(rows_all, gh) });
         let got = |j: usize| operands[j].get().expect("prepared before the barrier");
-        let (lo, hi) = share(gh, part, nparts);
-        // SAFETY (the outputs' rows below): the parts' shares are disjoint row ranges
-        // of each output, which outlives the scope.
-        A::gemm_prepared(dg2.slice(s![.., lo..hi]).t(), got(0), false, unsafe {
-            wout.0.rows_view(lo, hi, is)
-        });
-        let (elo, ehi) = (lo.min(early), hi.min(early));
-        A::gemm_prepared(dr2.slice(s![.., elo..ehi]).t(), got(1), false, unsafe {
-            wout.1.rows_view(elo, ehi, hs)
-        });
         // A late gate's rows meet Ĥ, which the steps wrote: one part prepares it now
         // and makes them all.
         if part == 3 % nparts {
             if let Some(op) = prepare(3) {
+                // SAFETY: rows early .. gh of dW_hh are this part's alone (the chunks
+                // below cover rows before early).
                 A::gemm_prepared(dr2.slice(s![.., early..]).t(), &op, false, unsafe {
                     wout.1.rows_view(early, gh, hs)
                 });
             }
         }
-        let (xlo, xhi) = share(rows_all, part, nparts);
-        A::gemm_prepared(dg2.slice(s![xlo..xhi, ..]), got(2), false, unsafe {
-            wout.2.rows_view(xlo, xhi, is)
-        });
+        // The rest in chunks of rows taken in turn by whichever part is free (a part
+        // the system holds back leaves its share to the others).
+        loop {
+            let task = next_chunk.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let (j, lo) = match task {
+                k if k < chunks[0] => (0, k * CHUNK),
+                k if k < chunks[0] + chunks[1] => (1, (k - chunks[0]) * CHUNK),
+                k if k < chunks[0] + chunks[1] + chunks[2] => {
+                    (2, (k - chunks[0] - chunks[1]) * CHUNK)
+                }
+                _ => break,
+            };
+            // SAFETY (the outputs' rows): each chunk is one task's, taken once; the
+            // outputs outlive the scope.
+            match j {
+                0 => {
+                    let hi = (lo + CHUNK).min(gh);
+                    A::gemm_prepared(dg2.slice(s![.., lo..hi]).t(), got(0), false, unsafe {
+                        wout.0.rows_view(lo, hi, is)
+                    });
+                }
+                1 => {
+                    let hi = (lo + CHUNK).min(early);
+                    A::gemm_prepared(dr2.slice(s![.., lo..hi]).t(), got(1), false, unsafe {
+                        wout.1.rows_view(lo, hi, hs)
+                    });
+                }
+                _ => {
+                    let hi = (lo + CHUNK).min(rows_all);
+                    A::gemm_prepared(dg2.slice(s![lo..hi, ..]), got(2), false, unsafe {
+                        wout.2.rows_view(lo, hi, is)
+                    });
+                }
+            }
+        }
     };
     in_parts(parts, scratch, &run);
 
