@@ -13,6 +13,7 @@ pub(crate) mod embedding;
 pub mod gemm;
 pub(crate) mod head;
 pub(crate) mod optim;
+mod workers;
 
 pub use clip::{clip_grad_norm, clip_grad_value};
 pub use embedding::{embedding, embedding_backward};
@@ -559,22 +560,22 @@ fn batch_parts(b: usize) -> Vec<std::ops::Range<usize>> {
         .collect()
 }
 
-/// Runs `run` over every part, each with its scratch: the last part on this thread, the
-/// others on scoped threads.
+/// Runs `run` over every part, each with its scratch: the first part on this thread,
+/// the others on the workers (see [`workers`]), each part's products on its thread.
 fn in_parts<S: Send>(
     parts: Vec<std::ops::Range<usize>>,
     scratch: Vec<S>,
     run: &(impl Fn(std::ops::Range<usize>, S) + Sync),
 ) {
-    std::thread::scope(|sc| {
-        let mut work: Vec<_> = parts.into_iter().zip(scratch).collect();
-        let last = work.pop();
-        // Each part's products stay on its thread.
-        for (r, s) in work {
-            sc.spawn(move || gemm::serial(|| run(r, s)));
-        }
-        if let Some((r, s)) = last {
-            gemm::serial(|| run(r, s));
+    let work: Vec<_> = parts
+        .into_iter()
+        .zip(scratch)
+        .map(|w| std::sync::Mutex::new(Some(w)))
+        .collect();
+    workers::run(work.len(), &|k| {
+        let taken = work[k].lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some((r, s)) = taken {
+            run(r, s);
         }
     });
 }
