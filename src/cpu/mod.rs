@@ -550,9 +550,17 @@ struct Shared<A> {
 /// pay for a thread).
 const ROWS_PER_THREAD: usize = 4;
 
+#[cfg(test)]
+thread_local! {
+    /// Tests: the most parts a call on this thread cuts its batch into.
+    static MAX_PARTS: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) };
+}
+
 /// The batch's rows cut into one contiguous part per thread.
 fn batch_parts(b: usize) -> Vec<std::ops::Range<usize>> {
     let n = gemm::threads().min(b / ROWS_PER_THREAD).max(1);
+    #[cfg(test)]
+    let n = n.min(MAX_PARTS.with(|m| m.get())).max(1);
     let per = b.div_ceil(n);
     (0..n)
         .map(|k| k * per..((k + 1) * per).min(b))
@@ -1159,4 +1167,36 @@ pub fn step_backward<A: Real>(
         db: g.db_ih,
         db_hh: g.db_hh,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use ndarray::Array3;
+
+    use crate::{Cell, Params, SplitMix64};
+
+    /// Forward and backward cut into parts (the processor's threads: the steps, and the
+    /// products after them in chunks taken in turn) give bit for bit what one part
+    /// gives, for every cell, at sizes with partial tiles and chunks.
+    #[test]
+    fn parts_equal_one_part() {
+        let (t, b, i, h) = (5, 37, 9, 70);
+        for cell in Cell::ALL {
+            let p = Params::<f32>::init(cell, i, h, 7).unwrap();
+            let mut rng = SplitMix64(11);
+            let x = Array3::from_shape_simple_fn((t, b, i), || rng.next_f64() as f32 - 0.5);
+            let dh = Array3::from_shape_simple_fn((t, b, h), || rng.next_f64() as f32 - 0.5);
+            let run = |max: usize| {
+                super::MAX_PARTS.with(|m| m.set(max));
+                let tr = super::forward(&p, x.view(), None, None).unwrap();
+                let g = super::backward(&p, &tr, dh.view(), None).unwrap();
+                super::MAX_PARTS.with(|m| m.set(usize::MAX));
+                (tr, g)
+            };
+            let (tr1, g1) = run(1);
+            let (tr, g) = run(usize::MAX);
+            assert_eq!(tr, tr1, "{cell:?} trace");
+            assert_eq!(g, g1, "{cell:?} gradients");
+        }
+    }
 }
