@@ -43,62 +43,83 @@ impl Packed {
         let k = parts.iter().map(|m| m.nrows()).sum();
         let panels = n.div_ceil(NR);
         let mut data = pool::take(panels * k * NR);
-        let mut k0 = 0;
-        for m in parts {
-            let kp = m.nrows();
-            let (rs, cs) = (m.strides()[0], m.strides()[1]);
-            let mp = m.as_ptr();
-            // SAFETY (both loops): kk < kp and col < n address m's own elements through
-            // its strides.
-            let get =
-                |kk: usize, col: usize| unsafe { *mp.offset(kk as isize * rs + col as isize * cs) };
-            if rs == 1 && cs != 1 {
-                // Columns contiguous: each column of m fills one slot of every row of a
-                // panel.
-                for col in 0..n {
-                    let (p, c) = (col / NR, col % NR);
-                    let panel = &mut data[p * k * NR..(p + 1) * k * NR];
-                    for kk in 0..kp {
-                        panel[(k0 + kk) * NR + c] = get(kk, col);
-                    }
+        if data.is_empty() {
+            return Packed { k, n, data };
+        }
+        // A large B is packed by the workers, a share of the panels each (not from
+        // inside a part of work already split).
+        let serial = SERIAL.with(|s| s.get()) || data.len() < PACK_SPLIT;
+        let per = panels.div_ceil(if serial { 1 } else { threads() });
+        let shares: Vec<_> = data
+            .chunks_mut(per * k * NR)
+            .enumerate()
+            .map(|(g, d)| std::sync::Mutex::new(Some((g * per, d))))
+            .collect();
+        super::workers::run(shares.len(), &|g| {
+            let share = shares[g].lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some((p0, d)) = share {
+                fill_panels(parts, k, n, p0, d);
+            }
+        });
+        drop(shares);
+        Packed { k, n, data }
+    }
+}
+
+/// Floats of a packed `B` from which its packing is shared out to the workers.
+const PACK_SPLIT: usize = 1 << 18;
+
+/// Packs panels `p0 ..` of the `B` made of `parts` stacked along `K` (`k` rows in all,
+/// `n` columns) into `data`, whole panels of `k · NR` floats.
+fn fill_panels(parts: &[ArrayView2<f32>], k: usize, n: usize, p0: usize, data: &mut [f32]) {
+    let np = data.len() / (k * NR);
+    let mut k0 = 0;
+    for m in parts {
+        let kp = m.nrows();
+        let (rs, cs) = (m.strides()[0], m.strides()[1]);
+        let mp = m.as_ptr();
+        // SAFETY (every read below): kk < kp and col < n address m's own elements
+        // through its strides.
+        let get =
+            |kk: usize, col: usize| unsafe { *mp.offset(kk as isize * rs + col as isize * cs) };
+        if rs == 1 && cs != 1 {
+            // Columns contiguous: each column of m fills one slot of every row of a
+            // panel.
+            for col in p0 * NR..((p0 + np) * NR).min(n) {
+                let (p, c) = (col / NR - p0, col % NR);
+                let panel = &mut data[p * k * NR..(p + 1) * k * NR];
+                for kk in 0..kp {
+                    panel[(k0 + kk) * NR + c] = get(kk, col);
                 }
-            } else if cs == 1 {
-                // Rows contiguous: each panel row is a run of one row of m.
-                for p in 0..panels {
-                    let cols = NR.min(n - p * NR);
-                    let panel = &mut data[p * k * NR..(p + 1) * k * NR];
-                    let rows = panel[k0 * NR..(k0 + kp) * NR].chunks_exact_mut(NR);
-                    for (kk, out) in rows.enumerate() {
-                        // SAFETY: columns p·NR .. p·NR + cols of row kk are m's own
-                        // elements, contiguous (cs = 1).
-                        let src = unsafe { mp.offset(kk as isize * rs + (p * NR) as isize) };
-                        if cols == NR {
-                            // SAFETY: as above, NR of them (read unaligned as one array).
-                            out.copy_from_slice(&unsafe {
-                                (src as *const [f32; NR]).read_unaligned()
-                            });
-                        } else {
-                            // SAFETY: as above.
-                            out[..cols]
-                                .copy_from_slice(unsafe { std::slice::from_raw_parts(src, cols) });
-                        }
-                    }
-                }
-            } else {
-                for p in 0..panels {
-                    let cols = NR.min(n - p * NR);
-                    let panel = &mut data[p * k * NR..(p + 1) * k * NR];
-                    let rows = panel[k0 * NR..(k0 + kp) * NR].chunks_exact_mut(NR);
-                    for (kk, out) in rows.enumerate() {
+            }
+        } else {
+            for p in 0..np {
+                let cols = NR.min(n - (p0 + p) * NR);
+                let panel = &mut data[p * k * NR..(p + 1) * k * NR];
+                let rows = panel[k0 * NR..(k0 + kp) * NR].chunks_exact_mut(NR);
+                for (kk, out) in rows.enumerate() {
+                    if cs != 1 {
                         for (c, o) in out[..cols].iter_mut().enumerate() {
-                            *o = get(kk, p * NR + c);
+                            *o = get(kk, (p0 + p) * NR + c);
                         }
+                        continue;
+                    }
+                    // Rows contiguous: each panel row is a run of one row of m.
+                    // SAFETY: columns (p0 + p)·NR .. + cols of row kk are m's own
+                    // elements, contiguous (cs = 1).
+                    let src = unsafe { mp.offset(kk as isize * rs + ((p0 + p) * NR) as isize) };
+                    if cols == NR {
+                        // SAFETY: as above, NR of them (read unaligned as one array).
+                        out.copy_from_slice(&unsafe { (src as *const [f32; NR]).read_unaligned() });
+                    } else {
+                        // SAFETY: as above.
+                        out[..cols]
+                            .copy_from_slice(unsafe { std::slice::from_raw_parts(src, cols) });
                     }
                 }
             }
-            k0 += kp;
         }
-        Packed { k, n, data }
+        k0 += kp;
     }
 }
 
