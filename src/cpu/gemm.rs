@@ -267,15 +267,21 @@ pub(crate) fn gemm_bias(
         return gemm_rows(a, b, bias, c, acc);
     }
     let per = tiles.div_ceil(parts) * MR;
-    std::thread::scope(|s| {
-        let (mut a, mut c) = (a, c);
-        while a.nrows() > per {
-            let (a0, a1) = a.split_at(Axis(0), per);
-            let (c0, c1) = c.split_at(Axis(0), per);
-            s.spawn(move || gemm_rows(a0, b, bias, c0, acc));
-            (a, c) = (a1, c1);
+    // The rows cut into one share per part, each run by a worker (or this thread).
+    let mut shares = Vec::with_capacity(parts);
+    let (mut a, mut c) = (a, c);
+    while a.nrows() > per {
+        let (a0, a1) = a.split_at(Axis(0), per);
+        let (c0, c1) = c.split_at(Axis(0), per);
+        shares.push(std::sync::Mutex::new(Some((a0, c0))));
+        (a, c) = (a1, c1);
+    }
+    shares.push(std::sync::Mutex::new(Some((a, c))));
+    super::workers::run(shares.len(), &|k| {
+        let share = shares[k].lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some((a, c)) = share {
+            gemm_rows(a, b, bias, c, acc);
         }
-        gemm_rows(a, b, bias, c, acc);
     });
 }
 
