@@ -291,7 +291,7 @@ pub(crate) fn threads() -> usize {
     *N.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
-/// Rows of a transposed `A` packed at once by [`gemm_cols`].
+/// Rows of `A` per block: each panel's slice of `B` meets all their tiles in turn.
 const MC: usize = 64;
 /// Depth of `K` per pass of [`gemm_cols`].
 const KC: usize = 1024;
@@ -441,9 +441,9 @@ unsafe fn tile_product(
     }
 }
 
-/// [`gemm`] on the calling thread, one tile of [`MR`] rows at a time, in passes of
-/// [`KC`] over `K` (as [`gemm_cols`], so that every element of `C` sums its products in
-/// the same order on either path).
+/// [`gemm`] on the calling thread, in blocks of [`MC`] rows and passes of [`KC`] over
+/// `K` (as [`gemm_cols`], so that every element of `C` sums its products in the same
+/// order on either path, whatever `M`).
 fn gemm_rows(
     a: ArrayView2<f32>,
     b: &Packed,
@@ -459,29 +459,31 @@ fn gemm_rows(
     if a.strides()[0] == 1 && a.strides()[1] != 1 && m > MR {
         return gemm_cols(a, b, bias, c, acc);
     }
-    let mut apack = pool::take(KC.min(k) * MR);
+    let tiles_max = MC.min(m.next_multiple_of(MR)) / MR;
+    let mut apack = pool::take(tiles_max * KC.min(k) * MR);
     let (rs, cs) = (c.strides()[0], c.strides()[1]);
     let cp = c.as_mut_ptr();
     let (ars, acs) = (a.strides()[0], a.strides()[1]);
     let ap = a.as_ptr();
-    for i0 in (0..m).step_by(MR) {
-        let rows = MR.min(m - i0);
-        // A full tile of an A with contiguous rows: the AVX-512 kernel reads them where
-        // they are. Otherwise each pass packs A's tile k-major (zero rows past m).
-        let direct = rows == MR && acs == 1 && isa() == Isa::Avx512;
+    // Blocks of MC rows: each panel's slice of B meets every tile of the block in turn
+    // (fetched into cache once per block, not once per tile).
+    for m0 in (0..m).step_by(MC) {
+        let tiles = MC.min(m - m0).div_ceil(MR);
         // K = 0 still writes C (the bias, or zeros): one empty pass.
         let mut k0 = 0;
         loop {
             let kc = KC.min(k - k0);
-            let at = match direct {
-                // SAFETY: rows i0 .. i0 + MR of A from column k0, each kc contiguous
-                // floats (acs = 1).
-                true => ATile::Rows(unsafe { ap.offset(i0 as isize * ars + k0 as isize) }, ars),
-                false => {
-                    pack_a(&mut apack, ap, (ars, acs), (i0, rows), (k0, kc));
-                    ATile::Packed(&apack[..kc * MR])
+            // A full tile of an A with contiguous rows: the AVX-512 kernel reads them
+            // where they are. Otherwise the pass packs the tile k-major (zero rows past
+            // m).
+            let direct = |i0: usize| MR.min(m - i0) == MR && acs == 1 && isa() == Isa::Avx512;
+            for t in 0..tiles {
+                let i0 = m0 + t * MR;
+                if !direct(i0) {
+                    let tile = &mut apack[t * kc * MR..(t + 1) * kc * MR];
+                    pack_a(tile, ap, (ars, acs), (i0, MR.min(m - i0)), (k0, kc));
                 }
-            };
+            }
             // The first pass writes C (adding when asked, with the bias); later ones add.
             let (add, bias) = match k0 {
                 0 => (acc, bias),
@@ -491,12 +493,24 @@ fn gemm_rows(
                 let cols = NR.min(n - p * NR);
                 let panel = &b.data[p * k * NR + k0 * NR..p * k * NR + (k0 + kc) * NR];
                 let bias = bias.map(|v| &v[p * NR..p * NR + cols]);
-                // SAFETY: rows i0 .. i0 + rows and columns p·NR .. p·NR + cols lie in C
-                // (i0 + rows ≤ m, p·NR + cols ≤ n), addressed through its strides; A's
-                // tile as `at` says.
-                unsafe {
-                    let c0 = cp.offset(i0 as isize * rs + (p * NR) as isize * cs);
-                    tile_product(kc, at, panel, c0, (rs, cs), (rows, cols), add, bias);
+                for t in 0..tiles {
+                    let i0 = m0 + t * MR;
+                    let rows = MR.min(m - i0);
+                    let at = match direct(i0) {
+                        // SAFETY: rows i0 .. i0 + MR of A from column k0, each kc
+                        // contiguous floats (acs = 1).
+                        true => {
+                            ATile::Rows(unsafe { ap.offset(i0 as isize * ars + k0 as isize) }, ars)
+                        }
+                        false => ATile::Packed(&apack[t * kc * MR..(t + 1) * kc * MR]),
+                    };
+                    // SAFETY: rows i0 .. i0 + rows and columns p·NR .. p·NR + cols lie in
+                    // C (i0 + rows ≤ m, p·NR + cols ≤ n), addressed through its strides;
+                    // A's tile as `at` says.
+                    unsafe {
+                        let c0 = cp.offset(i0 as isize * rs + (p * NR) as isize * cs);
+                        tile_product(kc, at, panel, c0, (rs, cs), (rows, cols), add, bias);
+                    }
                 }
             }
             k0 += kc;
