@@ -230,10 +230,10 @@ fn forward_with<C: CellDef, A: Real>(
     let hs = p.hidden_size();
     let gh = C::GATES * hs;
     let (h0, c0) = initial_state::<C, A>(b, hs, h0, c0)?;
-    let x = host::copy("x", &x)?;
     if C::FOLD && C::LATE.is_none() {
         return forward_stacked::<C, A>(p, x, h0, c0);
     }
+    let x = host::copy("x", &x)?;
     let x2 = x
         .view()
         .into_shape_with_order((t * b, p.input_size()))
@@ -377,11 +377,13 @@ fn forward_with<C: CellDef, A: Real>(
 /// the steps and no synchronisation between them.
 fn forward_stacked<C: CellDef, A: Real>(
     p: &Params<A>,
-    x: Array3<A>,
+    x: ArrayView3<A>,
     h0: Array2<A>,
     c0: Option<Array2<A>>,
 ) -> Result<Trace<A>> {
     let (t, b, is) = x.dim();
+    // The trace's copy of x, which the parts fill as they read it (any layout).
+    let mut x_own = host::zeros::<A, _, _>("x", (t, b, is))?;
     let hs = p.hidden_size();
     let gh = C::GATES * hs;
     let width = gh.max(C::kept(hs));
@@ -407,7 +409,7 @@ fn forward_stacked<C: CellDef, A: Real>(
         h: Ptr(h.as_mut_ptr()),
         c: c.as_mut().map(|c| Ptr(c.as_mut_ptr())),
     };
-    let x_all = data(&x);
+    let xo = Ptr(x_own.as_mut_ptr());
     let run = |rows: std::ops::Range<usize>, mut xh: Array2<A>| {
         let (r0, nb) = (rows.start, rows.len());
         let nh = nb * hs;
@@ -431,7 +433,12 @@ fn forward_stacked<C: CellDef, A: Real>(
                 ),
                 _ => (&[], &mut []),
             };
-            let x_t = &x_all[(st * b + r0) * is..(st * b + r0 + nb) * is];
+            // SAFETY: as above (x_own is [T, B, I]).
+            let x_t = unsafe { xo.rows(st * b + r0, nb, is) };
+            ArrayViewMut2::from_shape((nb, is), &mut *x_t)
+                .expect("[B, I]")
+                .assign(&x.slice(s![st, r0..r0 + nb, ..]));
+            let x_t = &*x_t;
             let xh_rows = xh.as_slice_mut().expect("standard layout");
             // H ≥ 1 (checked), so every row has a width; I may be 0.
             for (r, row) in xh_rows.chunks_mut(is + hs).enumerate() {
@@ -456,7 +463,7 @@ fn forward_stacked<C: CellDef, A: Real>(
     in_parts(parts, scratch, &run);
     Ok(Trace {
         cell: p.cell,
-        x,
+        x: x_own,
         h0,
         c0,
         h,
