@@ -23,7 +23,7 @@ export OMP_NUM_THREADS=$THREADS
 export RAYON_NUM_THREADS=$THREADS
 
 cargo build --release --bench sweep >&2
-sweep=$(ls -t target/release/deps/sweep-* | grep -v '\.d$' | head -1)
+sweep=$(ls -t "${CARGO_TARGET_DIR:-target}"/release/deps/sweep-* | grep -v '\.d$' | head -1)
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 : >"$out/times"

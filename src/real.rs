@@ -53,6 +53,18 @@ pub trait Real:
     /// Prepares `b [K, N]` (any strides) for [`Real::gemm_prepared`].
     #[doc(hidden)]
     fn prepare(b: ArrayView2<Self>) -> Self::Prepared;
+    /// Prepares the `B` made of `parts` stacked along `K` (each `[K_i, N]`, any
+    /// strides).
+    #[doc(hidden)]
+    fn prepare_stacked(parts: &[ArrayView2<Self>]) -> Self::Prepared;
+    /// `C = A·B + bias` (`bias [N]` added to every row) for a prepared `B`.
+    #[doc(hidden)]
+    fn gemm_prepared_bias(
+        a: ArrayView2<Self>,
+        b: &Self::Prepared,
+        bias: &[Self],
+        c: ArrayViewMut2<Self>,
+    );
     /// `C = A·B` (`acc`: `C += A·B`) for `A [M, K]`, the prepared `B [K, N]` and
     /// `C [M, N]`, any strides.
     #[doc(hidden)]
@@ -115,11 +127,22 @@ fn sigmoid_f32(x: f32) -> f32 {
 }
 
 macro_rules! impl_real {
-    ($t:ty, $tanh:expr, $prepared:ty, $prepare:expr, $gemm:expr, $gemm_bias:expr $(, $sigmoid:expr)?) => {
+    ($t:ty, $tanh:expr, $prepared:ty, $prepare:expr, $stacked:expr, $gemm:expr, $gemm_bias:expr, $prepared_bias:expr $(, $sigmoid:expr)?) => {
         impl Real for $t {
             type Prepared = $prepared;
             fn prepare(b: ArrayView2<Self>) -> Self::Prepared {
                 $prepare(b)
+            }
+            fn prepare_stacked(parts: &[ArrayView2<Self>]) -> Self::Prepared {
+                $stacked(parts)
+            }
+            fn gemm_prepared_bias(
+                a: ArrayView2<Self>,
+                b: &Self::Prepared,
+                bias: &[Self],
+                c: ArrayViewMut2<Self>,
+            ) {
+                $prepared_bias(a, b, bias, c)
             }
             fn gemm_prepared(
                 a: ArrayView2<Self>,
@@ -189,10 +212,14 @@ impl_real!(
     tanh_f32,
     crate::cpu::gemm::Packed,
     crate::cpu::gemm::Packed::plain,
+    crate::cpu::gemm::Packed::stacked,
     |a, b, acc, c| crate::cpu::gemm::gemm(a, b, c, acc),
     |a, b: ArrayView2<f32>, bias: &[f32], c| {
         let p = crate::cpu::gemm::Packed::plain(b);
         crate::cpu::gemm::gemm_bias(a, &p, Some(bias), c, false)
+    },
+    |a, b: &crate::cpu::gemm::Packed, bias: &[f32], c| {
+        crate::cpu::gemm::gemm_bias(a, b, Some(bias), c, false)
     },
     sigmoid_f32
 );
@@ -201,6 +228,8 @@ impl_real!(
     f64::tanh,
     ndarray::Array2<f64>,
     |b: ArrayView2<f64>| b.to_owned(),
+    |parts: &[ArrayView2<f64>]| ndarray::concatenate(ndarray::Axis(0), parts)
+        .expect("stacked widths"),
     |a: ArrayView2<f64>, b: &ndarray::Array2<f64>, acc: bool, mut c: ArrayViewMut2<f64>| {
         let beta = if acc { 1.0 } else { 0.0 };
         ndarray::linalg::general_mat_mul(1.0, &a, b, beta, &mut c)
@@ -210,6 +239,12 @@ impl_real!(
             row.assign(&ndarray::ArrayView1::from(bias));
         }
         ndarray::linalg::general_mat_mul(1.0, &a, &b, 1.0, &mut c)
+    },
+    |a: ArrayView2<f64>, b: &ndarray::Array2<f64>, bias: &[f64], mut c: ArrayViewMut2<f64>| {
+        for mut row in c.rows_mut() {
+            row.assign(&ndarray::ArrayView1::from(bias));
+        }
+        ndarray::linalg::general_mat_mul(1.0, &a, b, 1.0, &mut c)
     }
 );
 

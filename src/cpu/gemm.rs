@@ -28,36 +28,98 @@ impl Packed {
     /// Packs `B = m` for `m [K, N]`, of any strides (read in memory order when its rows
     /// or its columns are contiguous: a weight `w [N, K]` is packed as `w.t()`).
     pub(crate) fn plain(m: ArrayView2<f32>) -> Packed {
-        let (k, n) = m.dim();
+        Packed::stacked(&[m])
+    }
+
+    /// Packs `B` made of `parts` stacked along `K` (`[K₁, N]` over `[K₂, N]` …: the
+    /// input and recurrent weights `[W_ih W_hh]ᵀ` of a step that multiplies `[x_t h]`),
+    /// each of any strides, without building `B`.
+    ///
+    /// # Panics
+    /// If the parts' `N` differ (a bug of the caller).
+    pub(crate) fn stacked(parts: &[ArrayView2<f32>]) -> Packed {
+        let n = parts.first().map_or(0, |m| m.ncols());
+        assert!(parts.iter().all(|m| m.ncols() == n), "stacked widths");
+        let k = parts.iter().map(|m| m.nrows()).sum();
         let panels = n.div_ceil(NR);
         let mut data = pool::take(panels * k * NR);
+        if data.is_empty() {
+            return Packed { k, n, data };
+        }
+        // A large B is packed by the workers, a share of the panels each (not from
+        // inside a part of work already split).
+        let serial = SERIAL.with(|s| s.get()) || data.len() < PACK_SPLIT;
+        let per = panels.div_ceil(if serial { 1 } else { threads() });
+        let shares: Vec<_> = data
+            .chunks_mut(per * k * NR)
+            .enumerate()
+            .map(|(g, d)| std::sync::Mutex::new(Some((g * per, d))))
+            .collect();
+        super::workers::run(shares.len(), &|g| {
+            let share = shares[g].lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some((p0, d)) = share {
+                fill_panels(parts, k, n, p0, d);
+            }
+        });
+        drop(shares);
+        Packed { k, n, data }
+    }
+}
+
+/// Floats of a packed `B` from which its packing is shared out to the workers.
+const PACK_SPLIT: usize = 1 << 18;
+
+/// Packs panels `p0 ..` of the `B` made of `parts` stacked along `K` (`k` rows in all,
+/// `n` columns) into `data`, whole panels of `k · NR` floats.
+fn fill_panels(parts: &[ArrayView2<f32>], k: usize, n: usize, p0: usize, data: &mut [f32]) {
+    let np = data.len() / (k * NR);
+    let mut k0 = 0;
+    for m in parts {
+        let kp = m.nrows();
         let (rs, cs) = (m.strides()[0], m.strides()[1]);
         let mp = m.as_ptr();
-        // SAFETY (both loops): kk < k and col < n address m's own elements through its
-        // strides.
+        // SAFETY (every read below): kk < kp and col < n address m's own elements
+        // through its strides.
         let get =
             |kk: usize, col: usize| unsafe { *mp.offset(kk as isize * rs + col as isize * cs) };
         if rs == 1 && cs != 1 {
-            // Columns contiguous: each column of m fills one slot of every row of a panel.
-            for col in 0..n {
-                let (p, c) = (col / NR, col % NR);
+            // Columns contiguous: each column of m fills one slot of every row of a
+            // panel.
+            for col in p0 * NR..((p0 + np) * NR).min(n) {
+                let (p, c) = (col / NR - p0, col % NR);
                 let panel = &mut data[p * k * NR..(p + 1) * k * NR];
-                for kk in 0..k {
-                    panel[kk * NR + c] = get(kk, col);
+                for kk in 0..kp {
+                    panel[(k0 + kk) * NR + c] = get(kk, col);
                 }
             }
         } else {
-            for p in 0..panels {
-                let cols = NR.min(n - p * NR);
+            for p in 0..np {
+                let cols = NR.min(n - (p0 + p) * NR);
                 let panel = &mut data[p * k * NR..(p + 1) * k * NR];
-                for (kk, out) in panel.chunks_exact_mut(NR).enumerate() {
-                    for (c, o) in out[..cols].iter_mut().enumerate() {
-                        *o = get(kk, p * NR + c);
+                let rows = panel[k0 * NR..(k0 + kp) * NR].chunks_exact_mut(NR);
+                for (kk, out) in rows.enumerate() {
+                    if cs != 1 {
+                        for (c, o) in out[..cols].iter_mut().enumerate() {
+                            *o = get(kk, (p0 + p) * NR + c);
+                        }
+                        continue;
+                    }
+                    // Rows contiguous: each panel row is a run of one row of m.
+                    // SAFETY: columns (p0 + p)·NR .. + cols of row kk are m's own
+                    // elements, contiguous (cs = 1).
+                    let src = unsafe { mp.offset(kk as isize * rs + ((p0 + p) * NR) as isize) };
+                    if cols == NR {
+                        // SAFETY: as above, NR of them (read unaligned as one array).
+                        out.copy_from_slice(&unsafe { (src as *const [f32; NR]).read_unaligned() });
+                    } else {
+                        // SAFETY: as above.
+                        out[..cols]
+                            .copy_from_slice(unsafe { std::slice::from_raw_parts(src, cols) });
                     }
                 }
             }
         }
-        Packed { k, n, data }
+        k0 += kp;
     }
 }
 
@@ -154,6 +216,26 @@ pub(crate) fn isa() -> Isa {
 /// Products smaller than this many multiply-adds run on the calling thread alone.
 const THREAD_MIN: usize = 1 << 24;
 
+thread_local! {
+    /// Set while this thread runs one part of work already split across threads: its
+    /// products stay on it (no threads spawned inside threads).
+    static SERIAL: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` with every product on this thread (for a part of work that the caller has
+/// already split across the processor's threads).
+pub(crate) fn serial<R>(f: impl FnOnce() -> R) -> R {
+    /// Restores the flag however `f` ends.
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            SERIAL.with(|s| s.set(self.0));
+        }
+    }
+    let _restore = Restore(SERIAL.with(|s| s.replace(true)));
+    f()
+}
+
 /// `C (+)= A·B` for `A [M, K]` and `C [M, N]` of any strides (`acc` adds to `C`,
 /// otherwise overwrites it); rows of `C` split across threads when the product is large.
 ///
@@ -181,19 +263,25 @@ pub(crate) fn gemm_bias(
     let threads = threads();
     let tiles = m.div_ceil(MR);
     let parts = threads.min(tiles).min((m * k * b.n / THREAD_MIN).max(1));
-    if parts <= 1 {
+    if parts <= 1 || SERIAL.with(|s| s.get()) {
         return gemm_rows(a, b, bias, c, acc);
     }
     let per = tiles.div_ceil(parts) * MR;
-    std::thread::scope(|s| {
-        let (mut a, mut c) = (a, c);
-        while a.nrows() > per {
-            let (a0, a1) = a.split_at(Axis(0), per);
-            let (c0, c1) = c.split_at(Axis(0), per);
-            s.spawn(move || gemm_rows(a0, b, bias, c0, acc));
-            (a, c) = (a1, c1);
+    // The rows cut into one share per part, each run by a worker (or this thread).
+    let mut shares = Vec::with_capacity(parts);
+    let (mut a, mut c) = (a, c);
+    while a.nrows() > per {
+        let (a0, a1) = a.split_at(Axis(0), per);
+        let (c0, c1) = c.split_at(Axis(0), per);
+        shares.push(std::sync::Mutex::new(Some((a0, c0))));
+        (a, c) = (a1, c1);
+    }
+    shares.push(std::sync::Mutex::new(Some((a, c))));
+    super::workers::run(shares.len(), &|k| {
+        let share = shares[k].lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some((a, c)) = share {
+            gemm_rows(a, b, bias, c, acc);
         }
-        gemm_rows(a, b, bias, c, acc);
     });
 }
 
@@ -203,7 +291,159 @@ pub(crate) fn threads() -> usize {
     *N.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
-/// [`gemm`] on the calling thread.
+/// Rows of `A` per block: each panel's slice of `B` meets all their tiles in turn.
+const MC: usize = 64;
+/// Depth of `K` per pass of [`gemm_cols`].
+const KC: usize = 1024;
+
+/// [`gemm`] on the calling thread for an `A` whose columns are contiguous (a transposed
+/// operand: the weight gradients' `dGᵀ`, whose `K` runs over all `T·B` rows). Packing
+/// such an `A` one tile at a time reads `MR` floats from every one of its `K` columns,
+/// each in another page; here blocks of [`MC`] rows by [`KC`] of `K` are packed
+/// together (runs of `MC` floats), then each panel's slice of `B` meets every tile of
+/// the block. Every element of `C` sums its products in the same order whatever `M`,
+/// the block or the thread (the passes over `K` depend on `K` alone).
+fn gemm_cols(
+    a: ArrayView2<f32>,
+    b: &Packed,
+    bias: Option<&[f32]>,
+    mut c: ArrayViewMut2<f32>,
+    acc: bool,
+) {
+    let (m, k) = a.dim();
+    let n = b.n;
+    if m == 0 || n == 0 {
+        return;
+    }
+    let mut apack = pool::take(MC.min(m.next_multiple_of(MR)) * KC.min(k));
+    let (rs, cs) = (c.strides()[0], c.strides()[1]);
+    let cp = c.as_mut_ptr();
+    let acs = a.strides()[1];
+    let ap = a.as_ptr();
+    for m0 in (0..m).step_by(MC) {
+        let mrows = MC.min(m - m0);
+        let tiles = mrows.div_ceil(MR);
+        // K = 0 still writes C (the bias, or zeros): one empty pass.
+        let mut k0 = 0;
+        loop {
+            let kc = KC.min(k - k0);
+            // The block's tiles, each k-major: tile t holds A[m0 + t·MR + r, k0 + kk] at
+            // t·kc·MR + kk·MR + r (zero rows past m).
+            if mrows < tiles * MR {
+                apack.fill(0.0);
+            }
+            for kk in 0..kc {
+                // SAFETY: rows m0 .. m0 + mrows of column k0 + kk are elements of A,
+                // contiguous (its columns are).
+                let col = unsafe {
+                    std::slice::from_raw_parts(
+                        ap.offset((k0 + kk) as isize * acs + m0 as isize),
+                        mrows,
+                    )
+                };
+                for (t, run) in col.chunks(MR).enumerate() {
+                    let o = t * kc * MR + kk * MR;
+                    apack[o..o + run.len()].copy_from_slice(run);
+                }
+            }
+            // The first pass writes C (adding when asked, with the bias); later ones add.
+            let (add, bias) = match k0 {
+                0 => (acc, bias),
+                _ => (true, None),
+            };
+            for p in 0..n.div_ceil(NR) {
+                let cols = NR.min(n - p * NR);
+                let panel = &b.data[p * k * NR + k0 * NR..p * k * NR + (k0 + kc) * NR];
+                let bias = bias.map(|v| &v[p * NR..p * NR + cols]);
+                for t in 0..tiles {
+                    let i0 = m0 + t * MR;
+                    let rows = MR.min(m - i0);
+                    let at = ATile::Packed(&apack[t * kc * MR..(t + 1) * kc * MR]);
+                    // SAFETY: rows i0 .. i0 + rows and columns p·NR .. p·NR + cols lie in
+                    // C (i0 + rows ≤ m, p·NR + cols ≤ n), addressed through its strides.
+                    unsafe {
+                        let c0 = cp.offset(i0 as isize * rs + (p * NR) as isize * cs);
+                        tile_product(kc, at, panel, c0, (rs, cs), (rows, cols), add, bias);
+                    }
+                }
+            }
+            k0 += kc;
+            if k0 >= k {
+                break;
+            }
+        }
+    }
+    pool::give(apack);
+}
+
+/// `C[rows, cols] (+)= tile · panel (+ bias)` for one packed tile of `A` and one slice
+/// of a panel of `B` (`kc` deep), `C` at `c0` with strides `(rs, cs)`.
+///
+/// # Safety
+/// `c0` addresses `rows ≤ MR` rows of `cols ≤ NR` elements of a live `C` through the
+/// strides, which no one else touches meanwhile; `bias` holds `cols` floats; `at` is
+/// packed (`kc · MR` floats), or, on AVX-512 only, `MR` rows of `kc` floats.
+#[allow(clippy::too_many_arguments)]
+unsafe fn tile_product(
+    kc: usize,
+    at: ATile<'_>,
+    panel: &[f32],
+    c0: *mut f32,
+    (rs, cs): (isize, isize),
+    (rows, cols): (usize, usize),
+    add: bool,
+    bias: Option<&[f32]>,
+) {
+    // A full tile of a C with contiguous rows: the AVX-512 kernel writes C directly.
+    #[cfg(target_arch = "x86_64")]
+    if rows == MR && cols == NR && cs == 1 && isa() == Isa::Avx512 {
+        let bp = bias.map_or(std::ptr::null(), |v| v.as_ptr());
+        // SAFETY: the processor has AVX-512F; the caller's promise: MR rows of NR
+        // contiguous floats (cs = 1), rs apart; NR bias floats or null.
+        unsafe { kernel_avx512(kc, at, panel, Out::C(c0, rs, add, bp)) };
+        return;
+    }
+    let mut tile = [[0f32; NR]; MR];
+    match isa() {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the processor has AVX-512F (detected).
+        Isa::Avx512 => unsafe { kernel_avx512(kc, at, panel, Out::Tile(&mut tile)) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the processor has AVX2 and FMA (detected).
+        Isa::Avx2 => unsafe { kernel_avx2(kc, at.packed(), panel, &mut tile) },
+        _ => kernel_portable(kc, at.packed(), panel, &mut tile),
+    }
+    if let Some(v) = bias {
+        for t in tile.iter_mut().take(rows) {
+            for (x, bv) in t.iter_mut().zip(v) {
+                *x += bv;
+            }
+        }
+    }
+    for (r, t) in tile.iter().enumerate().take(rows) {
+        if cs == 1 {
+            // SAFETY: the caller's promise: row r's cols contiguous floats (cs = 1).
+            let o = unsafe { std::slice::from_raw_parts_mut(c0.offset(r as isize * rs), cols) };
+            if add {
+                o.iter_mut().zip(t).for_each(|(o, v)| *o += v);
+            } else {
+                o.copy_from_slice(&t[..cols]);
+            }
+            continue;
+        }
+        for (j, v) in t.iter().enumerate().take(cols) {
+            // SAFETY: the caller's promise: row r < rows, column j < cols of C.
+            unsafe {
+                let o = c0.offset(r as isize * rs + j as isize * cs);
+                *o = if add { *o + v } else { *v };
+            }
+        }
+    }
+}
+
+/// [`gemm`] on the calling thread, in blocks of [`MC`] rows and passes of [`KC`] over
+/// `K` (as [`gemm_cols`], so that every element of `C` sums its products in the same
+/// order on either path, whatever `M`).
 fn gemm_rows(
     a: ArrayView2<f32>,
     b: &Packed,
@@ -216,97 +456,119 @@ fn gemm_rows(
     if m == 0 || n == 0 {
         return;
     }
-    let mut apack = pool::take(k * MR);
+    if a.strides()[0] == 1 && a.strides()[1] != 1 && m > MR {
+        return gemm_cols(a, b, bias, c, acc);
+    }
+    let tiles_max = MC.min(m.next_multiple_of(MR)) / MR;
+    let mut apack = pool::take(tiles_max * KC.min(k) * MR);
     let (rs, cs) = (c.strides()[0], c.strides()[1]);
     let cp = c.as_mut_ptr();
     let (ars, acs) = (a.strides()[0], a.strides()[1]);
     let ap = a.as_ptr();
-    for i0 in (0..m).step_by(MR) {
-        let rows = MR.min(m - i0);
-        // A's tile, k-major: apack[kk·MR + r] = A[i0 + r, kk] (zero rows past m), read in
-        // memory order: along A's rows, or along its columns when those are contiguous
-        // (a transposed operand: the weight gradients' dGᵀ).
-        if rows < MR {
-            apack.fill(0.0);
-        }
-        let at = |r: usize, kk: usize| (i0 + r) as isize * ars + kk as isize * acs;
-        if ars == 1 && acs != 1 {
-            for kk in 0..k {
-                for r in 0..rows {
-                    // SAFETY: i0 + r < m and kk < k: an element of A through its strides.
-                    apack[kk * MR + r] = unsafe { *ap.offset(at(r, kk)) };
+    // Blocks of MC rows: each panel's slice of B meets every tile of the block in turn
+    // (fetched into cache once per block, not once per tile).
+    for m0 in (0..m).step_by(MC) {
+        let tiles = MC.min(m - m0).div_ceil(MR);
+        // K = 0 still writes C (the bias, or zeros): one empty pass.
+        let mut k0 = 0;
+        loop {
+            let kc = KC.min(k - k0);
+            // A full tile of an A with contiguous rows: the AVX-512 kernel reads them
+            // where they are. Otherwise the pass packs the tile k-major (zero rows past
+            // m).
+            let direct = |i0: usize| MR.min(m - i0) == MR && acs == 1 && isa() == Isa::Avx512;
+            for t in 0..tiles {
+                let i0 = m0 + t * MR;
+                if !direct(i0) {
+                    let tile = &mut apack[t * kc * MR..(t + 1) * kc * MR];
+                    pack_a(tile, ap, (ars, acs), (i0, MR.min(m - i0)), (k0, kc));
                 }
             }
-        } else {
-            for r in 0..rows {
-                for kk in 0..k {
-                    // SAFETY: as above.
-                    apack[kk * MR + r] = unsafe { *ap.offset(at(r, kk)) };
-                }
-            }
-        }
-        for p in 0..n.div_ceil(NR) {
-            let cols = NR.min(n - p * NR);
-            let panel = &b.data[p * k * NR..(p + 1) * k * NR];
-            let full = rows == MR && cols == NR && cs == 1;
-            // A full tile of a C with contiguous rows: the AVX-512 kernel adds into C.
-            #[cfg(target_arch = "x86_64")]
-            if full && isa() == Isa::Avx512 {
-                // SAFETY: the processor has AVX-512F; rows i0 .. i0 + MR and columns
-                // p·NR .. p·NR + NR lie in C, whose rows are contiguous (cs = 1).
-                unsafe {
-                    let c0 = cp.offset(i0 as isize * rs + (p * NR) as isize);
-                    let bp = bias.map_or(std::ptr::null(), |v| v.as_ptr().add(p * NR));
-                    kernel_avx512(k, &apack, panel, Out::C(c0, rs, acc, bp));
-                }
-                continue;
-            }
-            let mut tile = [[0f32; NR]; MR];
-            match isa() {
-                #[cfg(target_arch = "x86_64")]
-                // SAFETY: the processor has AVX-512F (detected above).
-                Isa::Avx512 => unsafe { kernel_avx512(k, &apack, panel, Out::Tile(&mut tile)) },
-                #[cfg(target_arch = "x86_64")]
-                // SAFETY: the processor has AVX2 and FMA (detected above).
-                Isa::Avx2 => unsafe { kernel_avx2(k, &apack, panel, &mut tile) },
-                _ => kernel_portable(k, &apack, panel, &mut tile),
-            }
-            if let Some(v) = bias {
-                for t in tile.iter_mut().take(rows) {
-                    for (x, bv) in t.iter_mut().zip(&v[p * NR..p * NR + cols]) {
-                        *x += bv;
-                    }
-                }
-            }
-            for (r, t) in tile.iter().enumerate().take(rows) {
-                let i = i0 + r;
-                if cs == 1 {
-                    // SAFETY: row i's columns p·NR .. p·NR + cols lie in C (contiguous).
-                    let o = unsafe {
-                        std::slice::from_raw_parts_mut(
-                            cp.offset(i as isize * rs + (p * NR) as isize),
-                            cols,
-                        )
+            // The first pass writes C (adding when asked, with the bias); later ones add.
+            let (add, bias) = match k0 {
+                0 => (acc, bias),
+                _ => (true, None),
+            };
+            for p in 0..n.div_ceil(NR) {
+                let cols = NR.min(n - p * NR);
+                let panel = &b.data[p * k * NR + k0 * NR..p * k * NR + (k0 + kc) * NR];
+                let bias = bias.map(|v| &v[p * NR..p * NR + cols]);
+                for t in 0..tiles {
+                    let i0 = m0 + t * MR;
+                    let rows = MR.min(m - i0);
+                    let at = match direct(i0) {
+                        // SAFETY: rows i0 .. i0 + MR of A from column k0, each kc
+                        // contiguous floats (acs = 1).
+                        true => {
+                            ATile::Rows(unsafe { ap.offset(i0 as isize * ars + k0 as isize) }, ars)
+                        }
+                        false => ATile::Packed(&apack[t * kc * MR..(t + 1) * kc * MR]),
                     };
-                    if acc {
-                        o.iter_mut().zip(t).for_each(|(o, v)| *o += v);
-                    } else {
-                        o.copy_from_slice(&t[..cols]);
-                    }
-                    continue;
-                }
-                for (j, v) in t.iter().enumerate().take(cols) {
-                    // SAFETY: i < m and p·NR + j < n index C's own elements through its
-                    // strides (a view's pointer and strides address them).
+                    // SAFETY: rows i0 .. i0 + rows and columns p·NR .. p·NR + cols lie in
+                    // C (i0 + rows ≤ m, p·NR + cols ≤ n), addressed through its strides;
+                    // A's tile as `at` says.
                     unsafe {
-                        let o = cp.offset(i as isize * rs + (p * NR + j) as isize * cs);
-                        *o = if acc { *o + v } else { *v };
+                        let c0 = cp.offset(i0 as isize * rs + (p * NR) as isize * cs);
+                        tile_product(kc, at, panel, c0, (rs, cs), (rows, cols), add, bias);
                     }
                 }
+            }
+            k0 += kc;
+            if k0 >= k {
+                break;
             }
         }
     }
     pool::give(apack);
+}
+
+/// Packs rows `i0 .. i0 + rows` (at most [`MR`]) and columns `k0 .. k0 + kc` of `A` (at
+/// `ap`, strides `(ars, acs)`) k-major into `tile` (`kc · MR` floats; rows past `rows`
+/// zero), read in memory order: whole rows, or, for an `A` with contiguous columns (a
+/// transposed operand: the weight gradients' `dGᵀ`), `rows` contiguous floats per `kk`.
+fn pack_a(
+    tile: &mut [f32],
+    ap: *const f32,
+    (ars, acs): (isize, isize),
+    (i0, rows): (usize, usize),
+    (k0, kc): (usize, usize),
+) {
+    if rows < MR {
+        tile.fill(0.0);
+    }
+    let at = |r: usize, kk: usize| (i0 + r) as isize * ars + (k0 + kk) as isize * acs;
+    if ars == 1 && rows == MR {
+        for (kk, out) in tile.chunks_exact_mut(MR).enumerate().take(kc) {
+            // SAFETY: rows i0 .. i0 + MR of column k0 + kk are elements of A, and
+            // contiguous (ars = 1); read unaligned as one array of MR floats.
+            let col = unsafe { (ap.offset(at(0, kk)) as *const [f32; MR]).read_unaligned() };
+            out.copy_from_slice(&col);
+        }
+    } else if ars == 1 {
+        for (kk, out) in tile.chunks_exact_mut(MR).enumerate().take(kc) {
+            // SAFETY: rows i0 .. i0 + rows of column k0 + kk are elements of A, and
+            // contiguous (ars = 1).
+            let col = unsafe { std::slice::from_raw_parts(ap.offset(at(0, kk)), rows) };
+            out[..rows].copy_from_slice(col);
+        }
+    } else if acs == 1 {
+        for r in 0..rows {
+            // SAFETY: columns k0 .. k0 + kc of row i0 + r are elements of A, and
+            // contiguous (acs = 1).
+            let row = unsafe { std::slice::from_raw_parts(ap.offset(at(r, 0)), kc) };
+            for (o, v) in tile.iter_mut().skip(r).step_by(MR).zip(row) {
+                *o = *v;
+            }
+        }
+    } else {
+        for r in 0..rows {
+            for kk in 0..kc {
+                // SAFETY: i0 + r < m and k0 + kk < k: an element of A through its
+                // strides.
+                tile[kk * MR + r] = unsafe { *ap.offset(at(r, kk)) };
+            }
+        }
+    }
 }
 
 /// Where a kernel's tile goes: a local tile, or straight into C (`(first element, row
@@ -317,22 +579,74 @@ enum Out<'a> {
     C(*mut f32, isize, bool, *const f32),
 }
 
+/// Where the AVX-512 kernel reads its `MR` rows of `A`: packed k-major
+/// (`a[kk·MR + r]`, [`pack_a`]), or straight from `A` when its rows are contiguous
+/// (`A[r, kk]` at `ptr + r·stride + kk`: no packing at all).
+#[derive(Clone, Copy)]
+enum ATile<'a> {
+    Packed(&'a [f32]),
+    Rows(*const f32, isize),
+}
+
+impl<'a> ATile<'a> {
+    /// The packed tile (the kernels other than AVX-512's read only those).
+    ///
+    /// # Panics
+    /// On `Rows`, which only the AVX-512 kernel is given.
+    fn packed(self) -> &'a [f32] {
+        match self {
+            ATile::Packed(p) => p,
+            ATile::Rows(..) => unreachable!("A's rows go to the AVX-512 kernel only"),
+        }
+    }
+}
+
 /// AVX-512: the `MR × NR` tile in 16 zmm accumulators; per `kk` two panel loads and
 /// `MR` broadcasts.
 ///
 /// # Safety
-/// The processor has AVX-512F; with `Out::C`, the pointer addresses `MR` rows of `NR`
-/// contiguous floats, `row stride` apart, and the bias pointer is null or addresses
-/// `NR` floats.
+/// The processor has AVX-512F; with `ATile::Rows`, the pointer addresses `MR` rows of
+/// `k` contiguous floats, `stride` apart; with `Out::C`, the pointer addresses `MR` rows
+/// of `NR` contiguous floats, `row stride` apart, and the bias pointer is null or
+/// addresses `NR` floats.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn kernel_avx512(k: usize, apack: &[f32], panel: &[f32], out: Out<'_>) {
+unsafe fn kernel_avx512(k: usize, a: ATile<'_>, panel: &[f32], out: Out<'_>) {
+    assert!(panel.len() >= k * NR);
+    match a {
+        ATile::Packed(apack) => {
+            assert!(apack.len() >= k * MR);
+            // SAFETY: the caller's promises; apack holds k·MR floats (asserted).
+            unsafe { kernel_avx512_from::<false>(k, apack.as_ptr(), 0, panel, out) }
+        }
+        // SAFETY: the caller's promises.
+        ATile::Rows(ptr, stride) => unsafe {
+            kernel_avx512_from::<true>(k, ptr, stride, panel, out)
+        },
+    }
+}
+
+/// [`kernel_avx512`] compiled once per way of reading `A` (`ROWS`: `a[r·stride + kk]`,
+/// otherwise `a[kk·MR + r]`).
+///
+/// # Safety
+/// Those of [`kernel_avx512`], with `a` addressing `A`'s `MR × k` floats as `ROWS`
+/// says, and `panel` `k · NR` floats.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn kernel_avx512_from<const ROWS: bool>(
+    k: usize,
+    a: *const f32,
+    stride: isize,
+    panel: &[f32],
+    out: Out<'_>,
+) {
     use std::arch::x86_64::*;
-    assert!(apack.len() >= k * MR && panel.len() >= k * NR);
-    let (a, b) = (apack.as_ptr(), panel.as_ptr());
+    let b = panel.as_ptr();
     let mut acc = [[_mm512_setzero_ps(); 2]; MR];
     for kk in 0..k {
-        // SAFETY: kk < k, and the asserts above bound both reads.
+        // SAFETY: kk < k: inside the panel's k·NR floats.
         let (b0, b1) = unsafe {
             (
                 _mm512_loadu_ps(b.add(kk * NR)),
@@ -340,8 +654,14 @@ unsafe fn kernel_avx512(k: usize, apack: &[f32], panel: &[f32], out: Out<'_>) {
             )
         };
         for (r, row) in acc.iter_mut().enumerate() {
-            // SAFETY: as above.
-            let av = _mm512_set1_ps(unsafe { *a.add(kk * MR + r) });
+            // SAFETY: r < MR and kk < k: an element of A's tile, addressed as the caller
+            // promises.
+            let av = _mm512_set1_ps(unsafe {
+                match ROWS {
+                    true => *a.offset(r as isize * stride + kk as isize),
+                    false => *a.add(kk * MR + r),
+                }
+            });
             row[0] = _mm512_fmadd_ps(av, b0, row[0]);
             row[1] = _mm512_fmadd_ps(av, b1, row[1]);
         }
@@ -448,8 +768,21 @@ mod tests {
             let mut got = [[0f32; NR]; MR];
             if std::arch::is_x86_feature_detected!("avx512f") {
                 // SAFETY: detected.
-                unsafe { kernel_avx512(k, &apack, &panel, Out::Tile(&mut got)) };
+                unsafe { kernel_avx512(k, ATile::Packed(&apack), &panel, Out::Tile(&mut got)) };
                 assert_eq!(got, want, "avx512");
+                // The same tile read from A's rows (k-major apack read as A [k, MR]ᵀ:
+                // rows of an A [MR, k] built from it).
+                let rows: Vec<f32> = (0..MR * k).map(|i| apack[(i % k) * MR + i / k]).collect();
+                // SAFETY: detected; MR rows of k floats, k apart.
+                unsafe {
+                    kernel_avx512(
+                        k,
+                        ATile::Rows(rows.as_ptr(), k as isize),
+                        &panel,
+                        Out::Tile(&mut got),
+                    )
+                };
+                assert_eq!(got, want, "avx512 rows");
             }
             if std::arch::is_x86_feature_detected!("avx2")
                 && std::arch::is_x86_feature_detected!("fma")
@@ -477,6 +810,9 @@ mod tests {
             (17, 130, 100),
             (16, 256, 1024),
             (520, 130, 300),
+            (70, 600, 40),
+            (9, 513, 33),
+            (4, 0, 5),
         ] {
             let a = Array2::from_shape_simple_fn((m, k), &mut rnd);
             let w = Array2::from_shape_simple_fn((n, k), &mut rnd);
@@ -489,7 +825,7 @@ mod tests {
                 let want = if acc { &want + &c0 } else { want.clone() };
                 let err = (&c - &want).iter().fold(0f32, |e, d| e.max(d.abs()));
                 assert!(
-                    err < 1e-4 * (k as f32).sqrt(),
+                    err <= 1e-4 * (k as f32).sqrt(),
                     "{m}×{k}×{n} acc {acc}: {err}"
                 );
                 // The plain packing of wᵀ is the same matrix.
@@ -504,7 +840,7 @@ mod tests {
                 let wb = &want + &ndarray::ArrayView1::from(&bias[..]);
                 let err = (&cb - &wb).iter().fold(0f32, |e, d| e.max(d.abs()));
                 assert!(
-                    err < 1e-4 * (k as f32).sqrt(),
+                    err <= 1e-4 * (k as f32).sqrt(),
                     "{m}×{k}×{n} bias acc {acc}: {err}"
                 );
                 let (mut cbt, at) = (c0.t().to_owned(), a.t().to_owned());
@@ -524,8 +860,23 @@ mod speed {
     use super::*;
     use ndarray::Array2;
 
-    /// GFLOP/s of the packed product at the step and projection shapes (not a check:
-    /// `cargo test --release --lib gemm_speed -- --ignored --nocapture`).
+    /// The best of 15 trials of `f` (preempted trials are slower, never faster), in
+    /// seconds per call.
+    fn best(reps: usize, mut f: impl FnMut()) -> f64 {
+        (0..15)
+            .map(|_| {
+                let t = std::time::Instant::now();
+                for _ in 0..reps {
+                    f();
+                }
+                t.elapsed().as_secs_f64() / reps as f64
+            })
+            .fold(f64::INFINITY, f64::min)
+    }
+
+    /// GFLOP/s of the packed product at the step and projection shapes, best of 15
+    /// trials (not a check: `cargo test --release --lib gemm_speed -- --ignored
+    /// --nocapture`).
     #[test]
     #[ignore]
     fn gemm_speed() {
@@ -533,30 +884,50 @@ mod speed {
             (16, 256, 1024),
             (8, 256, 1024),
             (64, 512, 2048),
+            (32, 512, 2048),
             (800, 128, 1024),
+            (1024, 800, 256),
+            (8, 384, 1024),
+            (16, 384, 1024),
+            (32, 768, 2048),
+            (64, 768, 2048),
+            (1024, 800, 128),
         ] {
             let a = Array2::from_elem((m, k), 0.5f32);
             let w = Array2::from_elem((n, k), 0.25f32);
             let p = Packed::plain(w.t());
             let mut c = Array2::zeros((m, n));
-            let reps = (2e9 / (2.0 * (m * k * n) as f64)) as usize + 1;
-            let t = std::time::Instant::now();
-            for _ in 0..reps {
-                gemm(a.view(), &p, c.view_mut(), true);
+            if std::env::var_os("DW").is_some() {
+                // dW = dGᵀ·X as the backward calls it: dG [k, m], X [k, n], X packed per call.
+                let dg = Array2::from_elem((k, m), 0.5f32);
+                let x = Array2::from_elem((k, n), 0.25f32);
+                let reps = (2e8 / (2.0 * (m * k * n) as f64)) as usize + 1;
+                let s = best(reps, || {
+                    let q = Packed::plain(x.view());
+                    gemm_rows(dg.t(), &q, None, c.view_mut(), false)
+                });
+                let s2 = best(reps, || {
+                    let _q = Packed::plain(x.view());
+                });
+                println!(
+                    "dW {m}x{k}x{n}: {:.1} GFLOP/s, pack {:.1} µs",
+                    2.0 * (m * k * n) as f64 / s / 1e9,
+                    s2 * 1e6
+                );
             }
-            let s = t.elapsed().as_secs_f64();
-            let t2 = std::time::Instant::now();
-            for _ in 0..reps {
-                ndarray::linalg::general_mat_mul(1.0, &a, &w.t(), 1.0, &mut c);
-            }
-            let s2 = t2.elapsed().as_secs_f64();
-            let f = 2.0 * (m * k * n * reps) as f64;
+            let reps = (2e8 / (2.0 * (m * k * n) as f64)) as usize + 1;
+            let s = best(reps, || gemm(a.view(), &p, c.view_mut(), true));
+            let s1 = best(reps, || gemm_rows(a.view(), &p, None, c.view_mut(), true));
+            // A transposed (the weight gradients' dGᵀ): its columns contiguous.
+            let at = a.t().to_owned();
+            let s2 = best(reps, || gemm_rows(at.t(), &p, None, c.view_mut(), true));
+            let f = 2.0 * (m * k * n) as f64;
             println!(
-                "{m}x{k}x{n}: packed {:.1} GFLOP/s ({:.1} µs), ndarray {:.1} GFLOP/s ({:.1} µs), isa {:?}",
+                "{m}x{k}x{n}: packed {:.1} GFLOP/s ({:.1} µs), one thread {:.1} GFLOP/s, Aᵀ {:.1} GFLOP/s, isa {:?}",
                 f / s / 1e9,
-                s / reps as f64 * 1e6,
+                s * 1e6,
+                f / s1 / 1e9,
                 f / s2 / 1e9,
-                s2 / reps as f64 * 1e6,
                 isa()
             );
         }

@@ -13,6 +13,7 @@ pub(crate) mod embedding;
 pub mod gemm;
 pub(crate) mod head;
 pub(crate) mod optim;
+mod workers;
 
 pub use clip::{clip_grad_norm, clip_grad_value};
 pub use embedding::{embedding, embedding_backward};
@@ -229,6 +230,9 @@ fn forward_with<C: CellDef, A: Real>(
     let hs = p.hidden_size();
     let gh = C::GATES * hs;
     let (h0, c0) = initial_state::<C, A>(b, hs, h0, c0)?;
+    if C::FOLD && C::LATE.is_none() {
+        return forward_stacked::<C, A>(p, x, h0, c0);
+    }
     let x = host::copy("x", &x)?;
     let x2 = x
         .view()
@@ -354,8 +358,129 @@ fn forward_with<C: CellDef, A: Real>(
         }
     };
     in_parts(parts, scratch, &run);
-    let kept = C::kept(hs);
-    let gates = match kept {
+    Ok(Trace {
+        cell: p.cell,
+        x,
+        h0,
+        c0,
+        h,
+        c,
+        gates: trace_gates::<C, A>(pre, t, b, hs)?,
+    })
+}
+
+/// [`forward_with`] for a cell whose recurrent product folds into the input
+/// projection with nothing in between (no [`CellDef::LATE`] gate): each step's
+/// pre-activations come from one product `[x_t h_{t-1}]·[W_ih W_hh]ᵀ + b_ih + b_hh`,
+/// the weights stacked and prepared once, so that the batch parts run the whole
+/// sequence, projection included, on their threads with no pass over all rows before
+/// the steps and no synchronisation between them.
+fn forward_stacked<C: CellDef, A: Real>(
+    p: &Params<A>,
+    x: ArrayView3<A>,
+    h0: Array2<A>,
+    c0: Option<Array2<A>>,
+) -> Result<Trace<A>> {
+    let (t, b, is) = x.dim();
+    // The trace's copy of x, which the parts fill as they read it (any layout).
+    let mut x_own = host::zeros::<A, _, _>("x", (t, b, is))?;
+    let hs = p.hidden_size();
+    let gh = C::GATES * hs;
+    let width = gh.max(C::kept(hs));
+    let bias = p.bias();
+    let bias = bias.as_standard_layout();
+    let bias = bias.as_slice().expect("standard layout");
+    let w = A::prepare_stacked(&[p.w_ih.t(), p.w_hh.t()]);
+    // Allocated untouched (zeros by the allocator); each part writes its rows.
+    let mut pre = host::zeros::<A, _, _>("x", (t * b, width))?;
+    let mut h = host::zeros::<A, _, _>("x", (t, b, hs))?;
+    let mut c = match &c0 {
+        Some(_) => Some(host::zeros::<A, _, _>("x", (t, b, hs))?),
+        None => None,
+    };
+    let parts = batch_parts(b);
+    // Each part's step operand [x_t h_{t-1}], `[rows, I + H]`.
+    let mut scratch = Vec::with_capacity(parts.len());
+    for r in &parts {
+        scratch.push(host::zeros::<A, _, _>("x", (r.len(), is + hs))?);
+    }
+    let sh = Shared {
+        pre: Ptr(pre.as_mut_ptr()),
+        h: Ptr(h.as_mut_ptr()),
+        c: c.as_mut().map(|c| Ptr(c.as_mut_ptr())),
+    };
+    let xo = Ptr(x_own.as_mut_ptr());
+    let run = |rows: std::ops::Range<usize>, mut xh: Array2<A>| {
+        let (r0, nb) = (rows.start, rows.len());
+        let nh = nb * hs;
+        for st in 0..t {
+            // SAFETY: the parts' row ranges are disjoint, so rows r0..r0 + nb of step st
+            // (contiguous in each [T, B, ·] array) are this thread's alone; the arrays
+            // outlive the scope the threads run in.
+            let g = unsafe { sh.pre.rows(st * b + r0, nb, width) };
+            let h_t = unsafe { sh.h.rows(st * b + r0, nb, hs) };
+            let h_prev: &[A] = match st {
+                0 => &data(&h0)[r0 * hs..r0 * hs + nh],
+                _ => unsafe { sh.h.rows((st - 1) * b + r0, nb, hs) },
+            };
+            let (c_prev, c_t): (&[A], &mut [A]) = match (&sh.c, &c0) {
+                (Some(cp), Some(c0)) => (
+                    match st {
+                        0 => &data(c0)[r0 * hs..r0 * hs + nh],
+                        _ => unsafe { cp.rows((st - 1) * b + r0, nb, hs) },
+                    },
+                    unsafe { cp.rows(st * b + r0, nb, hs) },
+                ),
+                _ => (&[], &mut []),
+            };
+            // SAFETY: as above (x_own is [T, B, I]).
+            let x_t = unsafe { xo.rows(st * b + r0, nb, is) };
+            ArrayViewMut2::from_shape((nb, is), &mut *x_t)
+                .expect("[B, I]")
+                .assign(&x.slice(s![st, r0..r0 + nb, ..]));
+            let x_t = &*x_t;
+            let xh_rows = xh.as_slice_mut().expect("standard layout");
+            // H ≥ 1 (checked), so every row has a width; I may be 0.
+            for (r, row) in xh_rows.chunks_mut(is + hs).enumerate() {
+                row[..is].copy_from_slice(&x_t[r * is..(r + 1) * is]);
+                row[is..].copy_from_slice(&h_prev[r * hs..(r + 1) * hs]);
+            }
+            let mut gv = ArrayViewMut2::from_shape((nb, width), &mut *g).expect("[B, W]");
+            A::gemm_prepared_bias(xh.view(), &w, bias, gv.slice_mut(s![.., ..gh]));
+            fwd_rows::<C, A>(FwdRows {
+                g,
+                width,
+                h_t,
+                h_prev,
+                hw: &[],
+                gh,
+                c_prev,
+                c_t,
+                hs,
+            });
+        }
+    };
+    in_parts(parts, scratch, &run);
+    Ok(Trace {
+        cell: p.cell,
+        x: x_own,
+        h0,
+        c0,
+        h,
+        c,
+        gates: trace_gates::<C, A>(pre, t, b, hs)?,
+    })
+}
+
+/// What a forward keeps for backward, from the rows `[T·B, W]` the steps filled.
+fn trace_gates<C: CellDef, A: Real>(
+    pre: Array2<A>,
+    t: usize,
+    b: usize,
+    hs: usize,
+) -> Result<Option<Array3<A>>> {
+    let width = pre.ncols();
+    Ok(match C::kept(hs) {
         0 => None,
         k if k == width => Some(
             pre.into_shape_with_order((t, b, width))
@@ -366,15 +491,6 @@ fn forward_with<C: CellDef, A: Real>(
                 .into_shape_with_order((t, b, k))
                 .expect("standard layout"),
         ),
-    };
-    Ok(Trace {
-        cell: p.cell,
-        x,
-        h0,
-        c0,
-        h,
-        c,
-        gates,
     })
 }
 
@@ -397,6 +513,36 @@ impl<A> Ptr<A> {
         // SAFETY: the caller's promise.
         unsafe { std::slice::from_raw_parts_mut(self.0.add(row * width), n * width) }
     }
+
+    /// The whole array as a view `[rows, width]`.
+    ///
+    /// # Safety
+    /// The array holds `rows · width` elements, and no one writes them while the view
+    /// lives.
+    unsafe fn view<'a>(&self, rows: usize, width: usize) -> ArrayView2<'a, A> {
+        // SAFETY: the caller's promise.
+        unsafe { ArrayView2::from_shape_ptr((rows, width), self.0) }
+    }
+
+    /// Rows `lo .. hi` of `width` elements as a view.
+    ///
+    /// # Safety
+    /// As [`Ptr::rows`].
+    unsafe fn rows_view<'a>(&self, lo: usize, hi: usize, width: usize) -> ArrayViewMut2<'a, A> {
+        // SAFETY: the caller's promise.
+        unsafe { ArrayViewMut2::from_shape_ptr((hi - lo, width), self.0.add(lo * width)) }
+    }
+}
+
+/// Waits at a barrier when dropped, unless it already did (`.1`).
+struct Arrive<'a>(&'a std::sync::Barrier, bool);
+
+impl Drop for Arrive<'_> {
+    fn drop(&mut self) {
+        if !self.1 {
+            self.0.wait();
+        }
+    }
 }
 
 /// The arrays a forward's threads fill: the gates `[T, B, W]`, the hidden and cell
@@ -411,9 +557,17 @@ struct Shared<A> {
 /// pay for a thread).
 const ROWS_PER_THREAD: usize = 4;
 
+#[cfg(test)]
+thread_local! {
+    /// Tests: the most parts a call on this thread cuts its batch into.
+    static MAX_PARTS: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) };
+}
+
 /// The batch's rows cut into one contiguous part per thread.
 fn batch_parts(b: usize) -> Vec<std::ops::Range<usize>> {
     let n = gemm::threads().min(b / ROWS_PER_THREAD).max(1);
+    #[cfg(test)]
+    let n = n.min(MAX_PARTS.with(|m| m.get())).max(1);
     let per = b.div_ceil(n);
     (0..n)
         .map(|k| k * per..((k + 1) * per).min(b))
@@ -421,20 +575,21 @@ fn batch_parts(b: usize) -> Vec<std::ops::Range<usize>> {
         .collect()
 }
 
-/// Runs `run` over every part, each with its scratch: the last part on this thread, the
-/// others on scoped threads.
+/// Runs `run` over every part, each with its scratch: the first part on this thread,
+/// the others on the workers (see [`workers`]), each part's products on its thread.
 fn in_parts<S: Send>(
     parts: Vec<std::ops::Range<usize>>,
     scratch: Vec<S>,
     run: &(impl Fn(std::ops::Range<usize>, S) + Sync),
 ) {
-    std::thread::scope(|sc| {
-        let mut work: Vec<_> = parts.into_iter().zip(scratch).collect();
-        let last = work.pop();
-        for (r, s) in work {
-            sc.spawn(move || run(r, s));
-        }
-        if let Some((r, s)) = last {
+    let work: Vec<_> = parts
+        .into_iter()
+        .zip(scratch)
+        .map(|w| std::sync::Mutex::new(Some(w)))
+        .collect();
+    workers::run(work.len(), &|k| {
+        let taken = work[k].lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some((r, s)) = taken {
             run(r, s);
         }
     });
@@ -632,13 +787,16 @@ fn backward_with<C: CellDef, A: Real>(
     let mut scratch = Vec::with_capacity(parts.len());
     for r in &parts {
         let z = |w| host::zeros::<A, _, _>("trace", (r.len(), w));
-        // carry, next, upstream, m.
-        scratch.push([
-            z(hs)?,
-            z(hs)?,
-            z(hs)?,
-            z(if C::LATE.is_some() { hs } else { 0 })?,
-        ]);
+        // The part's index; carry, next, upstream, m.
+        scratch.push((
+            scratch.len(),
+            [
+                z(hs)?,
+                z(hs)?,
+                z(hs)?,
+                z(if C::LATE.is_some() { hs } else { 0 })?,
+            ],
+        ));
     }
     let out = Shared {
         pre: Ptr(dg.as_mut_ptr()),
@@ -649,7 +807,58 @@ fn backward_with<C: CellDef, A: Real>(
         dgh.as_mut().map(|d| Ptr(d.as_mut_ptr())),
         gated.as_mut().map(|d| Ptr(d.as_mut_ptr())),
     );
-    let run = |rows: std::ops::Range<usize>, scratch: [Array2<A>; 4]| {
+    // After the steps, the parts share the products over all rows: dW_ih = dGᵀ·X,
+    // dW_hh = dRᵀ·[h0; h] (and a late gate's dG_lateᵀ·Ĥ), dX = dG·W_ih, each part
+    // preparing some of their right operands, then (all dG written: a barrier) taking
+    // chunks of the products' rows in turn. Each element comes from one product over
+    // all of K, as on one thread.
+    let nparts = parts.len();
+    let rows_all = t * b;
+    let (mut dw_ih, mut dw_hh, mut dx) = (
+        host::zeros::<A, _, _>("trace", (gh, is))?,
+        host::zeros::<A, _, _>("trace", (gh, hs))?,
+        host::zeros::<A, _, _>("trace", (rows_all, is))?,
+    );
+    let wout = (
+        Ptr(dw_ih.as_mut_ptr()),
+        Ptr(dw_hh.as_mut_ptr()),
+        Ptr(dx.as_mut_ptr()),
+    );
+    let x = trace.x.as_standard_layout();
+    let x2 = x
+        .view()
+        .into_shape_with_order((rows_all, is))
+        .expect("standard");
+    let h_prev = h
+        .slice(s![..t - 1, .., ..])
+        .into_shape_with_order(((t - 1) * b, hs))
+        .expect("standard");
+    // X, [h0; h], W_ih (made before the barrier: the steps write none of them); Ĥ (a
+    // late gate's, after it).
+    let operands: [std::sync::OnceLock<A::Prepared>; 3] = Default::default();
+    let prepare = |j: usize| match j {
+        0 => Some(A::prepare(x2)),
+        1 => Some(A::prepare_stacked(&[h0.view(), h_prev])),
+        2 => Some(A::prepare(p.w_ih.view())),
+        // SAFETY: called after the barrier: the steps, which wrote ĥ, are done.
+        _ => gated_p
+            .as_ref()
+            .map(|g| A::prepare(unsafe { g.view(rows_all, hs) })),
+    };
+    let barrier = std::sync::Barrier::new(nparts);
+    // Rows per chunk of the products after the barrier (whole blocks of a transposed
+    // A's packing): dW_ih's, dW_hh's before a late gate, dX's.
+    const CHUNK: usize = 64;
+    let chunks = [
+        gh.div_ceil(CHUNK),
+        early.div_ceil(CHUNK),
+        rows_all.div_ceil(CHUNK),
+    ];
+    let next_chunk = std::sync::atomic::AtomicUsize::new(0);
+    let run = |rows: std::ops::Range<usize>, (part, scratch): (usize, [Array2<A>; 4])| {
+        // Reaches the barrier however this part ends (a panic must not leave the other
+        // parts waiting for it).
+        let mut arrive = Arrive(&barrier, false);
         let [mut carry, mut next, mut upstream, mut m] = scratch;
         let (r0, nb) = (rows.start, rows.len());
         let nh = nb * hs;
@@ -757,52 +966,73 @@ fn backward_with<C: CellDef, A: Real>(
             }
         }
         unsafe { out.h.rows(r0, nb, hs) }.copy_from_slice(carry.as_slice().expect(std));
+        for (j, slot) in operands.iter().enumerate().skip(part).step_by(nparts) {
+            if let Some(op) = prepare(j) {
+                let _ = slot.set(op);
+            }
+        }
+        arrive.1 = true;
+        barrier.wait();
+        // SAFETY (the views below): every part's steps are done (the barrier), so dG,
+        // dR and Ĥ are written and no one writes them any more.
+        let dg2 = unsafe { out.pre.view(rows_all, gh) };
+        let dr2 = dgh_p
+            .as_ref()
+            .map_or(dg2, |d| unsafe { d.view(rows_all, gh) });
+        let got = |j: usize| operands[j].get().expect("prepared before the barrier");
+        // A late gate's rows meet Ĥ, which the steps wrote: one part prepares it now
+        // and makes them all.
+        if part == 3 % nparts {
+            if let Some(op) = prepare(3) {
+                // SAFETY: rows early .. gh of dW_hh are this part's alone (the chunks
+                // below cover rows before early).
+                A::gemm_prepared(dr2.slice(s![.., early..]).t(), &op, false, unsafe {
+                    wout.1.rows_view(early, gh, hs)
+                });
+            }
+        }
+        // The rest in chunks of rows taken in turn by whichever part is free (a part
+        // the system holds back leaves its share to the others).
+        loop {
+            let task = next_chunk.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let (j, lo) = match task {
+                k if k < chunks[0] => (0, k * CHUNK),
+                k if k < chunks[0] + chunks[1] => (1, (k - chunks[0]) * CHUNK),
+                k if k < chunks[0] + chunks[1] + chunks[2] => {
+                    (2, (k - chunks[0] - chunks[1]) * CHUNK)
+                }
+                _ => break,
+            };
+            // SAFETY (the outputs' rows): each chunk is one task's, taken once; the
+            // outputs outlive the scope.
+            match j {
+                0 => {
+                    let hi = (lo + CHUNK).min(gh);
+                    A::gemm_prepared(dg2.slice(s![.., lo..hi]).t(), got(0), false, unsafe {
+                        wout.0.rows_view(lo, hi, is)
+                    });
+                }
+                1 => {
+                    let hi = (lo + CHUNK).min(early);
+                    A::gemm_prepared(dr2.slice(s![.., lo..hi]).t(), got(1), false, unsafe {
+                        wout.1.rows_view(lo, hi, hs)
+                    });
+                }
+                _ => {
+                    let hi = (lo + CHUNK).min(rows_all);
+                    A::gemm_prepared(dg2.slice(s![lo..hi, ..]), got(2), false, unsafe {
+                        wout.2.rows_view(lo, hi, is)
+                    });
+                }
+            }
+        }
     };
     in_parts(parts, scratch, &run);
 
-    let rows = t * b;
-    let dg2 = as_rows(&dg, rows, gh);
-    let dr2 = dgh.as_ref().map_or(dg2.view(), |d| as_rows(d, rows, gh));
-    let x = trace.x.as_standard_layout();
-    let x2 = x
-        .view()
-        .into_shape_with_order((rows, is))
-        .expect("standard");
-    let mut dw_ih = host::zeros::<A, _, _>("trace", (gh, is))?;
-    A::gemm(dg2.t(), x2, false, dw_ih.view_mut());
-    // dW_hh = Σ_t dR_tᵀ·h_{t-1}: h0 for t = 0, then h[0 .. T-1]; a late gate's rows
-    // Σ_t dG_tᵀ·ĥ_t.
-    let mut dw_hh = host::zeros::<A, _, _>("trace", (gh, hs))?;
-    let mut dw_early = dw_hh.slice_mut(s![..early, ..]);
-    let dr_early = dr2.slice(s![.., ..early]);
-    A::gemm(
-        dr_early.slice(s![..b, ..]).t(),
-        h0.view(),
-        false,
-        dw_early.view_mut(),
-    );
-    if t > 1 {
-        let h_prev = h
-            .slice(s![..t - 1, .., ..])
-            .into_shape_with_order(((t - 1) * b, hs))
-            .expect("standard");
-        A::gemm(
-            dr_early.slice(s![b.., ..]).t(),
-            h_prev,
-            true,
-            dw_early.view_mut(),
-        );
-    }
-    if let Some(gated) = &gated {
-        A::gemm(
-            dr2.slice(s![.., early..]).t(),
-            as_rows(gated, rows, hs),
-            false,
-            dw_hh.slice_mut(s![early.., ..]),
-        );
-    }
-    let mut dx = host::zeros::<A, _, _>("trace", (rows, is))?;
-    A::gemm(dg2, p.w_ih.view(), false, dx.view_mut());
+    let dg2 = as_rows(&dg, rows_all, gh);
+    let dr2 = dgh
+        .as_ref()
+        .map_or(dg2.view(), |d| as_rows(d, rows_all, gh));
     let db_ih = dg2.sum_axis(Axis(0));
     let db_hh = match &dgh {
         None => db_ih.clone(),
@@ -944,4 +1174,36 @@ pub fn step_backward<A: Real>(
         db: g.db_ih,
         db_hh: g.db_hh,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use ndarray::Array3;
+
+    use crate::{Cell, Params, SplitMix64};
+
+    /// Forward and backward cut into parts (the processor's threads: the steps, and the
+    /// products after them in chunks taken in turn) give bit for bit what one part
+    /// gives, for every cell, at sizes with partial tiles and chunks.
+    #[test]
+    fn parts_equal_one_part() {
+        let (t, b, i, h) = (5, 37, 9, 70);
+        for cell in Cell::ALL {
+            let p = Params::<f32>::init(cell, i, h, 7).unwrap();
+            let mut rng = SplitMix64(11);
+            let x = Array3::from_shape_simple_fn((t, b, i), || rng.next_f64() as f32 - 0.5);
+            let dh = Array3::from_shape_simple_fn((t, b, h), || rng.next_f64() as f32 - 0.5);
+            let run = |max: usize| {
+                super::MAX_PARTS.with(|m| m.set(max));
+                let tr = super::forward(&p, x.view(), None, None).unwrap();
+                let g = super::backward(&p, &tr, dh.view(), None).unwrap();
+                super::MAX_PARTS.with(|m| m.set(usize::MAX));
+                (tr, g)
+            };
+            let (tr1, g1) = run(1);
+            let (tr, g) = run(usize::MAX);
+            assert_eq!(tr, tr1, "{cell:?} trace");
+            assert_eq!(g, g1, "{cell:?} gradients");
+        }
+    }
 }
