@@ -219,8 +219,8 @@ impl std::ops::Sub for Stats {
     /// The difference of two readings: what happened between them.
     fn sub(self, before: Stats) -> Stats {
         Stats {
-            passes: self.passes - before.passes,
-            dispatches: self.dispatches - before.dispatches,
+            passes: self.passes.saturating_sub(before.passes),
+            dispatches: self.dispatches.saturating_sub(before.dispatches),
             record: self.record.saturating_sub(before.record),
             submit: self.submit.saturating_sub(before.submit),
         }

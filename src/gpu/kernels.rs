@@ -856,7 +856,8 @@ fn count_dispatches(n: u64) {
     RECORDED.with(|r| r.set(r.get() + n));
 }
 
-/// `C = A · B` for `a [M, K]` and `b [K, N]` on the device (the crate's tiled GEMM).
+/// `C = A · B` for `a [M, K]` and `b [K, N]` on the device (the crate's GEMM, in the
+/// context's [`super::GemmVariant`]).
 pub fn matmul(a: &super::Tensor, b: &super::Tensor) -> Result<super::Tensor> {
     use crate::error::{fmt_shape, Error};
     let (sa, sb) = (a.shape(), b.shape());

@@ -9,7 +9,7 @@ use ndarray::{Array1, Array2, Array3, ArrayView2, ArrayView3, Ix1, Ix2, Ix3};
 use super::context::Buf;
 use super::kernels::{self, div_ceil, Gemm, Op, StepDims, StepDir, StepSlot};
 use super::tensor::new_buffer;
-use super::variant::{host_threads, StepShape};
+use super::variant::{min_step_groups, StepShape};
 use super::{Context, Kernel, Tensor};
 use crate::cell::{bias_apart, with_cell, CellDef, Role};
 use crate::cpu;
@@ -1024,7 +1024,7 @@ impl BackwardGemms<'_> {
 /// The step kernels' shape for batch `b` — rows per invocation (the smallest that covers
 /// it, at most the context's [`super::StepVariant::rows`]: more rows reuse each weight
 /// load more) and units per invocation (the most that still leave a workgroup for each
-/// of the host's threads, which is what a CPU adapter runs them on) — and their grid over
+/// of a CPU adapter's threads) — and their grid over
 /// `hidden` units, the batch and `dirs` directions. (The units' groups were checked when
 /// the weights were made; the batch is the caller's.)
 pub(super) fn step_groups(
@@ -1036,7 +1036,8 @@ pub(super) fn step_groups(
     let variant = ctx.step_variant();
     let rows = variant.rows_for(b);
     let gy = div_ceil(b, rows as usize);
-    let cols = variant.cols_for(hidden, gy as usize * dirs as usize, host_threads());
+    let min_groups = min_step_groups(ctx.adapter_info());
+    let cols = variant.cols_for(hidden, gy as usize * dirs as usize, min_groups);
     let gx = div_ceil(hidden, variant.units_with(cols) as usize);
     ctx.check_groups("x", gy as u64)?;
     Ok((StepShape { rows, cols }, [gx, gy, dirs]))

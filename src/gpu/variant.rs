@@ -94,7 +94,7 @@ impl StepVariant {
     /// Hidden units per workgroup at the most units per invocation: `cols` × 64 /
     /// `split` (the fewest workgroups a step of `H` units takes: `ceil(H / units)`).
     pub fn units(&self) -> u32 {
-        self.cols * STEP_WORKGROUP / self.split
+        self.units_with(self.cols)
     }
 
     /// The units per invocation for a step of `hidden` units over `groups_y` batch
@@ -107,7 +107,7 @@ impl StepVariant {
             .rev()
             .filter(|&c| c <= self.cols)
             .find(|&c| {
-                let per = (c * STEP_WORKGROUP / self.split) as usize;
+                let per = self.units_with(c) as usize;
                 hidden.div_ceil(per) * groups_y >= min_groups
             })
             .unwrap_or(1)
@@ -115,7 +115,7 @@ impl StepVariant {
 
     /// Hidden units per workgroup with `cols` units per invocation.
     pub(crate) fn units_with(&self, cols: u32) -> u32 {
-        cols * STEP_WORKGROUP / self.split
+        cols * STEP_WORKGROUP / self.split.max(1)
     }
 
     /// The rows per invocation for a batch of `b` rows: the smallest of 1, 2, 4, 8 that
@@ -149,8 +149,8 @@ impl StepVariant {
     }
 
     /// Parses `unit`, `split<N>` (N one of 2, 4, 8, 16, 32), optionally followed by
-    /// `,rows=<R>` (R one of 1, 2, 4, 8; default 8) and `,cols=<C>` (C one of 1, 2, 4;
-    /// default 4 for `unit`, 1 for a split): `"unit"`, `"split8"`, `"split4,rows=2"`,
+    /// `,rows=<R>` (R one of 1, 2, 4, 8; default 8, or 8 / C for a split) and `,cols=<C>`
+    /// (C one of 1, 2, 4; default 4 for `unit`, 1 for a split): `"unit"`, `"split8"`, `"split4,rows=2"`,
     /// `"unit,rows=4,cols=1"` — the form [`StepVariant`]'s `Display` writes. Anything
     /// else is [`Error::Invalid`] naming `arg`.
     pub fn parse(s: &str, arg: &'static str) -> Result<Self> {
@@ -172,17 +172,19 @@ impl StepVariant {
                 .filter(|&n| n > 1)
                 .ok_or_else(bad)?,
         };
-        let mut rows = 8;
-        let mut cols = if split == 1 { Self::UNIT.cols } else { 1 };
+        let (mut rows, mut cols) = (None, None);
         for p in parts {
             let (key, value) = p.trim().split_once('=').ok_or_else(bad)?;
             let value = value.trim().parse::<u32>().map_err(|_| bad())?;
             match key.trim() {
-                "rows" => rows = value,
-                "cols" => cols = value,
+                "rows" => rows = Some(value),
+                "cols" => cols = Some(value),
                 _ => return Err(bad()),
             }
         }
+        let cols = cols.unwrap_or(if split == 1 { Self::UNIT.cols } else { 1 });
+        // A split lane holds at most 8 pairs: rows default to what fits beside `cols`.
+        let rows = rows.unwrap_or(if split == 1 { 8 } else { (8 / cols).max(1) });
         let v = Self { split, rows, cols };
         v.check(arg).map_err(|_| bad())?;
         Ok(v)
@@ -197,6 +199,7 @@ impl StepVariant {
         }
         match std::env::var(Self::ENV) {
             Ok(s) if !s.trim().is_empty() => Self::parse(&s, Self::ENV),
+            Err(std::env::VarError::NotUnicode(s)) => Self::parse(&s.to_string_lossy(), Self::ENV),
             _ => Ok(Self::for_adapter(info)),
         }
     }
@@ -269,6 +272,7 @@ impl GemmVariant {
         }
         match std::env::var(Self::ENV) {
             Ok(s) if !s.trim().is_empty() => Self::parse(&s, Self::ENV),
+            Err(std::env::VarError::NotUnicode(s)) => Self::parse(&s.to_string_lossy(), Self::ENV),
             _ => Ok(Self::for_adapter(info)),
         }
     }
@@ -283,10 +287,22 @@ impl fmt::Display for GemmVariant {
     }
 }
 
-/// The host's hardware threads (read once): a CPU adapter runs a workgroup on each.
-pub(crate) fn host_threads() -> usize {
-    static N: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *N.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+/// The workgroups a step should have to keep the adapter busy, for choosing the units
+/// per invocation: a CPU adapter runs each workgroup whole on one of its threads
+/// (llvmpipe's `LP_NUM_THREADS`, else one per host core, read once); a GPU has far more
+/// room than the unit counts here change, so 1.
+pub(crate) fn min_step_groups(info: &wgpu::AdapterInfo) -> usize {
+    static CPU: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    match info.device_type {
+        wgpu::DeviceType::Cpu => *CPU.get_or_init(|| {
+            std::env::var("LP_NUM_THREADS")
+                .ok()
+                .and_then(|n| n.trim().parse::<usize>().ok())
+                .filter(|&n| n > 0)
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        }),
+        _ => 1,
+    }
 }
 
 /// What one step pipeline is built for within its context's [`StepVariant`]: the batch
@@ -335,6 +351,14 @@ mod tests {
             let e = StepVariant::parse(bad, "WGPU_RNN_STEP").unwrap_err();
             assert!(e.to_string().contains("WGPU_RNN_STEP"), "{bad:?}: {e}");
         }
+    }
+
+    #[test]
+    fn split_rows_default_to_what_fits() {
+        let v = StepVariant::parse("split8,cols=2", "x").unwrap();
+        assert_eq!((v.rows, v.cols), (4, 2));
+        let v = StepVariant::parse("split2,cols=4", "x").unwrap();
+        assert_eq!((v.rows, v.cols), (2, 4));
     }
 
     #[test]

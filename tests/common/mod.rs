@@ -104,12 +104,16 @@ pub fn assert_values(name: &str, got: &[f64], want: &[f64], tol: f64) {
 
 /// (I, H, B, T): sizes 1, 3, 17, 33, 65, 130 across every axis, T = 1, and the step
 /// kernel's edges (B not a multiple of its 1/2/4/8 rows, H not a multiple of 64), the
-/// GEMM's (128 × 64 tiles, K in steps of 16), and a large case (I = 1030, H = 520).
+/// GEMM's (128 × 64 tiles, K in steps of 16), a large case (I = 1030, H = 520), and one
+/// with enough workgroups (B = 257: 33 groups of 8 rows, × 2 of 256 units) that a CPU
+/// adapter with up to 66 threads still takes 4 units per invocation (the last group of
+/// units partial: H = 260).
 #[rustfmt::skip]
-pub const GRID: [(usize, usize, usize, usize); 12] = [
+pub const GRID: [(usize, usize, usize, usize); 13] = [
     (1, 1, 1, 1), (17, 33, 2, 1), (3, 17, 5, 3), (17, 33, 3, 1),
     (33, 65, 17, 4), (65, 3, 33, 2), (130, 130, 6, 3), (5, 130, 65, 2),
     (130, 17, 4, 5), (64, 64, 16, 2), (3, 1, 130, 3), (1030, 520, 3, 2),
+    (5, 260, 257, 2),
 ];
 
 /// Runs `check` on a [`case`] of every cell at every `(I, H, B, T)` of `shapes`, seeded

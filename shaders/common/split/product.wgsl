@@ -2,7 +2,9 @@
     // lane sums the terms k = ks, ks + #SPLIT, … of each (row, unit) pair pr; the partial
     // sums meet in workgroup memory, where every lane adds them up in slice order (the
     // same order on every run); only a pair's owner (the lane whose slice is pr mod
-    // #SPLIT) reads its projection and goes on with it.
+    // #SPLIT) reads its projection and goes on with it (none for rows past the batch or
+    // units past the last: their clamped element is another pair's, which its owner may
+    // be overwriting).
     let srow#ROW = min(b0 + #Ru, nb - 1u) * rs;
     let col#ROW = min(j0 + #Ju, nh - 1u);
     var part#ROW = Acc();
@@ -15,7 +17,7 @@
         return;
     }
     var acc#ROW = Acc();
-    if (#ROWu % #SPLITu == ks && #Ru < rows) { acc#ROW = acc_init(at + srow#ROW + col#ROW); }
+    if (#ROWu % #SPLITu == ks && #Ru < rows && j0 + #Ju < nh) { acc#ROW = acc_init(at + srow#ROW + col#ROW); }
     for (var s = 0u; s < #SPLITu; s++) {
         acc#ROW += red_acc[(#ROWu * #SPLITu + s) * #UNITSu + u];
     }
