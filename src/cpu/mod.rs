@@ -498,10 +498,11 @@ fn trace_gates<C: CellDef, A: Real>(
 struct Ptr<A>(*mut A);
 
 // SAFETY: used only for disjoint row blocks of arrays that outlive the threads (the
-// engines' scoped threads), each block touched by one thread.
-unsafe impl<A: Send> Send for Ptr<A> {}
+// engines' scoped threads or workers), each block touched by one thread; `Ptr::view`
+// hands out shared `&A` to several threads at once, hence `Sync` as well as `Send`.
+unsafe impl<A: Send + Sync> Send for Ptr<A> {}
 // SAFETY: as above.
-unsafe impl<A: Send> Sync for Ptr<A> {}
+unsafe impl<A: Send + Sync> Sync for Ptr<A> {}
 
 impl<A> Ptr<A> {
     /// Rows `row .. row + n` of `width` elements.
@@ -845,6 +846,10 @@ fn backward_with<C: CellDef, A: Real>(
             .as_ref()
             .map(|g| A::prepare(unsafe { g.view(rows_all, hs) })),
     };
+    // Every part must start for the barrier to open: the workers start them all; on
+    // `workers::run`'s scoped fallback a thread the system refuses to create panics the
+    // spawn, and the parts already running wait here for ever. (Parts on other threads
+    // also run with the default FPU flags: a caller's FTZ/DAZ do not carry over.)
     let barrier = std::sync::Barrier::new(nparts);
     // Rows per chunk of the products after the barrier (whole blocks of a transposed
     // A's packing): dW_ih's, dW_hh's before a late gate, dX's.

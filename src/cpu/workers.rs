@@ -5,7 +5,17 @@
 //! waits for a core; a worker still spinning from the previous call starts at once.
 //!
 //! One call at a time uses the workers; a call that finds them busy (another thread's
-//! call, or a call from inside a part) spawns scoped threads as before.
+//! call, or a call from inside a part) spawns scoped threads as before, and so does a
+//! call in a child process forked after the workers started (it has none of them).
+//!
+//! The workers run with the default floating-point environment: a caller's flush-to-zero
+//! or denormals-are-zero flags (MXCSR FTZ/DAZ) are not carried over to them, so parts on
+//! workers compute subnormals in full whatever the caller set (as scoped threads do).
+//!
+//! A task whose parts wait for one another (the backward's barrier) needs every part to
+//! start: the workers start them all, but on the scoped fallback a thread the system
+//! refuses to create makes `std::thread::scope`'s spawn panic, and the parts already
+//! running then wait at the barrier for ones that never come.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
@@ -18,12 +28,14 @@ const SPIN: Duration = Duration::from_millis(2);
 type Task = dyn Fn(usize) + Sync;
 
 /// The current call: its number, its task (valid until every worker it was given to
-/// has finished, which its caller waits for) and its number of parts.
-#[derive(Clone, Copy)]
+/// has finished, which its caller waits for), its number of parts and its caller (whom
+/// the last worker to finish wakes).
+#[derive(Clone)]
 struct Job {
     epoch: usize,
     task: *const Task,
     parts: usize,
+    caller: std::thread::Thread,
 }
 
 // SAFETY: the task is `Sync` and outlives every use (the caller waits for the workers
@@ -41,10 +53,13 @@ struct Pool {
     /// Whether a worker's part panicked.
     panicked: AtomicBool,
     threads: Vec<std::thread::Thread>,
+    /// The process that started the workers (a forked child has none of them).
+    pid: u32,
 }
 
 /// The workers (one per thread beyond the first), started on first use; `None` with
-/// one thread, or when the system refuses to start them.
+/// one thread, or when the system refuses to start any. When it refuses some, the pool
+/// keeps those that did start (calls with more parts spawn scoped threads).
 fn pool() -> Option<&'static Pool> {
     static POOL: OnceLock<Option<&'static Pool>> = OnceLock::new();
     *POOL.get_or_init(|| {
@@ -68,7 +83,14 @@ fn pool() -> Option<&'static Pool> {
                     };
                     work(pool, w)
                 });
-            threads.push(spawned.ok()?.thread().clone());
+            match spawned {
+                Ok(h) => threads.push(h.thread().clone()),
+                // The ones started so far still get the pool below and serve it.
+                Err(_) => break,
+            }
+        }
+        if threads.is_empty() {
+            return None;
         }
         let pool: &'static Pool = Box::leak(Box::new(Pool {
             busy: AtomicBool::new(false),
@@ -77,6 +99,7 @@ fn pool() -> Option<&'static Pool> {
             pending: AtomicUsize::new(0),
             panicked: AtomicBool::new(false),
             threads,
+            pid: std::process::id(),
         }));
         let _ = handles.set(pool);
         for t in &pool.threads {
@@ -89,8 +112,10 @@ fn pool() -> Option<&'static Pool> {
 /// A worker's loop: part `w` of every call with more than `w` parts.
 fn work(pool: &Pool, w: usize) -> ! {
     let mut seen = 0;
+    // When this worker last finished a part (or started): it spins for SPIN after it,
+    // however many calls it had no part in pass meanwhile.
+    let mut start = Instant::now();
     loop {
-        let start = Instant::now();
         let epoch = loop {
             let e = pool.epoch.load(Ordering::Acquire);
             if e != seen {
@@ -103,7 +128,7 @@ fn work(pool: &Pool, w: usize) -> ! {
             }
         };
         seen = epoch;
-        let job = *pool.job.lock().unwrap_or_else(|e| e.into_inner());
+        let job = pool.job.lock().unwrap_or_else(|e| e.into_inner()).clone();
         // A later call than the one seen: this worker had no part in that one.
         let Some(job) = job.filter(|j| j.epoch == epoch && w < j.parts) else {
             continue;
@@ -113,28 +138,60 @@ fn work(pool: &Pool, w: usize) -> ! {
         let task = unsafe { &*job.task };
         let run = std::panic::AssertUnwindSafe(|| super::gemm::serial(|| task(w)));
         if std::panic::catch_unwind(run).is_err() {
+            // Read by the caller after `pending` is zero (the decrement below orders it).
             pool.panicked.store(true, Ordering::Relaxed);
         }
-        pool.pending.fetch_sub(1, Ordering::AcqRel);
+        if pool.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
+            // The last part: wake the caller if it parked (a wake-up it no longer needs
+            // is harmless: it re-checks `pending`, and so does any later `park`).
+            job.caller.unpark();
+        }
+        start = Instant::now();
     }
 }
 
 /// Releases the workers when the call ends, however it ends: waits for every part
-/// given to a worker (the task lives in the caller's frame).
-struct Release<'a>(&'a Pool);
+/// given to a worker (the task lives in the caller's frame), then takes this call's
+/// panic flag before another call can take the workers.
+struct Release<'a> {
+    pool: &'a Pool,
+    /// Whether it has released them (`finish` ran).
+    done: bool,
+    /// Whether a worker's part of this call panicked (once `done`).
+    panicked: bool,
+}
 
-impl Drop for Release<'_> {
-    fn drop(&mut self) {
+impl Release<'_> {
+    /// Waits for the workers' parts, releases the workers, and says whether one of
+    /// those parts panicked. Idempotent.
+    fn finish(&mut self) -> bool {
+        if self.done {
+            return self.panicked;
+        }
+        let pool = self.pool;
         let start = Instant::now();
-        while self.0.pending.load(Ordering::Acquire) != 0 {
+        while pool.pending.load(Ordering::Acquire) != 0 {
             if start.elapsed() < SPIN {
                 std::hint::spin_loop();
             } else {
-                std::thread::yield_now();
+                // The worker that brings `pending` to zero unparks this thread; parking
+                // may also return early, hence the loop.
+                std::thread::park();
             }
         }
-        *self.0.job.lock().unwrap_or_else(|e| e.into_inner()) = None;
-        self.0.busy.store(false, Ordering::Release);
+        *pool.job.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        // This call's flag, taken while it still holds the workers: the next call
+        // cannot clear it or see it.
+        self.panicked = pool.panicked.swap(false, Ordering::Relaxed);
+        self.done = true;
+        pool.busy.store(false, Ordering::Release);
+        self.panicked
+    }
+}
+
+impl Drop for Release<'_> {
+    fn drop(&mut self) {
+        self.finish();
     }
 }
 
@@ -153,7 +210,8 @@ pub(crate) fn run(parts: usize, task: &(dyn Fn(usize) + Sync)) {
         return;
     }
     let free = pool().filter(|p| {
-        p.threads.len() + 1 >= parts
+        p.pid == std::process::id()
+            && p.threads.len() + 1 >= parts
             && p.busy
                 .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
                 .is_ok()
@@ -177,17 +235,20 @@ pub(crate) fn run(parts: usize, task: &(dyn Fn(usize) + Sync)) {
         epoch,
         task: task_ptr,
         parts,
+        caller: std::thread::current(),
     });
-    pool.panicked.store(false, Ordering::Relaxed);
     pool.pending.store(parts - 1, Ordering::Relaxed);
-    let release = Release(pool);
+    let mut release = Release {
+        pool,
+        done: false,
+        panicked: false,
+    };
     pool.epoch.store(epoch, Ordering::Release);
     for t in &pool.threads[..parts - 1] {
         t.unpark();
     }
     serial(0);
-    drop(release);
-    if pool.panicked.load(Ordering::Relaxed) {
+    if release.finish() {
         panic!("a part of a CPU call panicked on a worker thread");
     }
 }
