@@ -717,7 +717,7 @@ fn main() {
         );
     }
     println!(
-        "cpu: {} threads (ndarray/matrixmultiply f32)",
+        "cpu: {} threads (the crate's f32 CPU path: its packed SIMD GEMM)",
         std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1)
