@@ -217,6 +217,40 @@ pub fn forward<A: Real>(
     with_cell!(p.cell, C => forward_with::<C, A>(p, x, h0, c0))
 }
 
+/// The outputs of an inference forward ([`forward_inference`]): the hidden states and
+/// the last cell state, without what backward would need.
+#[derive(Debug, Clone)]
+pub struct Outputs<A> {
+    /// Hidden states `[T, B, H]`.
+    pub h: Array3<A>,
+    /// The last cell state `[B, H]` (LSTM only).
+    pub c_last: Option<Array2<A>>,
+}
+
+/// Sequence forward for inference: [`forward`]'s hidden states and last cell state, the
+/// same bits, without keeping what backward needs — the LSTM's and the tanh RNN's gates
+/// and cell states live in per-thread scratch reused step to step (as PyTorch's forward
+/// under `no_grad` keeps nothing). Other cells run [`forward`] and drop the rest.
+pub fn forward_inference<A: Real>(
+    p: &Params<A>,
+    x: ArrayView3<A>,
+    h0: Option<ArrayView2<A>>,
+    c0: Option<ArrayView2<A>>,
+) -> Result<Outputs<A>> {
+    with_cell!(p.cell, C => {
+        if C::FOLD && C::LATE.is_none() {
+            check_input(p, &x)?;
+            let (h0, c0) = initial_state::<C, A>(x.dim().1, p.hidden_size(), h0, c0)?;
+            let k = forward_stacked::<C, A>(p, x, h0, c0, false)?;
+            Ok(Outputs { h: k.h, c_last: k.c_last })
+        } else {
+            let tr = forward_with::<C, A>(p, x, h0, c0)?;
+            let c_last = tr.c_last().map(|c| c.to_owned());
+            Ok(Outputs { h: tr.h, c_last })
+        }
+    })
+}
+
 /// [`forward`] for the cell `C`: one GEMM projects the inputs of all `T·B` rows; each
 /// step adds `h_{t-1}·W_hhᵀ` (into the projection when the cell folds, apart otherwise)
 /// and runs the cell's elementwise forward row by row.
@@ -231,7 +265,16 @@ fn forward_with<C: CellDef, A: Real>(
     let gh = C::GATES * hs;
     let (h0, c0) = initial_state::<C, A>(b, hs, h0, c0)?;
     if C::FOLD && C::LATE.is_none() {
-        return forward_stacked::<C, A>(p, x, h0, c0);
+        let k = forward_stacked::<C, A>(p, x, h0.clone(), c0.clone(), true)?;
+        return Ok(Trace {
+            cell: p.cell,
+            x: k.x.expect("kept"),
+            h0,
+            c0,
+            h: k.h,
+            c: k.c,
+            gates: k.gates,
+        });
     }
     let x = host::copy("x", &x)?;
     let x2 = x
@@ -374,76 +417,137 @@ fn forward_with<C: CellDef, A: Real>(
 /// pre-activations come from one product `[x_t h_{t-1}]·[W_ih W_hh]ᵀ + b_ih + b_hh`,
 /// the weights stacked and prepared once, so that the batch parts run the whole
 /// sequence, projection included, on their threads with no pass over all rows before
-/// the steps and no synchronisation between them.
+/// the steps and no synchronisation between them. With `keep` the whole trace is kept
+/// (`x`, every gate and cell state); without, each part's gates and cell states live
+/// in scratch reused step to step, and only `h` and the last cell state come back.
 fn forward_stacked<C: CellDef, A: Real>(
     p: &Params<A>,
     x: ArrayView3<A>,
     h0: Array2<A>,
     c0: Option<Array2<A>>,
-) -> Result<Trace<A>> {
+    keep: bool,
+) -> Result<Stacked<A>> {
     let (t, b, is) = x.dim();
-    // The trace's copy of x, which the parts fill as they read it (any layout).
-    let mut x_own = host::zeros::<A, _, _>("x", (t, b, is))?;
     let hs = p.hidden_size();
     let gh = C::GATES * hs;
     let width = gh.max(C::kept(hs));
+    // The trace's copy of x, which the parts fill as they read it (any layout).
+    let mut x_own = match keep {
+        true => Some(host::zeros::<A, _, _>("x", (t, b, is))?),
+        false => None,
+    };
     let bias = p.bias();
     let bias = bias.as_standard_layout();
     let bias = bias.as_slice().expect("standard layout");
     let w = A::prepare_stacked(&[p.w_ih.t(), p.w_hh.t()]);
     // Allocated untouched (zeros by the allocator); each part writes its rows.
-    let mut pre = host::zeros::<A, _, _>("x", (t * b, width))?;
+    let mut pre = match keep {
+        true => Some(host::zeros::<A, _, _>("x", (t * b, width))?),
+        false => None,
+    };
     let mut h = host::zeros::<A, _, _>("x", (t, b, hs))?;
-    let mut c = match &c0 {
-        Some(_) => Some(host::zeros::<A, _, _>("x", (t, b, hs))?),
-        None => None,
+    let mut c = match (&c0, keep) {
+        (Some(_), true) => Some(host::zeros::<A, _, _>("x", (t, b, hs))?),
+        _ => None,
+    };
+    let mut c_last = match (&c0, keep) {
+        (Some(_), false) => Some(host::zeros::<A, _, _>("x", (b, hs))?),
+        _ => None,
     };
     let parts = batch_parts(b);
-    // Each part's step operand [x_t h_{t-1}], `[rows, I + H]`.
+    // Each part's step operand [x_t h_{t-1}] `[rows, I + H]`; without `keep`, its gates
+    // `[rows, W]` and two cell states `[rows, H]` taken in turn.
     let mut scratch = Vec::with_capacity(parts.len());
     for r in &parts {
-        scratch.push(host::zeros::<A, _, _>("x", (r.len(), is + hs))?);
+        let xh = host::zeros::<A, _, _>("x", (r.len(), is + hs))?;
+        let own = match keep {
+            true => None,
+            false => Some((
+                host::zeros::<A, _, _>("x", (r.len(), width))?,
+                host::zeros::<A, _, _>("x", (2, r.len() * hs))?,
+            )),
+        };
+        scratch.push((xh, own));
     }
     let sh = Shared {
-        pre: Ptr(pre.as_mut_ptr()),
+        pre: Ptr(pre
+            .as_mut()
+            .map_or(std::ptr::null_mut(), |a| a.as_mut_ptr())),
         h: Ptr(h.as_mut_ptr()),
         c: c.as_mut().map(|c| Ptr(c.as_mut_ptr())),
     };
-    let xo = Ptr(x_own.as_mut_ptr());
-    let run = |rows: std::ops::Range<usize>, mut xh: Array2<A>| {
+    let xo = x_own.as_mut().map(|a| Ptr(a.as_mut_ptr()));
+    let cl = c_last.as_mut().map(|a| Ptr(a.as_mut_ptr()));
+    type Own<A> = Option<(Array2<A>, Array2<A>)>;
+    let run = |rows: std::ops::Range<usize>, (mut xh, mut own): (Array2<A>, Own<A>)| {
         let (r0, nb) = (rows.start, rows.len());
         let nh = nb * hs;
         for st in 0..t {
-            // SAFETY: the parts' row ranges are disjoint, so rows r0..r0 + nb of step st
-            // (contiguous in each [T, B, ·] array) are this thread's alone; the arrays
-            // outlive the scope the threads run in.
-            let g = unsafe { sh.pre.rows(st * b + r0, nb, width) };
+            // SAFETY (every `rows` below): the parts' row ranges are disjoint, so rows
+            // r0..r0 + nb of step st (contiguous in each [T, B, ·] array, and of the
+            // [B, ·] ones) are this thread's alone; the arrays outlive the threads.
             let h_t = unsafe { sh.h.rows(st * b + r0, nb, hs) };
             let h_prev: &[A] = match st {
                 0 => &data(&h0)[r0 * hs..r0 * hs + nh],
                 _ => unsafe { sh.h.rows((st - 1) * b + r0, nb, hs) },
             };
-            let (c_prev, c_t): (&[A], &mut [A]) = match (&sh.c, &c0) {
-                (Some(cp), Some(c0)) => (
-                    match st {
-                        0 => &data(c0)[r0 * hs..r0 * hs + nh],
-                        _ => unsafe { cp.rows((st - 1) * b + r0, nb, hs) },
-                    },
-                    unsafe { cp.rows(st * b + r0, nb, hs) },
-                ),
-                _ => (&[], &mut []),
+            let (g, c_prev, c_t): (&mut [A], &[A], &mut [A]) = match &mut own {
+                None => {
+                    let g = unsafe { sh.pre.rows(st * b + r0, nb, width) };
+                    let (c_prev, c_t): (&[A], &mut [A]) = match (&sh.c, &c0) {
+                        (Some(cp), Some(c0)) => (
+                            match st {
+                                0 => &data(c0)[r0 * hs..r0 * hs + nh],
+                                _ => unsafe { cp.rows((st - 1) * b + r0, nb, hs) },
+                            },
+                            unsafe { cp.rows(st * b + r0, nb, hs) },
+                        ),
+                        _ => (&[], &mut []),
+                    };
+                    (g, c_prev, c_t)
+                }
+                Some((g, cs)) => {
+                    let g = g.as_slice_mut().expect("standard layout");
+                    let cs = cs.as_slice_mut().expect("standard layout");
+                    // Step st writes slot st % 2 and reads the other (c0 at step 0).
+                    let (a, bb) = cs.split_at_mut(nh);
+                    let (c_t, c_other) = if st % 2 == 0 { (a, &*bb) } else { (bb, &*a) };
+                    match &c0 {
+                        Some(c0) => {
+                            let c_prev = match st {
+                                0 => &data(c0)[r0 * hs..r0 * hs + nh],
+                                _ => c_other,
+                            };
+                            (g, c_prev, c_t)
+                        }
+                        None => (g, &[][..], &mut [][..]),
+                    }
+                }
             };
-            // SAFETY: as above (x_own is [T, B, I]).
-            let x_t = unsafe { xo.rows(st * b + r0, nb, is) };
-            ArrayViewMut2::from_shape((nb, is), &mut *x_t)
-                .expect("[B, I]")
-                .assign(&x.slice(s![st, r0..r0 + nb, ..]));
-            let x_t = &*x_t;
             let xh_rows = xh.as_slice_mut().expect("standard layout");
-            // H ≥ 1 (checked), so every row has a width; I may be 0.
-            for (r, row) in xh_rows.chunks_mut(is + hs).enumerate() {
-                row[..is].copy_from_slice(&x_t[r * is..(r + 1) * is]);
-                row[is..].copy_from_slice(&h_prev[r * hs..(r + 1) * hs]);
+            match &xo {
+                Some(xo) => {
+                    // SAFETY: as above (x_own is [T, B, I]).
+                    let x_t = unsafe { xo.rows(st * b + r0, nb, is) };
+                    ArrayViewMut2::from_shape((nb, is), &mut *x_t)
+                        .expect("[B, I]")
+                        .assign(&x.slice(s![st, r0..r0 + nb, ..]));
+                    let x_t = &*x_t;
+                    // H ≥ 1 (checked), so every row has a width; I may be 0.
+                    for (r, row) in xh_rows.chunks_mut(is + hs).enumerate() {
+                        row[..is].copy_from_slice(&x_t[r * is..(r + 1) * is]);
+                        row[is..].copy_from_slice(&h_prev[r * hs..(r + 1) * hs]);
+                    }
+                }
+                None => {
+                    let x_t = x.slice(s![st, r0..r0 + nb, ..]);
+                    for ((row, x_r), r) in xh_rows.chunks_mut(is + hs).zip(x_t.rows()).zip(0..) {
+                        for (o, v) in row[..is].iter_mut().zip(x_r.iter()) {
+                            *o = *v;
+                        }
+                        row[is..].copy_from_slice(&h_prev[r * hs..(r + 1) * hs]);
+                    }
+                }
             }
             let mut gv = ArrayViewMut2::from_shape((nb, width), &mut *g).expect("[B, W]");
             A::gemm_prepared_bias(xh.view(), &w, bias, gv.slice_mut(s![.., ..gh]));
@@ -459,17 +563,37 @@ fn forward_stacked<C: CellDef, A: Real>(
                 hs,
             });
         }
+        // Without `keep`: the last cell state into its rows of c_last.
+        if let (Some((_, cs)), Some(cl)) = (&own, &cl) {
+            let last = (t - 1) % 2;
+            let cs = cs.as_slice().expect("standard layout");
+            // SAFETY: as above (c_last is [B, H]).
+            let out = unsafe { cl.rows(r0, nb, hs) };
+            out.copy_from_slice(&cs[last * nh..(last + 1) * nh]);
+        }
     };
     in_parts(parts, scratch, &run);
-    Ok(Trace {
-        cell: p.cell,
+    let gates = match pre {
+        Some(pre) => trace_gates::<C, A>(pre, t, b, hs)?,
+        None => None,
+    };
+    Ok(Stacked {
         x: x_own,
-        h0,
-        c0,
         h,
         c,
-        gates: trace_gates::<C, A>(pre, t, b, hs)?,
+        c_last,
+        gates,
     })
+}
+
+/// What [`forward_stacked`] gives back: with `keep`, `x`, `c` and `gates` of the trace;
+/// without, `h` and `c_last` alone.
+struct Stacked<A> {
+    x: Option<Array3<A>>,
+    h: Array3<A>,
+    c: Option<Array3<A>>,
+    c_last: Option<Array2<A>>,
+    gates: Option<Array3<A>>,
 }
 
 /// What a forward keeps for backward, from the rows `[T·B, W]` the steps filled.
