@@ -1,44 +1,15 @@
-// Tiled GEMM: C[M, N] (+)= op(A)[M, K] · op(B)[K, N] (+ bias[N]).
+// Tiled GEMM (for GPUs): C[M, N] (+)= op(A)[M, K] · op(B)[K, N] (+ bias[N]); the
+// parameters, flags, bindings and `store_row` come from common/gemm.wgsl.
 //
-// A is stored [M, K] row-major, or [K, M] when FLAG_TRANS_A; B is stored [K, N], or
-// [N, K] when FLAG_TRANS_B (PyTorch's weight layout); C [M, N]. Offsets are in
-// elements; lda, ldb, ldc are the stored rows' strides (a block of a wider matrix, such
-// as one direction's columns of a bidirectional layer's rows).
 // A 128×64 tile of C per workgroup of 16×16 invocations, each owning an 8×4 block held
 // in eight vec4 registers (rows 4·ty … 4·ty+3 and 64+4·ty … 64+4·ty+3, columns
 // 4·tx … 4·tx+3); K walks in steps of 16 through workgroup-memory tiles that every
 // invocation helps fill, one vec4 at a time, reading neighbouring addresses in either
 // storage order.
 
-struct Params {
-    m: u32,
-    n: u32,
-    k: u32,
-    a_off: u32,
-    b_off: u32,
-    c_off: u32,
-    bias_off: u32,
-    flags: u32,
-    lda: u32,
-    ldb: u32,
-    ldc: u32,
-    _pad: u32,
-}
-
-const FLAG_TRANS_A: u32 = 1u;
-const FLAG_TRANS_B: u32 = 2u;
-const FLAG_BIAS: u32 = 4u;
-const FLAG_ACCUMULATE: u32 = 8u;
-
 const BM: u32 = 128u;
 const BN: u32 = 64u;
 const BK: u32 = 16u;
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> a: array<f32>;
-@group(0) @binding(2) var<storage, read> b: array<f32>;
-@group(0) @binding(3) var<storage, read> bias: array<f32>;
-@group(0) @binding(4) var<storage, read_write> c: array<f32>;
 
 // [BK][BM / 4] and [BK][BN / 4]: a vec4 holds four consecutive rows (columns).
 var<workgroup> tile_a: array<vec4<f32>, 512>;
@@ -72,24 +43,6 @@ fn load_a4(m: u32, k: u32, trans: bool) -> vec4<f32> {
 // Four consecutive columns n .. n+3 of op(B) at row k.
 fn load_b4(k: u32, n: u32, trans: bool) -> vec4<f32> {
     return vec4<f32>(load_b(k, n, trans), load_b(k, n + 1u, trans), load_b(k, n + 2u, trans), load_b(k, n + 3u, trans));
-}
-
-// Writes one row of the 4-column block at (row, col0).
-fn store_row(row: u32, col0: u32, v: vec4<f32>, accumulate: bool) {
-    if (row >= p.m) {
-        return;
-    }
-    for (var j = 0u; j < 4u; j++) {
-        let col = col0 + j;
-        if (col < p.n) {
-            let idx = p.c_off + row * p.ldc + col;
-            var x = v[j];
-            if (accumulate) {
-                x += c[idx];
-            }
-            c[idx] = x;
-        }
-    }
 }
 
 @compute @workgroup_size(16, 16)

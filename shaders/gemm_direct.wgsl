@@ -1,5 +1,6 @@
-// Direct GEMM for CPU adapters: C[M, N] (+)= op(A)[M, K] · op(B)[K, N] (+ bias[N]), the
-// operands, flags and parameters of gemm.wgsl, without workgroup memory or barriers.
+// Direct GEMM for CPU adapters: C[M, N] (+)= op(A)[M, K] · op(B)[K, N] (+ bias[N])
+// without workgroup memory or barriers; the parameters, flags, bindings and `store_row`
+// come from common/gemm.wgsl.
 //
 // A workgroup of 8×8 invocations owns a 64×64 tile of C; each invocation an 8×8 block
 // (rows 8·ty … 8·ty+7, columns 8·tx … 8·tx+7) in sixteen vec4 registers, and walks all
@@ -9,50 +10,6 @@
 // tiled kernel's staging through workgroup memory costs more than it saves (measured on
 // lavapipe: 1.5–3× faster than gemm.wgsl, most at small K). Indices past M or N are
 // clamped for the loads (their results are not stored), so the loop has no branch.
-
-struct Params {
-    m: u32,
-    n: u32,
-    k: u32,
-    a_off: u32,
-    b_off: u32,
-    c_off: u32,
-    bias_off: u32,
-    flags: u32,
-    lda: u32,
-    ldb: u32,
-    ldc: u32,
-    _pad: u32,
-}
-
-const FLAG_TRANS_A: u32 = 1u;
-const FLAG_TRANS_B: u32 = 2u;
-const FLAG_BIAS: u32 = 4u;
-const FLAG_ACCUMULATE: u32 = 8u;
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> a: array<f32>;
-@group(0) @binding(2) var<storage, read> b: array<f32>;
-@group(0) @binding(3) var<storage, read> bias: array<f32>;
-@group(0) @binding(4) var<storage, read_write> c: array<f32>;
-
-// Writes one row of the 4-column block at (row, col0).
-fn store_row(row: u32, col0: u32, v: vec4<f32>, accumulate: bool) {
-    if (row >= p.m) {
-        return;
-    }
-    for (var j = 0u; j < 4u; j++) {
-        let col = col0 + j;
-        if (col < p.n) {
-            let idx = p.c_off + row * p.ldc + col;
-            var x = v[j];
-            if (accumulate) {
-                x += c[idx];
-            }
-            c[idx] = x;
-        }
-    }
-}
 
 @compute @workgroup_size(8, 8)
 fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {

@@ -1,9 +1,15 @@
 //! The WGSL sources, one file per kernel family, compiled into the crate.
 
 /// Tiled GEMM `C (+)= op(A)·op(B) (+ bias)`.
-pub const GEMM: &str = include_str!("../shaders/gemm.wgsl");
+pub const GEMM: &str = concat!(
+    include_str!("../shaders/common/gemm.wgsl"),
+    include_str!("../shaders/gemm.wgsl")
+);
 /// The GEMM without workgroup memory or barriers, for CPU adapters.
-pub const GEMM_DIRECT: &str = include_str!("../shaders/gemm_direct.wgsl");
+pub const GEMM_DIRECT: &str = concat!(
+    include_str!("../shaders/common/gemm.wgsl"),
+    include_str!("../shaders/gemm_direct.wgsl")
+);
 /// A step kernel's source: the shared prelude (activations, dims, schedule, indexing)
 /// then the kernel's own file.
 macro_rules! step_kernel {
