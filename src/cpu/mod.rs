@@ -333,27 +333,13 @@ fn forward_with<C: CellDef, A: Real>(
     let run = |rows: std::ops::Range<usize>, scratch: (Option<Array2<A>>, Option<Array2<A>>)| {
         let (mut hw, mut gated) = scratch;
         let (r0, nb) = (rows.start, rows.len());
-        let nh = nb * hs;
         for st in 0..t {
             // SAFETY: the parts' row ranges are disjoint, so rows r0..r0 + nb of step st
             // (contiguous in each [T, B, ·] array) are this thread's alone; the arrays
             // outlive the scope the threads run in.
             let g = unsafe { sh.pre.rows(st * b + r0, nb, width) };
-            let h_t = unsafe { sh.h.rows(st * b + r0, nb, hs) };
-            let h_prev: &[A] = match st {
-                0 => &data(&h0)[r0 * hs..r0 * hs + nh],
-                _ => unsafe { sh.h.rows((st - 1) * b + r0, nb, hs) },
-            };
-            let (c_prev, c_t): (&[A], &mut [A]) = match (&sh.c, &c0) {
-                (Some(cp), Some(c0)) => (
-                    match st {
-                        0 => &data(c0)[r0 * hs..r0 * hs + nh],
-                        _ => unsafe { cp.rows((st - 1) * b + r0, nb, hs) },
-                    },
-                    unsafe { cp.rows(st * b + r0, nb, hs) },
-                ),
-                _ => (&[], &mut []),
-            };
+            let (h_prev, h_t) = unsafe { sh.h_step(st, b, r0, nb, hs, &h0) };
+            let (c_prev, c_t) = unsafe { sh.c_step(st, b, r0, nb, hs, c0.as_ref()) };
             let h_prev_v = ArrayView2::from_shape((nb, hs), h_prev).expect("[B, H]");
             match &mut hw {
                 None => {
@@ -486,24 +472,11 @@ fn forward_stacked<C: CellDef, A: Real>(
             // SAFETY (every `rows` below): the parts' row ranges are disjoint, so rows
             // r0..r0 + nb of step st (contiguous in each [T, B, ·] array, and of the
             // [B, ·] ones) are this thread's alone; the arrays outlive the threads.
-            let h_t = unsafe { sh.h.rows(st * b + r0, nb, hs) };
-            let h_prev: &[A] = match st {
-                0 => &data(&h0)[r0 * hs..r0 * hs + nh],
-                _ => unsafe { sh.h.rows((st - 1) * b + r0, nb, hs) },
-            };
+            let (h_prev, h_t) = unsafe { sh.h_step(st, b, r0, nb, hs, &h0) };
             let (g, c_prev, c_t): (&mut [A], &[A], &mut [A]) = match &mut own {
                 None => {
                     let g = unsafe { sh.pre.rows(st * b + r0, nb, width) };
-                    let (c_prev, c_t): (&[A], &mut [A]) = match (&sh.c, &c0) {
-                        (Some(cp), Some(c0)) => (
-                            match st {
-                                0 => &data(c0)[r0 * hs..r0 * hs + nh],
-                                _ => unsafe { cp.rows((st - 1) * b + r0, nb, hs) },
-                            },
-                            unsafe { cp.rows(st * b + r0, nb, hs) },
-                        ),
-                        _ => (&[], &mut []),
-                    };
+                    let (c_prev, c_t) = unsafe { sh.c_step(st, b, r0, nb, hs, c0.as_ref()) };
                     (g, c_prev, c_t)
                 }
                 Some((g, cs)) => {
@@ -676,6 +649,61 @@ struct Shared<A> {
     pre: Ptr<A>,
     h: Ptr<A>,
     c: Option<Ptr<A>>,
+}
+
+impl<A> Shared<A> {
+    /// A part's rows `r0 .. r0 + nb` of step `st` (of `b` rows) in the hidden states:
+    /// `(h_{t-1}, h_t)`, `h_{t-1}` from `h0 [B, H]` at step 0.
+    ///
+    /// # Safety
+    /// The part's rows are its thread's alone, and the arrays outlive the borrows.
+    #[allow(clippy::mut_from_ref, clippy::too_many_arguments)]
+    unsafe fn h_step<'a>(
+        &'a self,
+        st: usize,
+        b: usize,
+        r0: usize,
+        nb: usize,
+        hs: usize,
+        h0: &'a Array2<A>,
+    ) -> (&'a [A], &'a mut [A]) {
+        let prev: &[A] = match st {
+            0 => &data(h0)[r0 * hs..(r0 + nb) * hs],
+            // SAFETY: the caller's promise.
+            _ => unsafe { self.h.rows((st - 1) * b + r0, nb, hs) },
+        };
+        // SAFETY: the caller's promise.
+        (prev, unsafe { self.h.rows(st * b + r0, nb, hs) })
+    }
+
+    /// As [`Shared::h_step`] for the cell states, `(c_{t-1}, c_t)` from `c0`; empty for a
+    /// cell without them.
+    ///
+    /// # Safety
+    /// As [`Shared::h_step`].
+    #[allow(clippy::mut_from_ref, clippy::too_many_arguments)]
+    unsafe fn c_step<'a>(
+        &'a self,
+        st: usize,
+        b: usize,
+        r0: usize,
+        nb: usize,
+        hs: usize,
+        c0: Option<&'a Array2<A>>,
+    ) -> (&'a [A], &'a mut [A]) {
+        match (&self.c, c0) {
+            (Some(cp), Some(c0)) => (
+                match st {
+                    0 => &data(c0)[r0 * hs..(r0 + nb) * hs],
+                    // SAFETY: the caller's promise.
+                    _ => unsafe { cp.rows((st - 1) * b + r0, nb, hs) },
+                },
+                // SAFETY: the caller's promise.
+                unsafe { cp.rows(st * b + r0, nb, hs) },
+            ),
+            _ => (&[], &mut []),
+        }
+    }
 }
 
 /// Batch rows per thread at least (below this a part's per-step product is too small to
