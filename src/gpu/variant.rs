@@ -197,11 +197,7 @@ impl StepVariant {
             v.check("ContextOptions::step")?;
             return Ok(v);
         }
-        match std::env::var(Self::ENV) {
-            Ok(s) if !s.trim().is_empty() => Self::parse(&s, Self::ENV),
-            Err(std::env::VarError::NotUnicode(s)) => Self::parse(&s.to_string_lossy(), Self::ENV),
-            _ => Ok(Self::for_adapter(info)),
-        }
+        from_env(Self::ENV, Self::parse).unwrap_or_else(|| Ok(Self::for_adapter(info)))
     }
 }
 
@@ -270,11 +266,7 @@ impl GemmVariant {
         if let Some(v) = forced {
             return Ok(v);
         }
-        match std::env::var(Self::ENV) {
-            Ok(s) if !s.trim().is_empty() => Self::parse(&s, Self::ENV),
-            Err(std::env::VarError::NotUnicode(s)) => Self::parse(&s.to_string_lossy(), Self::ENV),
-            _ => Ok(Self::for_adapter(info)),
-        }
+        from_env(Self::ENV, Self::parse).unwrap_or_else(|| Ok(Self::for_adapter(info)))
     }
 }
 
@@ -303,6 +295,20 @@ pub(crate) fn min_step_groups(info: &wgpu::AdapterInfo) -> usize {
         }),
         _ => 1,
     }
+}
+
+/// The variant the environment variable `name` names, parsed (`None` when it is unset
+/// or blank; a value that is not Unicode is parsed as far as it reads).
+fn from_env<T>(
+    name: &'static str,
+    parse: fn(&str, &'static str) -> Result<T>,
+) -> Option<Result<T>> {
+    let value = match std::env::var(name) {
+        Ok(s) => s,
+        Err(std::env::VarError::NotUnicode(s)) => s.to_string_lossy().into_owned(),
+        Err(std::env::VarError::NotPresent) => return None,
+    };
+    (!value.trim().is_empty()).then(|| parse(&value, name))
 }
 
 /// What one step pipeline is built for within its context's [`StepVariant`]: the batch
