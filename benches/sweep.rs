@@ -119,7 +119,7 @@ take comma-separated values; a flag given twice keeps its last value.
 With L > 1 or D = 2 each point times a whole network (wgpu_rnn::net on the CPU, gpu::Network
 on the GPU; FLOPs summed over layers and directions, I_l = D·H above layer 0; host µs per
 time step of the whole network); L = 1, D = 1 times single layers (gpu::Layer,
-cpu::forward/backward).
+cpu::forward_inference for fwd, cpu::forward/backward for fwdbwd).
 
 FLOPs counted (GEMM work only), with G gates (1 rnn, 4 lstm, 3 gru): forward 2·T·B·G·H·(I + H),
 forward+backward 3× that.";
@@ -492,11 +492,14 @@ fn cpu_point(o: &Opts, pt: Point) -> wgpu_rnn::Result<Row> {
     let mut times = Vec::new();
     for run in 0..o.warmup + o.runs {
         let start = Instant::now();
-        let tr = cpu::forward(&pr.p, pr.x.view(), None, None)?;
         if bwd {
+            let tr = cpu::forward(&pr.p, pr.x.view(), None, None)?;
             std::hint::black_box(cpu::backward(&pr.p, &tr, pr.dh.view(), None)?);
+        } else {
+            // Forward alone is inference, as on the GPU (`Mode::Inference`) and in
+            // PyTorch's `no_grad`: nothing kept for backward.
+            std::hint::black_box(cpu::forward_inference(&pr.p, pr.x.view(), None, None)?);
         }
-        std::hint::black_box(&tr);
         if run >= o.warmup {
             times.push(start.elapsed().as_secs_f64() * 1e3);
         }
