@@ -347,9 +347,19 @@ fn gemm_cols(
                         mrows,
                     )
                 };
-                for (t, run) in col.chunks(MR).enumerate() {
-                    let o = t * kc * MR + kk * MR;
-                    apack[o..o + run.len()].copy_from_slice(run);
+                // Whole runs of MR as fixed-size moves (a copy of a run's length would
+                // be a library call per 32 bytes), then the last tile's part run.
+                let runs = col.chunks_exact(MR);
+                let rest = runs.remainder();
+                let mut o = kk * MR;
+                for run in runs {
+                    let run: [f32; MR] = run.try_into().expect("MR floats");
+                    let out: &mut [f32; MR] = (&mut apack[o..o + MR]).try_into().expect("MR");
+                    *out = run;
+                    o += kc * MR;
+                }
+                if !rest.is_empty() {
+                    apack[o..o + rest.len()].copy_from_slice(rest);
                 }
             }
             // The first pass writes C (adding when asked, with the bias); later ones add.
