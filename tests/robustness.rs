@@ -80,14 +80,14 @@ fn shapes(cells: &[Cell]) -> impl Strategy<Value = Shapes> {
 /// Every gradient of a CPU backward, as arrays to compare.
 fn grad_arrays(g: cpu::Grads<f64>) -> Vec<ArrayD<f64>> {
     let mut v = vec![
-        d(g.dx),
-        d(g.dh0),
-        d(g.dw_ih),
-        d(g.dw_hh),
-        d(g.db_ih),
-        d(g.db_hh),
+        d(g.dx.clone()),
+        d(g.dh0.clone()),
+        d(g.dw_ih.clone()),
+        d(g.dw_hh.clone()),
+        d(g.db_ih.clone()),
+        d(g.db_hh.clone()),
     ];
-    v.extend(g.dc0.map(d));
+    v.extend(g.dc0.clone().map(d));
     v
 }
 

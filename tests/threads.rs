@@ -31,7 +31,7 @@ fn forward_backward_and_set_params_race_on_one_layer() {
             .map(|p| {
                 let tr = cpu::forward(p, x.view(), None, None).unwrap();
                 let g = cpu::backward(p, &tr, dh.view(), None).unwrap();
-                (tr.h, g.dw_hh, g.dx)
+                (tr.h.clone(), g.dw_hh.clone(), g.dx.clone())
             })
             .collect();
         let layer = Layer::new(&ctx, &versions[0].cast()).unwrap();
@@ -164,7 +164,8 @@ fn set_params_keeps_memory_bounded() {
             .unwrap();
         let want = cpu::forward(&p.cast::<f64>(), Array3::ones((2, 2, i)).view(), None, None)
             .unwrap()
-            .h;
+            .h
+            .clone();
         assert!(rel_err(&got, &want.into_dyn()) <= 2e-4);
     });
 }

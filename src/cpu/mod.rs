@@ -26,12 +26,17 @@ use ndarray::{s, Array1, Array2, Array3, ArrayView2, ArrayView3, ArrayViewMut2, 
 
 use crate::cell::{with_cell, CellDef, LateBwd, RowBwd, RowFwd};
 use crate::error::{check_shape, Error, Result};
-use crate::host;
+use crate::host::{self, cache};
 use crate::params::{Cell, Params};
 use crate::real::Real;
 
 /// What a forward pass keeps: the inputs, every hidden (and cell) state, and the
 /// activated gates that backward needs.
+///
+/// Dropped, it gives its large buffers to the crate's cache of host buffers, from which
+/// the next forward or backward allocates (a training loop reuses its memory instead of
+/// faulting fresh pages in every step); to keep a field past the trace, take it
+/// (`std::mem::take(&mut trace.h)`) or clone it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Trace<A> {
     /// The cell kind that produced the trace.
@@ -50,6 +55,17 @@ pub struct Trace<A> {
     /// i, f, g, o (`4·H`), the GRU's r, z, n and `W_hn h + b_hn` (`4·H`); `None` for the
     /// tanh RNN, whose backward needs only `h`.
     pub gates: Option<Array3<A>>,
+}
+
+/// The trace's buffers go to the crate's cache of host buffers (see `host::cache`), for
+/// the next forward to take.
+impl<A> Drop for Trace<A> {
+    fn drop(&mut self) {
+        cache::give_array(&mut self.x);
+        cache::give_array(&mut self.h);
+        cache::give_opt(&mut self.c);
+        cache::give_opt(&mut self.gates);
+    }
 }
 
 impl<A: Real> Trace<A> {
@@ -74,6 +90,8 @@ impl<A: Real> Trace<A> {
 }
 
 /// Gradients of a sequence backward pass, with respect to every input and parameter.
+///
+/// Dropped, it gives its large buffers to the crate's cache, as [`Trace`] does.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Grads<A> {
     /// Input gradient `[T, B, I]`.
@@ -91,6 +109,15 @@ pub struct Grads<A> {
     /// `[G·H]` (equal to `db_ih` for the RNN and LSTM, whose biases enter the same sum;
     /// the GRU's `b_hn` block differs).
     pub db_hh: Array1<A>,
+}
+
+/// The gradients' buffers go to the crate's cache of host buffers (see `host::cache`).
+impl<A> Drop for Grads<A> {
+    fn drop(&mut self) {
+        cache::give_array(&mut self.dx);
+        cache::give_array(&mut self.dw_ih);
+        cache::give_array(&mut self.dw_hh);
+    }
 }
 
 /// The result of one cell step.
@@ -206,6 +233,15 @@ fn data<A, D: ndarray::Dimension>(a: &ndarray::Array<A, D>) -> &[A] {
         .expect("arrays the crate allocates are standard layout")
 }
 
+/// Frees the host buffers the CPU path keeps for reuse: dropped traces, gradients and
+/// outputs give their large buffers (at least 256 KiB each, at most 32 of them and
+/// 128 MiB in all) to a cache shared by every thread, from which later calls allocate;
+/// a program done with the CPU path, or short of memory, can hand them back to the
+/// system here.
+pub fn release_cached_memory() {
+    cache::clear();
+}
+
 /// Sequence forward: runs the cell over `x [T, B, I]` from `h0` (and `c0`), zeros when
 /// `None`, and returns the [`Trace`] with every state.
 pub fn forward<A: Real>(
@@ -218,13 +254,21 @@ pub fn forward<A: Real>(
 }
 
 /// The outputs of an inference forward ([`forward_inference`]): the hidden states and
-/// the last cell state, without what backward would need.
+/// the last cell state, without what backward would need. Dropped, it gives its buffers
+/// to the crate's cache, as [`Trace`] does.
 #[derive(Debug, Clone)]
 pub struct Outputs<A> {
     /// Hidden states `[T, B, H]`.
     pub h: Array3<A>,
     /// The last cell state `[B, H]` (LSTM only).
     pub c_last: Option<Array2<A>>,
+}
+
+/// The outputs' buffers go to the crate's cache of host buffers.
+impl<A> Drop for Outputs<A> {
+    fn drop(&mut self) {
+        cache::give_array(&mut self.h);
+    }
 }
 
 /// Sequence forward for inference: [`forward`]'s hidden states and last cell state, the
@@ -242,11 +286,17 @@ pub fn forward_inference<A: Real>(
             check_input(p, &x)?;
             let (h0, c0) = initial_state::<C, A>(x.dim().1, p.hidden_size(), h0, c0)?;
             let k = forward_stacked::<C, A>(p, x, h0, c0, false)?;
-            Ok(Outputs { h: k.h, c_last: k.c_last })
+            Ok(Outputs {
+                h: k.h,
+                c_last: k.c_last,
+            })
         } else {
-            let tr = forward_with::<C, A>(p, x, h0, c0)?;
+            let mut tr = forward_with::<C, A>(p, x, h0, c0)?;
             let c_last = tr.c_last().map(|c| c.to_owned());
-            Ok(Outputs { h: tr.h, c_last })
+            Ok(Outputs {
+                h: std::mem::take(&mut tr.h),
+                c_last,
+            })
         }
     })
 }
@@ -1195,6 +1245,10 @@ fn backward_with<C: CellDef, A: Real>(
         None => db_ih.clone(),
         Some(_) => dr2.sum_axis(Axis(0)),
     };
+    // The temporaries over all rows go to the cache for the next call.
+    cache::give_array(&mut dg);
+    cache::give_opt(&mut dgh);
+    cache::give_opt(&mut gated);
     Ok(Grads {
         dx: dx.into_shape_with_order((t, b, is)).expect("standard"),
         dh0,
@@ -1278,12 +1332,12 @@ pub fn step_forward<A: Real>(
             msg: format!("a {} step needs the previous cell state", p.cell.name()),
         });
     }
-    let tr = forward(p, x_t.insert_axis(Axis(0)), Some(h_prev), c_prev)
+    let mut tr = forward(p, x_t.insert_axis(Axis(0)), Some(h_prev), c_prev)
         .map_err(|e| e.renamed(&[("x", "x_t"), ("h0", "h_prev"), ("c0", "c_prev")]))?;
     Ok(StepOut {
-        h: tr.h.index_axis_move(Axis(0), 0),
-        c: tr.c.map(|c| c.index_axis_move(Axis(0), 0)),
-        gates: tr.gates.map(|g| g.index_axis_move(Axis(0), 0)),
+        h: std::mem::take(&mut tr.h).index_axis_move(Axis(0), 0),
+        c: tr.c.take().map(|c| c.index_axis_move(Axis(0), 0)),
+        gates: tr.gates.take().map(|g| g.index_axis_move(Axis(0), 0)),
     })
 }
 
@@ -1322,14 +1376,15 @@ pub fn step_backward<A: Real>(
             ("dc_last", "dc"),
         ])
     })?;
+    let mut g = g;
     Ok(StepGrads {
-        dx: g.dx.index_axis_move(Axis(0), 0),
-        dh_prev: g.dh0,
-        dc_prev: g.dc0,
-        dw_ih: g.dw_ih,
-        dw_hh: g.dw_hh,
-        db: g.db_ih,
-        db_hh: g.db_hh,
+        dx: std::mem::take(&mut g.dx).index_axis_move(Axis(0), 0),
+        dh_prev: std::mem::take(&mut g.dh0),
+        dc_prev: g.dc0.take(),
+        dw_ih: std::mem::take(&mut g.dw_ih),
+        dw_hh: std::mem::take(&mut g.dw_hh),
+        db: std::mem::take(&mut g.db_ih),
+        db_hh: std::mem::take(&mut g.db_hh),
     })
 }
 

@@ -393,11 +393,11 @@ pub fn backward<A: Real>(
                     }
                 });
             }
-            layers[k] = sum.map(|g| Grads {
-                dx: Array3::zeros((0, 0, 0)),
-                dh0: Array2::zeros((0, 0)),
-                dc0: None,
-                ..g
+            layers[k] = sum.map(|mut g| {
+                g.dx = Array3::zeros((0, 0, 0));
+                g.dh0 = Array2::zeros((0, 0));
+                g.dc0 = None;
+                g
             });
         }
         // Layer l's input was layer l − 1's output after dropout: its gradient goes

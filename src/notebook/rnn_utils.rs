@@ -475,11 +475,12 @@ pub fn rnn_backward<A: Real>(
             ("trace.h", "cache"),
         ])
     })?;
+    let mut g = g;
     let gradients = Gradients {
-        dwax: g.dw_ih,
-        dwaa: g.dw_hh,
+        dwax: std::mem::take(&mut g.dw_ih),
+        dwaa: std::mem::take(&mut g.dw_hh),
         dwya,
-        db: g.db_ih.insert_axis(Axis(1)),
+        db: std::mem::take(&mut g.db_ih).insert_axis(Axis(1)),
         dby,
         da_next: t2("cache", g.dh0.view())?,
     };

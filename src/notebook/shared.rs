@@ -476,5 +476,14 @@ pub(super) fn seq_backward<A: Real, P: NbCell<A>>(
         dc.as_ref().map(|d| d.view()),
     )
     .map_err(|e| cache_error(e, "caches"))?;
-    NbGrads::from_library(d_all, g.dx, g.dh0, g.dc0, g.dw_ih, g.dw_hh, g.db_ih)
+    let mut g = g;
+    NbGrads::from_library(
+        d_all,
+        std::mem::take(&mut g.dx),
+        std::mem::take(&mut g.dh0),
+        g.dc0.take(),
+        std::mem::take(&mut g.dw_ih),
+        std::mem::take(&mut g.dw_hh),
+        std::mem::take(&mut g.db_ih),
+    )
 }
