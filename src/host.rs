@@ -186,7 +186,8 @@ pub(crate) mod cache {
     }
 
     /// An empty vector with room for `n` elements from a kept allocation of the right
-    /// alignment, at least `n` elements and at most twice their bytes (the smallest such);
+    /// alignment, at least `n` elements and at most a quarter more bytes (the smallest
+    /// such: an array that lives long holds little slack);
     /// `None` when there is none, or `n` elements are too few to be kept.
     pub(crate) fn take<A>(n: usize) -> Option<Vec<A>> {
         let size = std::mem::size_of::<A>();
@@ -200,10 +201,10 @@ pub(crate) mod cache {
             .iter()
             .enumerate()
             .filter(|(_, r)| r.align == align && r.bytes % size == 0)
-            .filter(|(_, r)| r.bytes >= bytes && r.bytes / 2 <= bytes)
+            .filter(|(_, r)| r.bytes >= bytes && r.bytes - bytes <= bytes / 4)
             .min_by_key(|(_, r)| r.bytes)
             .map(|(i, _)| i)?;
-        let raw = free.swap_remove(i);
+        let raw = free.remove(i);
         // SAFETY: the allocation was made by the global allocator for `r.bytes` bytes
         // aligned to `align`, which is `A`'s, and `bytes` is a whole number of `A`s: the
         // layout of `[A; capacity]`, as `Vec::from_raw_parts` requires; no element is
@@ -335,11 +336,11 @@ mod tests {
         let mut z = z;
         cache::give_array(&mut z);
         assert_eq!(z.len(), 0);
-        // f64 has another alignment; fewer bytes than the cache keeps; a buffer more
-        // than twice the request: none of them takes the f32 buffer back.
+        // f64 has another alignment; fewer bytes than the cache keeps; a buffer a third
+        // larger than the request: none of them takes the f32 buffer back.
         assert!(cache::take::<f64>(n / 2).map(|v| v.as_ptr() as *const f32) != Some(ptr));
         assert!(cache::take::<f32>(16).is_none());
-        assert!(cache::take::<f32>(n / 4).map(|v| v.as_ptr()) != Some(ptr));
+        assert!(cache::take::<f32>(n / 4 * 3).map(|v| v.as_ptr()) != Some(ptr));
         let back = cache::take::<f32>(n).expect("kept");
         assert_eq!(back.as_ptr(), ptr);
         assert!(back.is_empty() && back.capacity() >= n);

@@ -91,7 +91,9 @@ impl<A: Real> Trace<A> {
 
 /// Gradients of a sequence backward pass, with respect to every input and parameter.
 ///
-/// Dropped, it gives its large buffers to the crate's cache, as [`Trace`] does.
+/// Dropped, it gives its large buffers to the crate's cache, as [`Trace`] does; to keep
+/// a field past the gradients, take it (`std::mem::take(&mut grads.dw_ih)`) or clone
+/// it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Grads<A> {
     /// Input gradient `[T, B, I]`.
@@ -255,7 +257,8 @@ pub fn forward<A: Real>(
 
 /// The outputs of an inference forward ([`forward_inference`]): the hidden states and
 /// the last cell state, without what backward would need. Dropped, it gives its buffers
-/// to the crate's cache, as [`Trace`] does.
+/// to the crate's cache, as [`Trace`] does; to keep `h` past the outputs, take it
+/// (`std::mem::take(&mut out.h)`) or clone it.
 #[derive(Debug, Clone)]
 pub struct Outputs<A> {
     /// Hidden states `[T, B, H]`.
@@ -621,24 +624,29 @@ struct Stacked<A> {
 
 /// What a forward keeps for backward, from the rows `[T·B, W]` the steps filled.
 fn trace_gates<C: CellDef, A: Real>(
-    pre: Array2<A>,
+    mut pre: Array2<A>,
     t: usize,
     b: usize,
     hs: usize,
 ) -> Result<Option<Array3<A>>> {
     let width = pre.ncols();
-    Ok(match C::kept(hs) {
+    let kept = match C::kept(hs) {
         0 => None,
-        k if k == width => Some(
-            pre.into_shape_with_order((t, b, width))
-                .expect("standard layout"),
-        ),
+        k if k == width => {
+            return Ok(Some(
+                pre.into_shape_with_order((t, b, width))
+                    .expect("standard layout"),
+            ))
+        }
         k => Some(
             host::copy("x", &pre.slice(s![.., ..k]))?
                 .into_shape_with_order((t, b, k))
                 .expect("standard layout"),
         ),
-    })
+    };
+    // The rows the steps wrote, no longer needed: to the cache for the next call.
+    cache::give_array(&mut pre);
+    Ok(kept)
 }
 
 /// A raw pointer into an array whose disjoint row blocks threads fill (see [`Shared`]).

@@ -394,7 +394,7 @@ pub fn backward<A: Real>(
                 });
             }
             layers[k] = sum.map(|mut g| {
-                g.dx = Array3::zeros((0, 0, 0));
+                crate::host::cache::give_array(&mut g.dx);
                 g.dh0 = Array2::zeros((0, 0));
                 g.dc0 = None;
                 g
