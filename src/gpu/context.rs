@@ -44,6 +44,7 @@ pub(crate) enum Kernel {
     StepBack(Cell, u8),
     Softmax,
     ColSum,
+    ColSumPart,
     Block,
     Gather,
     Dropout,
@@ -91,6 +92,7 @@ impl Kernel {
             Kernel::GemmDirect,
             Kernel::Softmax,
             Kernel::ColSum,
+            Kernel::ColSumPart,
             Kernel::Block,
             Kernel::Gather,
             Kernel::Dropout,
@@ -122,7 +124,7 @@ impl Kernel {
             Kernel::Gemm => crate::shaders::GEMM,
             Kernel::GemmDirect => crate::shaders::GEMM_DIRECT,
             Kernel::Softmax => crate::shaders::HEAD,
-            Kernel::ColSum => crate::shaders::REDUCE,
+            Kernel::ColSum | Kernel::ColSumPart => crate::shaders::REDUCE,
             Kernel::Block => crate::shaders::BLOCK,
             Kernel::Gather => crate::shaders::GATHER,
             Kernel::Dropout => crate::shaders::DROPOUT,
@@ -146,6 +148,7 @@ impl Kernel {
         match self {
             Kernel::Softmax => "softmax",
             Kernel::ColSum => "col_sum",
+            Kernel::ColSumPart => "col_sum_part",
             Kernel::Block => "block",
             Kernel::Gather => "gather",
             Kernel::Dropout => "dropout",
@@ -182,7 +185,11 @@ impl Kernel {
             Kernel::Softmax => vec![Uniform, ReadWrite],
             Kernel::Clip => vec![Uniform, ReadWrite, ReadWrite],
             Kernel::Optim => vec![Uniform, ReadWrite, Read, ReadWrite, ReadWrite],
-            Kernel::ColSum | Kernel::Block | Kernel::Dropout | Kernel::Relayout => {
+            Kernel::ColSum
+            | Kernel::ColSumPart
+            | Kernel::Block
+            | Kernel::Dropout
+            | Kernel::Relayout => {
                 vec![Uniform, Read, ReadWrite]
             }
             Kernel::Gather | Kernel::EmbedBack => vec![Uniform, Read, Read, ReadWrite],
