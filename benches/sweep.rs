@@ -720,10 +720,11 @@ fn main() {
         );
     }
     println!(
-        "cpu: {} threads (the crate's f32 CPU path: its packed SIMD GEMM)",
+        "cpu: {} threads (the crate's f32 CPU path: its packed SIMD GEMM, {} kernel)",
         std::thread::available_parallelism()
             .map(|n| n.get())
-            .unwrap_or(1)
+            .unwrap_or(1),
+        wgpu_rnn::cpu::gemm::isa_name()
     );
     println!("flops: forward 2·T·B·G·H·(I+H), forward+backward 3× that (G = 1 rnn, 4 lstm, 3 gru)");
     let dirs = if o.bidirectional { 2 } else { 1 };

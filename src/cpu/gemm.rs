@@ -195,9 +195,38 @@ pub(crate) enum Isa {
     Portable,
 }
 
+/// The best of [`Isa`] the processor has, or a lesser one that `WGPU_RNN_CPU_ISA`
+/// (`avx2` or `portable`) asks for, to time or test the other kernels on a processor
+/// that has more; an ISA it lacks, or another value, is ignored (read once).
 pub(crate) fn isa() -> Isa {
     static ISA: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
     *ISA.get_or_init(|| {
+        let best = detect();
+        let asked = match std::env::var("WGPU_RNN_CPU_ISA").as_deref() {
+            Ok("avx2") => Isa::Avx2,
+            Ok("portable") => Isa::Portable,
+            _ => best,
+        };
+        // Ordered Avx512 > Avx2 > Portable: never above what was detected.
+        match (best, asked) {
+            (Isa::Portable, _) | (Isa::Avx2, Isa::Avx512) => best,
+            _ => asked,
+        }
+    })
+}
+
+/// The microkernel's name (`avx512`, `avx2` or `portable`), for benchmark headers.
+pub fn isa_name() -> &'static str {
+    match isa() {
+        Isa::Avx512 => "avx512",
+        Isa::Avx2 => "avx2",
+        Isa::Portable => "portable",
+    }
+}
+
+/// The best microkernel this processor runs.
+fn detect() -> Isa {
+    {
         #[cfg(target_arch = "x86_64")]
         {
             // AVX-512 needs VL too (the cells' elementwise rows are compiled with it,
@@ -216,7 +245,7 @@ pub(crate) fn isa() -> Isa {
             }
         }
         Isa::Portable
-    })
+    }
 }
 
 /// Products smaller than this many multiply-adds run on the calling thread alone.
