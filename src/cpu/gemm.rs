@@ -749,40 +749,60 @@ unsafe fn kernel_avx512_from<const ROWS: bool>(
     }
 }
 
-/// AVX2 + FMA: the tile in four `4 × 16` blocks of 8 ymm accumulators each (16
-/// registers do not hold the whole tile).
+/// AVX2 + FMA: the tile in three blocks — rows 0–5 of columns 0–15, rows 0–5 of
+/// columns 16–31 (12 ymm accumulators each, the panel's two vectors and one broadcast:
+/// 15 registers) and rows 6–7 of all 32 columns (8 accumulators) — each one pass over
+/// `k` (16 registers do not hold the whole tile).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn kernel_avx2(k: usize, apack: &[f32], panel: &[f32], tile: &mut [[f32; NR]; MR]) {
-    use std::arch::x86_64::*;
     assert!(apack.len() >= k * MR && panel.len() >= k * NR);
+    // SAFETY: the lengths asserted; each block's rows and columns lie in the tile.
+    unsafe {
+        avx2_block::<6, 2>(k, apack, panel, tile, 0, 0);
+        avx2_block::<6, 2>(k, apack, panel, tile, 0, 16);
+        avx2_block::<2, 4>(k, apack, panel, tile, 6, 0);
+    }
+}
+
+/// Rows `r0 .. r0 + R`, columns `c0 .. c0 + 8·V` of [`kernel_avx2`]'s tile, in one pass
+/// over `k`.
+///
+/// # Safety
+/// The processor has AVX2 and FMA; `apack` holds `k · MR` floats, `panel` `k · NR`;
+/// `r0 + R ≤ MR` and `c0 + 8·V ≤ NR`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn avx2_block<const R: usize, const V: usize>(
+    k: usize,
+    apack: &[f32],
+    panel: &[f32],
+    tile: &mut [[f32; NR]; MR],
+    r0: usize,
+    c0: usize,
+) {
+    use std::arch::x86_64::*;
     let (a, b) = (apack.as_ptr(), panel.as_ptr());
-    for r0 in (0..MR).step_by(4) {
-        for c0 in (0..NR).step_by(16) {
-            let mut acc = [[_mm256_setzero_ps(); 2]; 4];
-            for kk in 0..k {
-                // SAFETY: kk < k, r0 + 3 < MR, c0 + 15 < NR: inside the asserted lengths.
-                let (b0, b1) = unsafe {
-                    (
-                        _mm256_loadu_ps(b.add(kk * NR + c0)),
-                        _mm256_loadu_ps(b.add(kk * NR + c0 + 8)),
-                    )
-                };
-                for (r, row) in acc.iter_mut().enumerate() {
-                    // SAFETY: as above.
-                    let av = _mm256_set1_ps(unsafe { *a.add(kk * MR + r0 + r) });
-                    row[0] = _mm256_fmadd_ps(av, b0, row[0]);
-                    row[1] = _mm256_fmadd_ps(av, b1, row[1]);
-                }
+    let mut acc = [[_mm256_setzero_ps(); V]; R];
+    for kk in 0..k {
+        let mut bv = [_mm256_setzero_ps(); V];
+        for (c, v) in bv.iter_mut().enumerate() {
+            // SAFETY: kk < k and c0 + 8·c + 8 ≤ NR: inside the panel's row kk.
+            *v = unsafe { _mm256_loadu_ps(b.add(kk * NR + c0 + 8 * c)) };
+        }
+        for (r, row) in acc.iter_mut().enumerate() {
+            // SAFETY: kk < k and r0 + r < MR: inside the caller's lengths.
+            let av = _mm256_set1_ps(unsafe { *a.add(kk * MR + r0 + r) });
+            for (v, bv) in row.iter_mut().zip(&bv) {
+                *v = _mm256_fmadd_ps(av, *bv, *v);
             }
-            for (r, row) in acc.iter().enumerate() {
-                // SAFETY: c0 + 16 ≤ NR floats in the row.
-                unsafe {
-                    let t = tile[r0 + r].as_mut_ptr().add(c0);
-                    _mm256_storeu_ps(t, row[0]);
-                    _mm256_storeu_ps(t.add(8), row[1]);
-                }
-            }
+        }
+    }
+    for (r, row) in acc.iter().enumerate() {
+        for (c, v) in row.iter().enumerate() {
+            // SAFETY: c0 + 8·c + 8 ≤ NR floats of tile row r0 + r.
+            unsafe { _mm256_storeu_ps(tile[r0 + r].as_mut_ptr().add(c0 + 8 * c), *v) };
         }
     }
 }
