@@ -439,13 +439,19 @@ unsafe fn tile_product(
     add: bool,
     bias: Option<&[f32]>,
 ) {
-    // A full tile of a C with contiguous rows: the AVX-512 kernel writes C directly.
+    // A full tile of a C with contiguous rows: the AVX-512 and AVX2 kernels write C
+    // directly.
     #[cfg(target_arch = "x86_64")]
-    if rows == MR && cols == NR && cs == 1 && isa() == Isa::Avx512 {
+    if rows == MR && cols == NR && cs == 1 && isa() != Isa::Portable {
         let bp = bias.map_or(std::ptr::null(), |v| v.as_ptr());
-        // SAFETY: the processor has AVX-512F; the caller's promise: MR rows of NR
-        // contiguous floats (cs = 1), rs apart; NR bias floats or null.
-        unsafe { kernel_avx512(kc, at, panel, Out::C(c0, rs, add, bp)) };
+        let out = Out::C(c0, rs, add, bp);
+        // SAFETY: the processor has the kernel's extensions (detected); the caller's
+        // promise: MR rows of NR contiguous floats (cs = 1), rs apart; NR bias floats
+        // or null.
+        match isa() {
+            Isa::Avx512 => unsafe { kernel_avx512(kc, at, panel, out) },
+            _ => unsafe { kernel_avx2(kc, at, panel, out) },
+        }
         return;
     }
     let mut tile = [[0f32; NR]; MR];
@@ -455,7 +461,7 @@ unsafe fn tile_product(
         Isa::Avx512 => unsafe { kernel_avx512(kc, at, panel, Out::Tile(&mut tile)) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the processor has AVX2 and FMA (detected).
-        Isa::Avx2 => unsafe { kernel_avx2(kc, at.packed(), panel, &mut tile) },
+        Isa::Avx2 => unsafe { kernel_avx2(kc, at, panel, Out::Tile(&mut tile)) },
         _ => kernel_portable(kc, at.packed(), panel, &mut tile),
     }
     if let Some(v) = bias {
@@ -521,7 +527,7 @@ fn gemm_rows(
             // A full tile of an A with contiguous rows: the AVX-512 kernel reads them
             // where they are. Otherwise the pass packs the tile k-major (zero rows past
             // m).
-            let direct = |i0: usize| MR.min(m - i0) == MR && acs == 1 && isa() == Isa::Avx512;
+            let direct = |i0: usize| MR.min(m - i0) == MR && acs == 1 && isa() != Isa::Portable;
             for t in 0..tiles {
                 let i0 = m0 + t * MR;
                 if !direct(i0) {
@@ -752,38 +758,50 @@ unsafe fn kernel_avx512_from<const ROWS: bool>(
 /// AVX2 + FMA: the tile in three blocks — rows 0–5 of columns 0–15, rows 0–5 of
 /// columns 16–31 (12 ymm accumulators each, the panel's two vectors and one broadcast:
 /// 15 registers) and rows 6–7 of all 32 columns (8 accumulators) — each one pass over
-/// `k` (16 registers do not hold the whole tile).
+/// `k` (16 registers do not hold the whole tile). `A` and the output as for
+/// [`kernel_avx512`].
+///
+/// # Safety
+/// The processor has AVX2 and FMA; the rest as for [`kernel_avx512`].
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn kernel_avx2(k: usize, apack: &[f32], panel: &[f32], tile: &mut [[f32; NR]; MR]) {
-    assert!(apack.len() >= k * MR && panel.len() >= k * NR);
-    // SAFETY: the lengths asserted; each block's rows and columns lie in the tile.
+unsafe fn kernel_avx2(k: usize, a: ATile<'_>, panel: &[f32], mut out: Out<'_>) {
+    assert!(panel.len() >= k * NR);
+    // (first element, stride between rows, stride between kk) of A's tile.
+    let a = match a {
+        ATile::Packed(apack) => {
+            assert!(apack.len() >= k * MR);
+            (apack.as_ptr(), 1, MR as isize)
+        }
+        ATile::Rows(ptr, stride) => (ptr, stride, 1),
+    };
+    // SAFETY: the caller's promises; each block's rows and columns lie in the tile.
     unsafe {
-        avx2_block::<6, 2>(k, apack, panel, tile, 0, 0);
-        avx2_block::<6, 2>(k, apack, panel, tile, 0, 16);
-        avx2_block::<2, 4>(k, apack, panel, tile, 6, 0);
+        avx2_block::<6, 2>(k, a, panel, &mut out, 0, 0);
+        avx2_block::<6, 2>(k, a, panel, &mut out, 0, 16);
+        avx2_block::<2, 4>(k, a, panel, &mut out, 6, 0);
     }
 }
 
 /// Rows `r0 .. r0 + R`, columns `c0 .. c0 + 8·V` of [`kernel_avx2`]'s tile, in one pass
-/// over `k`.
+/// over `k`, written to `out` (bias added, C added to, as [`kernel_avx512`] does).
 ///
 /// # Safety
-/// The processor has AVX2 and FMA; `apack` holds `k · MR` floats, `panel` `k · NR`;
-/// `r0 + R ≤ MR` and `c0 + 8·V ≤ NR`.
+/// Those of [`kernel_avx2`], with `a = (ptr, row stride, kk stride)` addressing A's
+/// tile; `r0 + R ≤ MR` and `c0 + 8·V ≤ NR`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 #[inline]
 unsafe fn avx2_block<const R: usize, const V: usize>(
     k: usize,
-    apack: &[f32],
+    (a, ars, aks): (*const f32, isize, isize),
     panel: &[f32],
-    tile: &mut [[f32; NR]; MR],
+    out: &mut Out<'_>,
     r0: usize,
     c0: usize,
 ) {
     use std::arch::x86_64::*;
-    let (a, b) = (apack.as_ptr(), panel.as_ptr());
+    let b = panel.as_ptr();
     let mut acc = [[_mm256_setzero_ps(); V]; R];
     for kk in 0..k {
         let mut bv = [_mm256_setzero_ps(); V];
@@ -792,17 +810,43 @@ unsafe fn avx2_block<const R: usize, const V: usize>(
             *v = unsafe { _mm256_loadu_ps(b.add(kk * NR + c0 + 8 * c)) };
         }
         for (r, row) in acc.iter_mut().enumerate() {
-            // SAFETY: kk < k and r0 + r < MR: inside the caller's lengths.
-            let av = _mm256_set1_ps(unsafe { *a.add(kk * MR + r0 + r) });
+            // SAFETY: kk < k and r0 + r < MR: an element of A's tile as addressed.
+            let av =
+                _mm256_set1_ps(unsafe { *a.offset((r0 + r) as isize * ars + kk as isize * aks) });
             for (v, bv) in row.iter_mut().zip(&bv) {
                 *v = _mm256_fmadd_ps(av, *bv, *v);
             }
         }
     }
-    for (r, row) in acc.iter().enumerate() {
-        for (c, v) in row.iter().enumerate() {
-            // SAFETY: c0 + 8·c + 8 ≤ NR floats of tile row r0 + r.
-            unsafe { _mm256_storeu_ps(tile[r0 + r].as_mut_ptr().add(c0 + 8 * c), *v) };
+    match out {
+        Out::Tile(tile) => {
+            for (r, row) in acc.iter().enumerate() {
+                for (c, v) in row.iter().enumerate() {
+                    // SAFETY: c0 + 8·c + 8 ≤ NR floats of tile row r0 + r.
+                    unsafe { _mm256_storeu_ps(tile[r0 + r].as_mut_ptr().add(c0 + 8 * c), *v) };
+                }
+            }
+        }
+        &mut Out::C(cp, ldc, add, bias) => {
+            for (r, row) in acc.iter().enumerate() {
+                for (c, v) in row.iter().enumerate() {
+                    let col = c0 + 8 * c;
+                    // SAFETY: the caller's promise: MR rows of NR floats, ldc apart, and
+                    // NR bias floats or null.
+                    unsafe {
+                        let o = cp.offset((r0 + r) as isize * ldc).add(col);
+                        // No bias: nothing added (see kernel_avx512).
+                        let mut x = match bias.is_null() {
+                            true => *v,
+                            false => _mm256_add_ps(*v, _mm256_loadu_ps(bias.add(col))),
+                        };
+                        if add {
+                            x = _mm256_add_ps(x, _mm256_loadu_ps(o));
+                        }
+                        _mm256_storeu_ps(o, x);
+                    }
+                }
+            }
         }
     }
 }
@@ -858,8 +902,19 @@ mod tests {
                 && std::arch::is_x86_feature_detected!("fma")
             {
                 // SAFETY: detected.
-                unsafe { kernel_avx2(k, &apack, &panel, &mut got) };
+                unsafe { kernel_avx2(k, ATile::Packed(&apack), &panel, Out::Tile(&mut got)) };
                 assert_eq!(got, want, "avx2");
+                let rows: Vec<f32> = (0..MR * k).map(|i| apack[(i % k) * MR + i / k]).collect();
+                // SAFETY: detected; MR rows of k floats, k apart.
+                unsafe {
+                    kernel_avx2(
+                        k,
+                        ATile::Rows(rows.as_ptr(), k as isize),
+                        &panel,
+                        Out::Tile(&mut got),
+                    )
+                };
+                assert_eq!(got, want, "avx2 rows");
             }
         }
     }
