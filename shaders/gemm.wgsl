@@ -23,6 +23,12 @@
 // the last partial K step test each quad (and a quad partly outside each element),
 // reading zeros outside.
 //
+// Every index is in bounds (the crate compiles this module without runtime bounds
+// checks; the proof is in `Gemm::chunk`, src/gpu/kernels.rs): global reads are either
+// tested against the stored extent (rows × cols) or inside a tile shown inside above,
+// writes and bias reads are tested in `store_row` and the epilogue, and the workgroup
+// indices stay below 2·QA (A) and 2·QB (B) by construction (see `stage_a`, `stage_b`).
+
 const BM: u32 = 128u;
 const BN: u32 = 64u;
 // The K step, 8 or 16: the crate sets it (`shaders::gemm_with_k_step`), 16 where the

@@ -141,6 +141,12 @@ impl Kernel {
         }
     }
 
+    /// Whether the kernel is compiled without runtime bounds checks: the GEMMs, whose
+    /// indices the host proves in bounds for every dispatch (see `Gemm::chunk`).
+    pub(crate) fn trusted(self) -> bool {
+        matches!(self, Kernel::Gemm | Kernel::GemmDirect)
+    }
+
     /// Whether the kernel is a step-kernel template (built per row count).
     pub(crate) fn is_step(self) -> bool {
         matches!(self, Kernel::Step(..) | Kernel::StepBack(..))
@@ -808,7 +814,19 @@ impl Context {
                 .into(),
             ),
         };
-        let module = device.create_shader_module(desc);
+        let module = if kernel.trusted() {
+            let mut checks = wgpu::ShaderRuntimeChecks::checked();
+            checks.bounds_checks = false;
+            // SAFETY: only the bounds checks are off, and only for the GEMM kernels, whose
+            // every buffer index `Gemm::chunk` (src/gpu/kernels.rs) proves in bounds before
+            // each dispatch (each operand's extent checked against its buffer, then each
+            // kernel reads and writes only inside those extents; the argument is written
+            // out there and in shaders/gemm.wgsl), and whose private and workgroup array
+            // indices are bounded by constants. Loop bounding and the other checks stay.
+            unsafe { device.create_shader_module_trusted(desc, checks) }
+        } else {
+            device.create_shader_module(desc)
+        };
         let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(kernel.entry()),
             layout: Some(&pl),

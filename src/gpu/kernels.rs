@@ -195,11 +195,20 @@ impl Gemm<'_> {
     /// One dispatch over `k` of `K` from the given offsets; `first` writes (or
     /// accumulates, as asked) and adds the bias, later ones accumulate.
     ///
-    /// Checked here, for every dispatch: each operand's stored extent (`rows` × `cols`
+    /// The GEMM kernels are compiled without runtime bounds checks
+    /// ([`Kernel::trusted`](super::context::Kernel::trusted)); what makes that safe is
+    /// checked here, for every dispatch: each operand's stored extent (`rows` × `cols`
     /// from `off` with stride `ld`: A `M × K` or `K × M`, B `K × N` or `N × K`, C
     /// `M × N`, the bias `N`) ends inside its buffer, `ld ≥ cols`, and every value fits
-    /// in u32, so the kernels (which read and write only inside those extents) never
-    /// reach past a buffer.
+    /// in u32 (buffers are at most 2³¹ bytes, so no index the kernels form from them
+    /// wraps). The kernels read A at `a_off + row·lda + col` only for `row < rows` and
+    /// `col < cols` (the tiled kernel tests each quad, or element, of an edge tile and
+    /// reads untested only where its tile lies inside M (N for B) and the K step inside
+    /// K; the direct kernel clamps its rows and columns to the last), B likewise, the
+    /// bias below `bias_off + N`, C only inside `M × N` (`store_row`), and their own
+    /// arrays at constant-bounded indices. A vec4 read of elements `i … i+3` (`i` a
+    /// multiple of 4, `i + 3` inside the extent, so `4·(i + 4)` ≤ the buffer's bytes) is
+    /// element `i / 4 < ⌊bytes / 16⌋` of the vec4 view.
     fn chunk(
         &self,
         ctx: &Context,
