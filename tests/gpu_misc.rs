@@ -118,6 +118,19 @@ fn k_step_8(backends: Option<wgpu::Backends>) -> Context {
     }
     let ctx = Context::with_options(opts(8)).unwrap();
     assert_eq!(ctx.gemm_k_step(), 8);
+    // Twice the K steps per dispatch of the default: still under llvmpipe's loop guard
+    // (see `long_reductions_are_not_cut_short`).
+    let mut rng = NumpyRng::new(15);
+    let a = rng.uniform_array((4, 70_000), -1.0, 1.0);
+    let b = rng.uniform_array((70_000, 3), -1.0, 1.0);
+    let up = |x: &Array2<f64>| Tensor::from_array(&ctx, "t", &x.mapv(|v| v as f32)).unwrap();
+    let got = matmul(&up(&a), &up(&b)).unwrap().to_array().unwrap();
+    assert_close(
+        "K step 8: matmul K = 70000",
+        &got,
+        &a.dot(&b).into_dyn(),
+        1e-4,
+    );
     ctx
 }
 

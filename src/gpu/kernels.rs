@@ -149,7 +149,8 @@ pub(crate) const PACKED: [usize; 3] = [0; 3];
 /// The most iterations of one kernel's long loop (the GEMM's `K`, a column sum's rows) a
 /// dispatch takes; longer ones are split across dispatches. llvmpipe (lavapipe, GL)
 /// stops a loop silently after 65535 iterations in all (a guard against endless
-/// shaders), which cut `K = 70000` GEMMs short; a multiple of the GEMM's 16.
+/// shaders), which cut `K = 70000` GEMMs short; a multiple of the GEMM's K steps (and
+/// of 4, so a chunk keeps its operands' vec4 alignment).
 pub(crate) const LOOP_CHUNK: usize = 32768;
 
 impl Gemm<'_> {
