@@ -3,46 +3,122 @@
 //
 // A 128×64 tile of C per workgroup of 16×16 invocations, each owning an 8×4 block held
 // in eight vec4 registers (rows 4·ty … 4·ty+3 and 64+4·ty … 64+4·ty+3, columns
-// 4·tx … 4·tx+3); K walks in steps of 16 through workgroup-memory tiles that every
-// invocation helps fill, one vec4 at a time, reading neighbouring addresses in either
-// storage order.
+// 4·tx … 4·tx+3). K walks in steps of BK = 8 or 16 through two workgroup-memory buffers
+// (double buffering: 12 KiB in all at BK = 8, within WebGPU's default 16 KiB; 24 KiB at
+// BK = 16, where the adapter has it, for half the barriers): while step s is
+// multiplied out of one buffer, each invocation holds its share of step s + 1 in
+// registers (loaded before the multiply, so the loads are in flight during it) and
+// stores it into the other buffer afterwards; one barrier per step.
+//
+// Each invocation loads quads, four consecutive elements of a stored row, of A (BK / 8
+// quads each) and of B (at BK = 8 the first 128 invocations one each, at 16 all), so
+// neighbouring invocations read neighbouring addresses in either storage order. Where
+// the tile's vec4 runs along the same direction (A transposed: along M; B not
+// transposed: along N) a quad lands as one vec4 of the tile, else as four components
+// of four K rows.
+//
+// Fast path: a workgroup whose tile lies inside M (for A; inside N for B), in a K step
+// wholly inside K (all workgroup-uniform), loads the operand without bounds tests, as
+// one vec4 when the host proved it aligned (FLAG_VEC4_A / FLAG_VEC4_B); edge tiles and
+// the last partial K step test each quad (and a quad partly outside each element),
+// reading zeros outside.
+//
+// Every index is in bounds (the crate compiles this module without runtime bounds
+// checks; the proof is in `Gemm::chunk`, src/gpu/kernels.rs): global reads are either
+// tested against the stored extent (rows × cols) or inside a tile shown inside above,
+// writes and bias reads are tested in `store_row` and the epilogue, and the workgroup
+// indices stay below 2·QA (A) and 2·QB (B) by construction (see `stage_a`, `stage_b`).
 
 const BM: u32 = 128u;
 const BN: u32 = 64u;
-const BK: u32 = 16u;
+// The K step, 8 or 16: the crate sets it (`shaders::gemm_with_k_step`), 16 where the
+// adapter has the 24 KiB of workgroup memory that takes.
+const BK: u32 = 8u;
+// Quads (four stored-consecutive elements) of A and B per K step, per invocation (256
+// invocations), and along K in a stored row of a K-contiguous operand.
+const QA: u32 = BK * BM / 4u;
+const QB: u32 = BK * BN / 4u;
+const RA: u32 = (QA + 255u) / 256u;
+const RB: u32 = (QB + 255u) / 256u;
+const KQ: u32 = BK / 4u;
 
-// [BK][BM / 4] and [BK][BN / 4]: a vec4 holds four consecutive rows (columns).
-var<workgroup> tile_a: array<vec4<f32>, 512>;
-var<workgroup> tile_b: array<vec4<f32>, 256>;
+// Two buffers of [BK][BM / 4] and [BK][BN / 4]: a vec4 holds four consecutive rows
+// (columns) of op(A) (op(B)) at one k.
+var<workgroup> tile_a: array<vec4<f32>, 2u * QA>;
+var<workgroup> tile_b: array<vec4<f32>, 2u * QB>;
 
-fn load_a(m: u32, k: u32, trans: bool) -> f32 {
-    if (m >= p.m || k >= p.k) {
-        return 0.0;
+// Stored elements (row, col … col+3) of A, zero outside the stored extent rows × cols;
+// `full` (workgroup-uniform): all inside, untested. Else a quad wholly inside is read
+// after one test, one partly outside element by element.
+fn fetch_a(row: u32, col: u32, rows: u32, cols: u32, full: bool) -> vec4<f32> {
+    if (full || (row < rows && col + 4u <= cols)) {
+        let i = p.a_off + row * p.lda + col;
+        if ((p.flags & FLAG_VEC4_A) != 0u) {
+            return a4[i / 4u];
+        }
+        return vec4<f32>(a[i], a[i + 1u], a[i + 2u], a[i + 3u]);
     }
-    if (trans) {
-        return a[p.a_off + k * p.lda + m];
+    var v = vec4<f32>(0.0);
+    if (row < rows) {
+        for (var t = 0u; t < 4u; t++) {
+            if (col + t < cols) {
+                v[t] = a[p.a_off + row * p.lda + col + t];
+            }
+        }
     }
-    return a[p.a_off + m * p.lda + k];
+    return v;
 }
 
-fn load_b(k: u32, n: u32, trans: bool) -> f32 {
-    if (n >= p.n || k >= p.k) {
-        return 0.0;
+// As `fetch_a`, for B.
+fn fetch_b(row: u32, col: u32, rows: u32, cols: u32, full: bool) -> vec4<f32> {
+    if (full || (row < rows && col + 4u <= cols)) {
+        let i = p.b_off + row * p.ldb + col;
+        if ((p.flags & FLAG_VEC4_B) != 0u) {
+            return b4[i / 4u];
+        }
+        return vec4<f32>(b[i], b[i + 1u], b[i + 2u], b[i + 3u]);
     }
-    if (trans) {
-        return b[p.b_off + n * p.ldb + k];
+    var v = vec4<f32>(0.0);
+    if (row < rows) {
+        for (var t = 0u; t < 4u; t++) {
+            if (col + t < cols) {
+                v[t] = b[p.b_off + row * p.ldb + col + t];
+            }
+        }
     }
-    return b[p.b_off + k * p.ldb + n];
+    return v;
 }
 
-// Four consecutive rows m .. m+3 of op(A) at column k.
-fn load_a4(m: u32, k: u32, trans: bool) -> vec4<f32> {
-    return vec4<f32>(load_a(m, k, trans), load_a(m + 1u, k, trans), load_a(m + 2u, k, trans), load_a(m + 3u, k, trans));
+// Quad e (< QA) of A into buffer `buf` (< 2). Transposed: stored row k = e / 32, rows
+// m = 4·(e % 32) … +3, one vec4 at k·32 + m/4 = e. Not transposed: row m = e / KQ,
+// k = 4·(e % KQ) … +3, components m % 4 of vec4s k·32 + m/4 ≤ (BK - 1)·32 + 31.
+fn stage_a(buf: u32, e: u32, v: vec4<f32>, ta: bool) {
+    let base = buf * QA;
+    if (ta) {
+        tile_a[base + e] = v;
+        return;
+    }
+    let m = e / KQ;
+    let k = (e % KQ) * 4u;
+    for (var t = 0u; t < 4u; t++) {
+        tile_a[base + (k + t) * 32u + m / 4u][m % 4u] = v[t];
+    }
 }
 
-// Four consecutive columns n .. n+3 of op(B) at row k.
-fn load_b4(k: u32, n: u32, trans: bool) -> vec4<f32> {
-    return vec4<f32>(load_b(k, n, trans), load_b(k, n + 1u, trans), load_b(k, n + 2u, trans), load_b(k, n + 3u, trans));
+// Quad e (< QB) of B into buffer `buf` (< 2). Not transposed: stored row k = e / 16,
+// columns n = 4·(e % 16) … +3, one vec4 at k·16 + n/4 = e. Transposed: row n = e / KQ,
+// k = 4·(e % KQ) … +3, components n % 4 of vec4s k·16 + n/4 ≤ (BK - 1)·16 + 15.
+fn stage_b(buf: u32, e: u32, v: vec4<f32>, tb: bool) {
+    let base = buf * QB;
+    if (!tb) {
+        tile_b[base + e] = v;
+        return;
+    }
+    let n = e / KQ;
+    let k = (e % KQ) * 4u;
+    for (var t = 0u; t < 4u; t++) {
+        tile_b[base + (k + t) * 16u + n / 4u][n % 4u] = v[t];
+    }
 }
 
 @compute @workgroup_size(16, 16)
@@ -58,6 +134,24 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
     }
     let ta = (p.flags & FLAG_TRANS_A) != 0u;
     let tb = (p.flags & FLAG_TRANS_B) != 0u;
+    // Whether the tile's rows (columns) lie inside M (N): A's (B's) loads of a K step
+    // wholly inside K need no tests.
+    let inside_m = m0 + BM <= p.m;
+    let inside_n = n0 + BN <= p.n;
+
+    // Stored extents of A and B.
+    var a_rows = p.m;
+    var a_cols = p.k;
+    if (ta) {
+        a_rows = p.k;
+        a_cols = p.m;
+    }
+    var b_rows = p.k;
+    var b_cols = p.n;
+    if (tb) {
+        b_rows = p.n;
+        b_cols = p.k;
+    }
 
     var acc0 = vec4<f32>(0.0);
     var acc1 = vec4<f32>(0.0);
@@ -68,40 +162,70 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
     var acc6 = vec4<f32>(0.0);
     var acc7 = vec4<f32>(0.0);
 
-    for (var k0 = 0u; k0 < p.k; k0 += BK) {
-        // A tile: 512 vec4, two per invocation; B tile: 256 vec4, one per invocation.
-        for (var r = 0u; r < 2u; r++) {
-            let e = l + r * 256u;
-            var ak = e % BK;
-            var am = (e / BK) * 4u;
-            if (ta) {
-                am = (e % 32u) * 4u;
-                ak = e / 32u;
+    let steps = (p.k + BK - 1u) / BK;
+    // Iteration s stages step s - 1's quads (loaded in the previous iteration) into
+    // buffer s % 2, waits, starts loading step s's quads, then multiplies step s - 1.
+    // The one barrier per step suffices: the buffer staged into was last read in
+    // iteration s - 2, before the previous iteration's barrier. This invocation's quads
+    // are e = l + 256·r.
+    var ra: array<vec4<f32>, RA>;
+    var rb: array<vec4<f32>, RB>;
+    for (var s = 0u; s <= steps; s++) {
+        if (s > 0u) {
+            for (var r = 0u; r < RA; r++) {
+                stage_a(s % 2u, l + r * 256u, ra[r], ta);
             }
-            tile_a[ak * 32u + am / 4u] = load_a4(m0 + am, k0 + ak, ta);
+            for (var r = 0u; r < RB; r++) {
+                let e = l + r * 256u;
+                if (e < QB) {
+                    stage_b(s % 2u, e, rb[r], tb);
+                }
+            }
+            workgroupBarrier();
         }
-        var bn = (l % 16u) * 4u;
-        var bk = l / 16u;
-        if (tb) {
-            bk = l % BK;
-            bn = (l / BK) * 4u;
+        if (s < steps) {
+            let k0 = s * BK;
+            let inside_k = k0 + BK <= p.k;
+            for (var r = 0u; r < RA; r++) {
+                let e = l + r * 256u;
+                var row = m0 + e / KQ;
+                var col = k0 + (e % KQ) * 4u;
+                if (ta) {
+                    row = k0 + e / 32u;
+                    col = m0 + (e % 32u) * 4u;
+                }
+                ra[r] = fetch_a(row, col, a_rows, a_cols, inside_m && inside_k);
+            }
+            for (var r = 0u; r < RB; r++) {
+                let e = l + r * 256u;
+                if (e < QB) {
+                    var row = k0 + e / 16u;
+                    var col = n0 + (e % 16u) * 4u;
+                    if (tb) {
+                        row = n0 + e / KQ;
+                        col = k0 + (e % KQ) * 4u;
+                    }
+                    rb[r] = fetch_b(row, col, b_rows, b_cols, inside_n && inside_k);
+                }
+            }
         }
-        tile_b[bk * 16u + bn / 4u] = load_b4(k0 + bk, n0 + bn, tb);
-        workgroupBarrier();
-        for (var kk = 0u; kk < BK; kk++) {
-            let lo = tile_a[kk * 32u + ty];
-            let hi = tile_a[kk * 32u + 16u + ty];
-            let bv = tile_b[kk * 16u + tx];
-            acc0 += lo.x * bv;
-            acc1 += lo.y * bv;
-            acc2 += lo.z * bv;
-            acc3 += lo.w * bv;
-            acc4 += hi.x * bv;
-            acc5 += hi.y * bv;
-            acc6 += hi.z * bv;
-            acc7 += hi.w * bv;
+        if (s > 0u) {
+            let ba = (s % 2u) * QA;
+            let bb = (s % 2u) * QB;
+            for (var kk = 0u; kk < BK; kk++) {
+                let lo = tile_a[ba + kk * 32u + ty];
+                let hi = tile_a[ba + kk * 32u + 16u + ty];
+                let bv = tile_b[bb + kk * 16u + tx];
+                acc0 += lo.x * bv;
+                acc1 += lo.y * bv;
+                acc2 += lo.z * bv;
+                acc3 += lo.w * bv;
+                acc4 += hi.x * bv;
+                acc5 += hi.y * bv;
+                acc6 += hi.z * bv;
+                acc7 += hi.w * bv;
+            }
         }
-        workgroupBarrier();
     }
 
     let col0 = n0 + tx * 4u;

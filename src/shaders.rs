@@ -67,6 +67,29 @@ pub const RELAYOUT: &str = include_str!("../shaders/relayout.wgsl");
 /// Column sums (bias gradients).
 pub const REDUCE: &str = include_str!("../shaders/reduce.wgsl");
 
+/// The tiled GEMM's K steps: 8 (two 6 KiB tile buffers, within WebGPU's default 16 KiB
+/// of workgroup memory) and 16 (24 KiB, half the barriers, where the adapter has it).
+pub const GEMM_K_STEPS: [u32; 2] = [8, 16];
+
+/// The tiled GEMM ([`GEMM`]) with a K step of `bk`, one of [`GEMM_K_STEPS`].
+pub fn gemm_with_k_step(bk: u32) -> crate::Result<String> {
+    if !GEMM_K_STEPS.contains(&bk) {
+        return Err(crate::Error::Invalid {
+            arg: "gemm_k_step",
+            msg: format!("a K step of {bk}; one of {GEMM_K_STEPS:?}"),
+        });
+    }
+    const DECL: &str = "const BK: u32 = 8u;";
+    debug_assert!(GEMM.contains(DECL));
+    Ok(GEMM.replace(DECL, &format!("const BK: u32 = {bk}u;")))
+}
+
+/// The workgroup memory, in bytes, of the tiled GEMM with a K step of `bk` (two buffers
+/// of `bk` × (128 + 64) f32).
+pub fn gemm_workgroup_bytes(bk: u32) -> u32 {
+    2 * bk * (128 + 64) * 4
+}
+
 /// Every shader with its file name, for validation.
 pub const ALL: [(&str, &str); 22] = [
     ("gemm_direct.wgsl", GEMM_DIRECT),

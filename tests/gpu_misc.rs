@@ -6,7 +6,10 @@ mod common;
 use common::gpu::{ctx, gl_ctx, gl_variant_ctxs, variant_ctxs, variant_label};
 use common::{assert_close, NumpyRng};
 use ndarray::{Array2, Ix2, Ix3};
-use wgpu_rnn::gpu::{matmul, Context, ContextOptions, Layer, Mode, StepVariant, Tensor};
+use wgpu_rnn::gpu::{
+    gemm_raw, matmul, Context, ContextOptions, GemmSpec, GemmVariant, Layer, Mode, StepVariant,
+    Tensor,
+};
 use wgpu_rnn::{cpu, Cell, Error, Params};
 
 #[test]
@@ -71,6 +74,204 @@ fn matmul_at_odd_sizes(ctx: &Context) {
 
 /// Layer 2 reads layer 1's hidden states in place (a view at an offset), and backward
 /// takes an upstream gradient that is itself a view at an offset.
+/// The GEMM's paths (interior tiles, edges, aligned vec4 and misaligned scalar loads,
+/// every transpose, bias and accumulate, K not a multiple of the K step, K = 1, blocks of
+/// wider matrices) against ndarray, on raw operands; C's block NaN-poisoned (or random
+/// when accumulating) and the elements around it checked untouched.
+#[test]
+fn gemm_paths_match_ndarray() {
+    for ctx in variant_ctxs() {
+        gemm_paths(ctx, &variant_label(ctx), false);
+    }
+    if ctx().is_some() {
+        let ctx = k_step_8(None);
+        gemm_paths(&ctx, "[tiled, K step 8] ", false);
+    }
+}
+
+/// As [`gemm_paths_match_ndarray`], on GL (fewer shapes: GL is slow).
+#[test]
+fn gemm_paths_match_ndarray_on_gl() {
+    for ctx in gl_variant_ctxs() {
+        gemm_paths(ctx, &format!("GL {}", variant_label(ctx)), true);
+    }
+    if gl_ctx().is_some() {
+        let ctx = k_step_8(Some(wgpu::Backends::GL));
+        gemm_paths(&ctx, "GL [tiled, K step 8] ", true);
+    }
+}
+
+/// A context with the tiled GEMM in its smaller K step (the software adapters have the
+/// workgroup memory for 16, which they take by default); a K step outside the list is
+/// refused.
+fn k_step_8(backends: Option<wgpu::Backends>) -> Context {
+    let opts = |bk| ContextOptions {
+        backends,
+        poison_outputs: true,
+        gemm: Some(GemmVariant::Tiled),
+        gemm_k_step: Some(bk),
+        ..Default::default()
+    };
+    match Context::with_options(opts(12)) {
+        Err(Error::Invalid { arg, .. }) => assert_eq!(arg, "ContextOptions::gemm_k_step"),
+        other => panic!("K step 12: {:?}", other.map(|c| c.describe())),
+    }
+    let ctx = Context::with_options(opts(8)).unwrap();
+    assert_eq!(ctx.gemm_k_step(), 8);
+    // Twice the K steps per dispatch of the default: still under llvmpipe's loop guard
+    // (see `long_reductions_are_not_cut_short`).
+    let mut rng = NumpyRng::new(15);
+    let a = rng.uniform_array((4, 70_000), -1.0, 1.0);
+    let b = rng.uniform_array((70_000, 3), -1.0, 1.0);
+    let up = |x: &Array2<f64>| Tensor::from_array(&ctx, "t", &x.mapv(|v| v as f32)).unwrap();
+    let got = matmul(&up(&a), &up(&b)).unwrap().to_array().unwrap();
+    assert_close(
+        "K step 8: matmul K = 70000",
+        &got,
+        &a.dot(&b).into_dyn(),
+        1e-4,
+    );
+    ctx
+}
+
+fn gemm_paths(ctx: &Context, v: &str, few: bool) {
+    let mut rng = NumpyRng::new(14);
+    // (M, N, K): whole tiles of either kernel (128 × 64 tiled, 64 × 64 direct) with K a
+    // multiple of the K step; edges in M, N and K; K = 1; tiny.
+    let shapes: &[(usize, usize, usize)] = if few {
+        &[(256, 128, 40), (130, 67, 19), (3, 5, 1)]
+    } else {
+        &[
+            (128, 64, 16),
+            (256, 128, 40),
+            (130, 67, 19),
+            (129, 65, 8),
+            (64, 192, 1),
+            (3, 5, 1),
+            (17, 33, 130),
+        ]
+    };
+    // Offsets of A, B, C, bias and the padding added to each stored row of A, B, C:
+    // packed and aligned; all misaligned; aligned blocks of wider matrices; A aligned
+    // and B misaligned.
+    let layouts: [([usize; 4], [usize; 3]); 4] = [
+        ([0, 0, 0, 0], [0, 0, 0]),
+        ([1, 3, 5, 2], [1, 3, 2]),
+        ([4, 8, 12, 4], [4, 8, 4]),
+        ([4, 1, 0, 0], [4, 1, 0]),
+    ];
+    let mut case = 0usize;
+    for &(m, n, k) in shapes {
+        for trans in 0..4 {
+            let (trans_a, trans_b) = (trans & 1 != 0, trans & 2 != 0);
+            for (li, &(off, pad)) in layouts.iter().enumerate() {
+                case += 1;
+                let (bias_on, accumulate) = ((li + trans) % 2 == 0, (li + trans / 2) % 2 == 1);
+                let (ar, ac) = if trans_a { (k, m) } else { (m, k) };
+                let (br, bc) = if trans_b { (n, k) } else { (k, n) };
+                let (lda, ldb, ldc) = (ac + pad[0], bc + pad[1], n + pad[2]);
+                // Every element random, the padding too: a read outside the extent
+                // shows up in the product.
+                let a = rng.randn(off[0] + ar * lda + 3).mapv(|x| x as f32);
+                let b = rng.randn(off[1] + br * ldb + 3).mapv(|x| x as f32);
+                let bias = rng.randn(off[3] + n + 2).mapv(|x| x as f32);
+                let mut c = rng.randn(off[2] + m * ldc + 5).mapv(|x| x as f32);
+                if !accumulate {
+                    for i in 0..m {
+                        for j in 0..n {
+                            c[off[2] + i * ldc + j] = f32::NAN;
+                        }
+                    }
+                }
+                let op_a = |i: usize, kk: usize| {
+                    let e = if trans_a { kk * lda + i } else { i * lda + kk };
+                    a[off[0] + e] as f64
+                };
+                let op_b = |kk: usize, j: usize| {
+                    let e = if trans_b { j * ldb + kk } else { kk * ldb + j };
+                    b[off[1] + e] as f64
+                };
+                let want = Array2::from_shape_fn((m, n), |(i, j)| {
+                    let mut x: f64 = (0..k).map(|kk| op_a(i, kk) * op_b(kk, j)).sum();
+                    if bias_on {
+                        x += bias[off[3] + j] as f64;
+                    }
+                    if accumulate {
+                        x += c[off[2] + i * ldc + j] as f64;
+                    }
+                    x
+                });
+                let tc = Tensor::from_array(ctx, "c", &c).unwrap();
+                let tbias = Tensor::from_array(ctx, "bias", &bias).unwrap();
+                let spec = GemmSpec {
+                    m,
+                    n,
+                    k,
+                    off,
+                    ld: [lda, ldb, ldc],
+                    trans_a,
+                    trans_b,
+                    accumulate,
+                };
+                gemm_raw(
+                    &Tensor::from_array(ctx, "a", &a).unwrap(),
+                    &Tensor::from_array(ctx, "b", &b).unwrap(),
+                    bias_on.then_some(&tbias),
+                    &tc,
+                    &spec,
+                )
+                .unwrap();
+                let got = tc.to_array().unwrap();
+                let got = got.as_slice().unwrap();
+                let label = format!(
+                    "{v}gemm #{case} {m}x{n}x{k} trans {trans_a}/{trans_b} offsets {off:?} \
+                     ld {lda}/{ldb}/{ldc} bias {bias_on} accumulate {accumulate}"
+                );
+                let block = Array2::from_shape_fn((m, n), |(i, j)| got[off[2] + i * ldc + j]);
+                assert_close(&label, &block, &want, 2e-4);
+                for (e, (g, w)) in got.iter().zip(c.iter()).enumerate() {
+                    let inside = e >= off[2] && {
+                        let (i, j) = ((e - off[2]) / ldc, (e - off[2]) % ldc);
+                        i < m && j < n
+                    };
+                    assert!(
+                        inside || g.to_bits() == w.to_bits(),
+                        "{label}: element {e} outside C's block written"
+                    );
+                }
+            }
+        }
+    }
+    // An operand past its buffer (buffers hold whole multiples of 4 elements) is
+    // refused: the kernels run without bounds checks.
+    let t = |len: usize| Tensor::from_array(ctx, "x", &ndarray::Array1::<f32>::zeros(len)).unwrap();
+    let spec = GemmSpec {
+        m: 4,
+        n: 4,
+        k: 4,
+        ..Default::default()
+    };
+    let (a, b, c) = (t(16), t(16), t(16));
+    gemm_raw(&a, &b, None, &c, &spec).unwrap();
+    common::expect_err(gemm_raw(&t(12), &b, None, &c, &spec), "a");
+    common::expect_err(gemm_raw(&a, &t(12), None, &c, &spec), "b");
+    let bias_off = GemmSpec {
+        off: [0, 0, 0, 1],
+        ..spec
+    };
+    common::expect_err(gemm_raw(&a, &b, Some(&t(4)), &c, &bias_off), "b");
+    let off = GemmSpec {
+        off: [0, 0, 1, 0],
+        ..spec
+    };
+    common::expect_err(gemm_raw(&a, &b, None, &c, &off), "a");
+    let ld = GemmSpec {
+        ld: [5, 0, 0],
+        ..spec
+    };
+    common::expect_err(gemm_raw(&a, &b, None, &c, &ld), "a");
+}
+
 #[test]
 fn stacked_layers_and_offset_views() {
     let Some(ctx) = ctx() else { return };

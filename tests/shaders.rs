@@ -2,7 +2,9 @@
 //! row-count and split variant), so broken WGSL fails `cargo test` with a readable message even
 //! where no adapter exists.
 
-use wgpu_rnn::shaders::{expand, expand_variant, ALL, STEP_COLS, STEP_ROWS, STEP_SPLITS};
+use wgpu_rnn::shaders::{
+    expand, expand_variant, gemm_with_k_step, ALL, GEMM_K_STEPS, STEP_COLS, STEP_ROWS, STEP_SPLITS,
+};
 
 fn validate(name: &str, src: &str) {
     let module = naga::front::wgsl::parse_str(src)
@@ -34,6 +36,14 @@ fn every_shader_parses_and_validates() {
             validate(name, src);
         }
     }
+    // The tiled GEMM in each K step.
+    for bk in GEMM_K_STEPS {
+        validate(
+            &format!("gemm.wgsl (K step {bk})"),
+            &gemm_with_k_step(bk).unwrap(),
+        );
+    }
+    assert!(gemm_with_k_step(4).is_err(), "a K step of 4 is refused");
 }
 
 #[test]

@@ -28,6 +28,10 @@ pub struct ContextOptions {
     /// The GEMMs' layout ([`GemmVariant`]); `None`: the one `WGPU_RNN_GEMM` names, else
     /// the adapter's ([`GemmVariant::for_adapter`]).
     pub gemm: Option<GemmVariant>,
+    /// The tiled GEMM's K step, one of [`crate::shaders::GEMM_K_STEPS`]; `None`: 16
+    /// where the adapter has the workgroup memory that takes
+    /// ([`crate::shaders::gemm_workgroup_bytes`]), else 8. For tests and tuning.
+    pub gemm_k_step: Option<u32>,
 }
 
 /// The kernels of the crate; each is compiled once per context, on first use. The step
@@ -139,6 +143,12 @@ impl Kernel {
         }
     }
 
+    /// Whether the kernel is compiled without runtime bounds checks: the GEMMs, whose
+    /// indices the host proves in bounds for every dispatch (see `Gemm::chunk`).
+    pub(crate) fn trusted(self) -> bool {
+        matches!(self, Kernel::Gemm | Kernel::GemmDirect)
+    }
+
     /// Whether the kernel is a step-kernel template (built per row count).
     pub(crate) fn is_step(self) -> bool {
         matches!(self, Kernel::Step(..) | Kernel::StepBack(..))
@@ -177,7 +187,10 @@ impl Kernel {
     pub(crate) fn bindings(self) -> Vec<Bind> {
         use Bind::*;
         match self {
-            Kernel::Gemm | Kernel::GemmDirect => vec![Uniform, Read, Read, Read, ReadWrite],
+            // Parameters, A, B, bias, C, then A and B again as vec4 arrays.
+            Kernel::Gemm | Kernel::GemmDirect => {
+                vec![Uniform, Read, Read, Read, ReadWrite, Read, Read]
+            }
             Kernel::Step(..) | Kernel::StepBack(..) => {
                 let forward = matches!(self, Kernel::Step(..));
                 self.roles().iter().map(|&r| Bind::of(r, forward)).collect()
@@ -246,6 +259,8 @@ struct Inner {
     step: StepVariant,
     /// The GEMMs' layout.
     gemm: GemmVariant,
+    /// The tiled GEMM's K step.
+    gemm_k_step: u32,
     /// What has been recorded and submitted ([`Context::stats`]).
     stats: Mutex<Stats>,
     pipelines: Mutex<HashMap<(Kernel, StepShape), Arc<Pipeline>>>,
@@ -477,8 +492,31 @@ impl Context {
                 al.max_compute_workgroup_storage_size
             )));
         }
+        let fits = |bk: u32| {
+            crate::shaders::gemm_workgroup_bytes(bk) <= al.max_compute_workgroup_storage_size
+        };
+        let gemm_k_step = match opts.gemm_k_step {
+            Some(bk) => {
+                let steps = crate::shaders::GEMM_K_STEPS;
+                if !steps.contains(&bk) || !fits(bk) {
+                    return Err(Error::Invalid {
+                        arg: "ContextOptions::gemm_k_step",
+                        msg: format!(
+                            "a K step of {bk} (one of {steps:?}) taking {} bytes of workgroup \
+                             memory; the adapter has {}",
+                            crate::shaders::gemm_workgroup_bytes(bk),
+                            al.max_compute_workgroup_storage_size
+                        ),
+                    });
+                }
+                bk
+            }
+            None if fits(16) => 16,
+            None => 8,
+        };
         // The adapter's own limits (always grantable); buffer sizes capped so that every
-        // element index fits in u32. The kernels themselves stay within the defaults.
+        // element index fits in u32. The kernels themselves stay within the defaults
+        // (but for the tiled GEMM's larger K step, taken where the adapter has its memory).
         let cap = 1u64 << 31;
         let mut limits = al.clone();
         limits.max_storage_buffer_binding_size = al.max_storage_buffer_binding_size.min(cap);
@@ -517,6 +555,7 @@ impl Context {
                 poison: opts.poison_outputs,
                 step,
                 gemm,
+                gemm_k_step,
                 stats: Mutex::new(Stats::default()),
                 pipelines: Mutex::new(HashMap::new()),
                 schedules: Mutex::new(HashMap::new()),
@@ -674,6 +713,11 @@ impl Context {
         self.inner.gemm
     }
 
+    /// The tiled GEMM's K step ([`ContextOptions::gemm_k_step`]).
+    pub fn gemm_k_step(&self) -> u32 {
+        self.inner.gemm_k_step
+    }
+
     /// One line: `name (backend, driver driver_info; step kernels S, GEMM G)`.
     pub fn describe(&self) -> String {
         let i = &self.inner.info;
@@ -766,12 +810,30 @@ impl Context {
             bind_group_layouts: &[Some(&layout)],
             immediate_size: 0,
         });
-        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+        let desc = wgpu::ShaderModuleDescriptor {
             label: Some(kernel.entry()),
             source: wgpu::ShaderSource::Wgsl(
-                crate::shaders::expand_variant(kernel.source(), rows, split, cols)?.into(),
+                if kernel == Kernel::Gemm {
+                    crate::shaders::gemm_with_k_step(self.inner.gemm_k_step)?
+                } else {
+                    crate::shaders::expand_variant(kernel.source(), rows, split, cols)?
+                }
+                .into(),
             ),
-        });
+        };
+        let module = if kernel.trusted() {
+            let mut checks = wgpu::ShaderRuntimeChecks::checked();
+            checks.bounds_checks = false;
+            // SAFETY: only the bounds checks are off, and only for the GEMM kernels, whose
+            // every buffer index `Gemm::chunk` (src/gpu/kernels.rs) proves in bounds before
+            // each dispatch (each operand's extent checked against its buffer, then each
+            // kernel reads and writes only inside those extents; the argument is written
+            // out there and in shaders/gemm.wgsl), and whose private and workgroup array
+            // indices are bounded by constants. Loop bounding and the other checks stay.
+            unsafe { device.create_shader_module_trusted(desc, checks) }
+        } else {
+            device.create_shader_module(desc)
+        };
         let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(kernel.entry()),
             layout: Some(&pl),

@@ -6,7 +6,7 @@ use bytemuck::{Pod, Zeroable};
 
 use super::context::{Context, Kernel, Pipeline, STEP_STRIDE};
 use super::variant::{GemmVariant, StepShape};
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// A dispatch ready to record: pipeline, bind group (made once), workgroup counts.
 pub(crate) struct Op {
@@ -149,7 +149,8 @@ pub(crate) const PACKED: [usize; 3] = [0; 3];
 /// The most iterations of one kernel's long loop (the GEMM's `K`, a column sum's rows) a
 /// dispatch takes; longer ones are split across dispatches. llvmpipe (lavapipe, GL)
 /// stops a loop silently after 65535 iterations in all (a guard against endless
-/// shaders), which cut `K = 70000` GEMMs short; a multiple of the GEMM's 16.
+/// shaders), which cut `K = 70000` GEMMs short; a multiple of the GEMM's K steps (and
+/// of 4, so a chunk keeps its operands' vec4 alignment).
 pub(crate) const LOOP_CHUNK: usize = 32768;
 
 impl Gemm<'_> {
@@ -194,6 +195,21 @@ impl Gemm<'_> {
 
     /// One dispatch over `k` of `K` from the given offsets; `first` writes (or
     /// accumulates, as asked) and adds the bias, later ones accumulate.
+    ///
+    /// The GEMM kernels are compiled without runtime bounds checks
+    /// ([`Kernel::trusted`](super::context::Kernel::trusted)); what makes that safe is
+    /// checked here, for every dispatch: each operand's stored extent (`rows` × `cols`
+    /// from `off` with stride `ld`: A `M × K` or `K × M`, B `K × N` or `N × K`, C
+    /// `M × N`, the bias `N`) ends inside its buffer, `ld ≥ cols`, and every value fits
+    /// in u32 (buffers are at most 2³¹ bytes, so no index the kernels form from them
+    /// wraps). The kernels read A at `a_off + row·lda + col` only for `row < rows` and
+    /// `col < cols` (the tiled kernel tests each quad, or element, of an edge tile and
+    /// reads untested only where its tile lies inside M (N for B) and the K step inside
+    /// K; the direct kernel clamps its rows and columns to the last), B likewise, the
+    /// bias below `bias_off + N`, C only inside `M × N` (`store_row`), and their own
+    /// arrays at constant-bounded indices. A vec4 read of elements `i … i+3` (`i` a
+    /// multiple of 4, `i + 3` inside the extent, so `4·(i + 4)` ≤ the buffer's bytes) is
+    /// element `i / 4 < ⌊bytes / 16⌋` of the vec4 view.
     fn chunk(
         &self,
         ctx: &Context,
@@ -202,22 +218,45 @@ impl Gemm<'_> {
         b_off: usize,
         first: bool,
     ) -> Result<Op> {
+        let (lda, ldb, ldc) = (self.lda(), self.ldb(), self.ldc());
+        let (m, n) = (self.m, self.n);
+        let (a_rows, a_cols) = if self.trans_a { (k, m) } else { (m, k) };
+        let (b_rows, b_cols) = if self.trans_b { (n, k) } else { (k, n) };
+        check_extent(self.arg, "A", self.a.0, a_off, a_rows, a_cols, lda)?;
+        check_extent(self.arg_n, "B", self.b.0, b_off, b_rows, b_cols, ldb)?;
+        let c_off = self.c.1 as usize;
+        check_extent(self.arg, "C", self.c.0, c_off, m, n, ldc)?;
+        let bias_off = self.bias.map_or(0, |b| b.1 as usize);
+        if let Some(bias) = self.bias {
+            check_extent(self.arg_n, "bias", bias.0, bias_off, 1, n, n)?;
+        }
+        let fits = |v: usize, what: &str| {
+            u32::try_from(v).map_err(|_| Error::Invalid {
+                arg: self.arg,
+                msg: format!("GEMM {what} = {v} does not fit in u32"),
+            })
+        };
+        // Aligned vec4 loads of an operand: its rows start at multiples of 4.
+        let vec4_a = a_off.is_multiple_of(4) && lda.is_multiple_of(4);
+        let vec4_b = b_off.is_multiple_of(4) && ldb.is_multiple_of(4);
         let flags = self.trans_a as u32
             | (self.trans_b as u32) << 1
             | ((first && self.bias.is_some()) as u32) << 2
-            | ((self.accumulate || !first) as u32) << 3;
+            | ((self.accumulate || !first) as u32) << 3
+            | (vec4_a as u32) << 4
+            | (vec4_b as u32) << 5;
         let params = GemmParams {
-            m: self.m as u32,
-            n: self.n as u32,
-            k: k as u32,
-            a_off: a_off as u32,
-            b_off: b_off as u32,
-            c_off: self.c.1 as u32,
-            bias_off: self.bias.map_or(0, |b| b.1 as u32),
+            m: fits(m, "M")?,
+            n: fits(n, "N")?,
+            k: fits(k, "K")?,
+            a_off: fits(a_off, "A's offset")?,
+            b_off: fits(b_off, "B's offset")?,
+            c_off: fits(c_off, "C's offset")?,
+            bias_off: fits(bias_off, "the bias' offset")?,
             flags,
-            lda: self.lda() as u32,
-            ldb: self.ldb() as u32,
-            ldc: self.ldc() as u32,
+            lda: fits(lda, "lda")?,
+            ldb: fits(ldb, "ldb")?,
+            ldc: fits(ldc, "ldc")?,
             _pad: 0,
         };
         let variant = ctx.gemm_variant();
@@ -241,9 +280,41 @@ impl Gemm<'_> {
         Op::new(
             ctx,
             kernel,
-            &[&u, self.a.0, self.b.0, bias, self.c.0],
+            &[&u, self.a.0, self.b.0, bias, self.c.0, self.a.0, self.b.0],
             [gx, gy, gz],
         )
+    }
+}
+
+/// Checks that a GEMM operand's stored extent, `rows` × `cols` elements from element
+/// `off` with rows `ld` apart (`ld ≥ cols`), lies inside `buf`; `arg` is the user
+/// argument to blame, `what` the operand. Empty extents are never read.
+fn check_extent(
+    arg: &'static str,
+    what: &str,
+    buf: &wgpu::Buffer,
+    off: usize,
+    rows: usize,
+    cols: usize,
+    ld: usize,
+) -> Result<()> {
+    if rows == 0 || cols == 0 {
+        return Ok(());
+    }
+    let len = (buf.size() / 4) as usize;
+    let end = (rows - 1)
+        .checked_mul(ld)
+        .and_then(|e| e.checked_add(off))
+        .and_then(|e| e.checked_add(cols));
+    match end {
+        Some(end) if end <= len && (rows == 1 || ld >= cols) => Ok(()),
+        _ => Err(Error::Invalid {
+            arg,
+            msg: format!(
+                "GEMM operand {what}: {rows} × {cols} elements from element {off}, rows {ld} \
+                 apart, do not fit its buffer of {len} elements"
+            ),
+        }),
     }
 }
 
@@ -917,7 +988,7 @@ fn count_dispatches(n: u64) {
 /// `C = A · B` for `a [M, K]` and `b [K, N]` on the device (the crate's GEMM, in the
 /// context's [`super::GemmVariant`]).
 pub fn matmul(a: &super::Tensor, b: &super::Tensor) -> Result<super::Tensor> {
-    use crate::error::{fmt_shape, Error};
+    use crate::error::fmt_shape;
     let (sa, sb) = (a.shape(), b.shape());
     if sa.len() != 2 || sa[0] == 0 || sa[1] == 0 {
         return Err(Error::Shape {
@@ -958,6 +1029,66 @@ pub fn matmul(a: &super::Tensor, b: &super::Tensor) -> Result<super::Tensor> {
         .op(ctx)?;
         submit_pass(ctx, "matmul", |_| {}, |pass| op.record(pass))?;
         Ok(super::Tensor::view_of(ctx, &c, 0, &[m, n]))
+    })
+}
+
+/// A GEMM over raw operands, for tests of the kernels' layouts (not part of the API):
+/// `C (+)= op(A) · op(B) (+ bias)` as [`gemm_raw`] runs it.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GemmSpec {
+    /// Rows of `op(A)` and `C`.
+    pub m: usize,
+    /// Columns of `op(B)` and `C`.
+    pub n: usize,
+    /// Columns of `op(A)`, rows of `op(B)`.
+    pub k: usize,
+    /// Element offsets of A, B, C and the bias, from each tensor's own offset.
+    pub off: [usize; 4],
+    /// Row strides of A, B and C as stored; `0`: packed.
+    pub ld: [usize; 3],
+    /// A stored `[K, M]`.
+    pub trans_a: bool,
+    /// B stored `[N, K]`.
+    pub trans_b: bool,
+    /// Add to C instead of overwriting it.
+    pub accumulate: bool,
+}
+
+/// Runs the context's GEMM kernel on raw operands as `spec` lays them out, writing into
+/// `c`'s buffer (a test hook for the kernels' paths, not part of the API).
+#[doc(hidden)]
+pub fn gemm_raw(
+    a: &super::Tensor,
+    b: &super::Tensor,
+    bias: Option<&super::Tensor>,
+    c: &super::Tensor,
+    spec: &GemmSpec,
+) -> Result<()> {
+    let ctx = a.context();
+    ctx.check_owner("b", b)?;
+    ctx.check_owner("c", c)?;
+    if let Some(bias) = bias {
+        ctx.check_owner("bias", bias)?;
+    }
+    ctx.run("gemm_raw", || {
+        let op = Gemm {
+            arg: "a",
+            arg_n: "b",
+            m: spec.m,
+            n: spec.n,
+            k: spec.k,
+            a: (a.buffer(), a.offset() + spec.off[0] as u64),
+            b: (b.buffer(), b.offset() + spec.off[1] as u64),
+            bias: bias.map(|t| (t.buffer(), t.offset() + spec.off[3] as u64)),
+            c: (c.buffer(), c.offset() + spec.off[2] as u64),
+            trans_a: spec.trans_a,
+            trans_b: spec.trans_b,
+            accumulate: spec.accumulate,
+            ld: spec.ld,
+        }
+        .op(ctx)?;
+        submit_pass(ctx, "gemm_raw", |_| {}, |pass| op.record(pass))
     })
 }
 

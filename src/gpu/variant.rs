@@ -218,8 +218,9 @@ impl fmt::Display for StepVariant {
 /// How the GEMMs (input projections, weight gradients, `dX`, the head) are built.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum GemmVariant {
-    /// 128×64 tiles of C per workgroup of 256, K in steps of 16 staged through
-    /// workgroup memory (`gemm.wgsl`): for GPUs.
+    /// 128×64 tiles of C per workgroup of 256, K in steps of 16 (8 where the adapter
+    /// lacks the workgroup memory; `ContextOptions::gemm_k_step`) double-buffered in
+    /// workgroup memory, vec4 loads where aligned (`gemm.wgsl`): for GPUs.
     Tiled,
     /// 64×64 tiles of C per workgroup of 64, each invocation an 8×8 block reading its
     /// operands straight from the buffers, no barrier (`gemm_direct.wgsl`): for CPU
