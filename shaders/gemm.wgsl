@@ -10,12 +10,14 @@
 // registers (loaded before the multiply, so the loads are in flight during it) and
 // stores it into the other buffer afterwards; one barrier per step.
 //
-// Each invocation loads quads, four consecutive elements of a stored row, of A (BK / 8
-// quads each) and of B (at BK = 8 the first 128 invocations one each, at 16 all), so
-// neighbouring invocations read neighbouring addresses in either storage order. Where
-// the tile's vec4 runs along the same direction (A transposed: along M; B not
-// transposed: along N) a quad lands as one vec4 of the tile, else as four components
-// of four K rows.
+// Each invocation loads quads of A (BK / 8 each) and of B (at BK = 8 the first 128
+// invocations one each, at 16 all): the four rows (columns) of op(A) (op(B)) at one k
+// that one vec4 of the tile holds, so that every vec4 of the tile is written whole by
+// one invocation (a write to a vector's component may access the whole vector, WGSL's
+// memory model: components written by different invocations would race). Where the
+// stored rows run along the tile's vec4 (A transposed: along M; B not transposed: along
+// N) a quad is four consecutive stored elements, one vec4 load where aligned; else four
+// elements a leading dimension apart, neighbouring invocations reading neighbouring k.
 //
 // Fast path: a workgroup whose tile lies inside M (for A; inside N for B), in a K step
 // wholly inside K (all workgroup-uniform), loads the operand without bounds tests, as
@@ -27,20 +29,19 @@
 // checks; the proof is in `Gemm::chunk`, src/gpu/kernels.rs): global reads are either
 // tested against the stored extent (rows × cols) or inside a tile shown inside above,
 // writes and bias reads are tested in `store_row` and the epilogue, and the workgroup
-// indices stay below 2·QA (A) and 2·QB (B) by construction (see `stage_a`, `stage_b`).
+// indices stay below 2·QA (A) and 2·QB (B) by construction (see `quad_a`, `quad_b`).
 
 const BM: u32 = 128u;
 const BN: u32 = 64u;
 // The K step, 8 or 16: the crate sets it (`shaders::gemm_with_k_step`), 16 where the
 // adapter has the 24 KiB of workgroup memory that takes.
 const BK: u32 = 8u;
-// Quads (four stored-consecutive elements) of A and B per K step, per invocation (256
-// invocations), and along K in a stored row of a K-contiguous operand.
+// Quads (the four elements of one vec4 of a tile) of A and B per K step, and per
+// invocation (256 invocations).
 const QA: u32 = BK * BM / 4u;
 const QB: u32 = BK * BN / 4u;
 const RA: u32 = (QA + 255u) / 256u;
 const RB: u32 = (QB + 255u) / 256u;
-const KQ: u32 = BK / 4u;
 
 // Two buffers of [BK][BM / 4] and [BK][BN / 4]: a vec4 holds four consecutive rows
 // (columns) of op(A) (op(B)) at one k.
@@ -89,36 +90,50 @@ fn fetch_b(row: u32, col: u32, rows: u32, cols: u32, full: bool) -> vec4<f32> {
     return v;
 }
 
-// Quad e (< QA) of A into buffer `buf` (< 2). Transposed: stored row k = e / 32, rows
-// m = 4·(e % 32) … +3, one vec4 at k·32 + m/4 = e. Not transposed: row m = e / KQ,
-// k = 4·(e % KQ) … +3, components m % 4 of vec4s k·32 + m/4 ≤ (BK - 1)·32 + 31.
-fn stage_a(buf: u32, e: u32, v: vec4<f32>, ta: bool) {
-    let base = buf * QA;
-    if (ta) {
-        tile_a[base + e] = v;
-        return;
-    }
-    let m = e / KQ;
-    let k = (e % KQ) * 4u;
+// Elements (row … row+3, col) of A, four stored rows at one column, zero outside the
+// stored extent rows × cols; `full` (workgroup-uniform): all inside, untested.
+fn gather_a(row: u32, col: u32, rows: u32, cols: u32, full: bool) -> vec4<f32> {
+    var v = vec4<f32>(0.0);
     for (var t = 0u; t < 4u; t++) {
-        tile_a[base + (k + t) * 32u + m / 4u][m % 4u] = v[t];
+        if (full || (row + t < rows && col < cols)) {
+            v[t] = a[p.a_off + (row + t) * p.lda + col];
+        }
     }
+    return v;
 }
 
-// Quad e (< QB) of B into buffer `buf` (< 2). Not transposed: stored row k = e / 16,
-// columns n = 4·(e % 16) … +3, one vec4 at k·16 + n/4 = e. Transposed: row n = e / KQ,
-// k = 4·(e % KQ) … +3, components n % 4 of vec4s k·16 + n/4 ≤ (BK - 1)·16 + 15.
-fn stage_b(buf: u32, e: u32, v: vec4<f32>, tb: bool) {
-    let base = buf * QB;
-    if (!tb) {
-        tile_b[base + e] = v;
-        return;
-    }
-    let n = e / KQ;
-    let k = (e % KQ) * 4u;
+// As `gather_a`, for B.
+fn gather_b(row: u32, col: u32, rows: u32, cols: u32, full: bool) -> vec4<f32> {
+    var v = vec4<f32>(0.0);
     for (var t = 0u; t < 4u; t++) {
-        tile_b[base + (k + t) * 16u + n / 4u][n % 4u] = v[t];
+        if (full || (row + t < rows && col < cols)) {
+            v[t] = b[p.b_off + (row + t) * p.ldb + col];
+        }
     }
+    return v;
+}
+
+// Quad e (< QA) of A: the vec4 of the tile it fills (k·32 + m/4, ≤ (BK - 1)·32 + 31)
+// and its element (stored row, column). Transposed: k = e / 32, m = 4·(e % 32) (the
+// vec4 is e). Not transposed: k = e % BK, m = 4·(e / BK).
+fn quad_a(e: u32, m0: u32, k0: u32, ta: bool) -> vec3<u32> {
+    if (ta) {
+        return vec3<u32>(e, k0 + e / 32u, m0 + (e % 32u) * 4u);
+    }
+    let k = e % BK;
+    let m = (e / BK) * 4u;
+    return vec3<u32>(k * 32u + m / 4u, m0 + m, k0 + k);
+}
+
+// As `quad_a`, for B (e < QB; the vec4 k·16 + n/4). Not transposed: k = e / 16,
+// n = 4·(e % 16) (the vec4 is e). Transposed: k = e % BK, n = 4·(e / BK).
+fn quad_b(e: u32, n0: u32, k0: u32, tb: bool) -> vec3<u32> {
+    if (!tb) {
+        return vec3<u32>(e, k0 + e / 16u, n0 + (e % 16u) * 4u);
+    }
+    let k = e % BK;
+    let n = (e / BK) * 4u;
+    return vec3<u32>(k * 16u + n / 4u, n0 + n, k0 + k);
 }
 
 @compute @workgroup_size(16, 16)
@@ -173,12 +188,12 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
     for (var s = 0u; s <= steps; s++) {
         if (s > 0u) {
             for (var r = 0u; r < RA; r++) {
-                stage_a(s % 2u, l + r * 256u, ra[r], ta);
+                tile_a[(s % 2u) * QA + quad_a(l + r * 256u, 0u, 0u, ta).x] = ra[r];
             }
             for (var r = 0u; r < RB; r++) {
                 let e = l + r * 256u;
                 if (e < QB) {
-                    stage_b(s % 2u, e, rb[r], tb);
+                    tile_b[(s % 2u) * QB + quad_b(e, 0u, 0u, tb).x] = rb[r];
                 }
             }
             workgroupBarrier();
@@ -186,26 +201,25 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
         if (s < steps) {
             let k0 = s * BK;
             let inside_k = k0 + BK <= p.k;
+            let full_a = inside_m && inside_k;
+            let full_b = inside_n && inside_k;
             for (var r = 0u; r < RA; r++) {
-                let e = l + r * 256u;
-                var row = m0 + e / KQ;
-                var col = k0 + (e % KQ) * 4u;
+                let q = quad_a(l + r * 256u, m0, k0, ta);
                 if (ta) {
-                    row = k0 + e / 32u;
-                    col = m0 + (e % 32u) * 4u;
+                    ra[r] = fetch_a(q.y, q.z, a_rows, a_cols, full_a);
+                } else {
+                    ra[r] = gather_a(q.y, q.z, a_rows, a_cols, full_a);
                 }
-                ra[r] = fetch_a(row, col, a_rows, a_cols, inside_m && inside_k);
             }
             for (var r = 0u; r < RB; r++) {
                 let e = l + r * 256u;
                 if (e < QB) {
-                    var row = k0 + e / 16u;
-                    var col = n0 + (e % 16u) * 4u;
+                    let q = quad_b(e, n0, k0, tb);
                     if (tb) {
-                        row = n0 + e / KQ;
-                        col = k0 + (e % KQ) * 4u;
+                        rb[r] = gather_b(q.y, q.z, b_rows, b_cols, full_b);
+                    } else {
+                        rb[r] = fetch_b(q.y, q.z, b_rows, b_cols, full_b);
                     }
-                    rb[r] = fetch_b(row, col, b_rows, b_cols, inside_n && inside_k);
                 }
             }
         }

@@ -80,14 +80,19 @@ pub fn gemm_with_k_step(bk: u32) -> crate::Result<String> {
         });
     }
     const DECL: &str = "const BK: u32 = 8u;";
-    debug_assert!(GEMM.contains(DECL));
+    if GEMM.matches(DECL).count() != 1 {
+        return Err(crate::Error::Invalid {
+            arg: "gemm_k_step",
+            msg: format!("gemm.wgsl declares its K step other than as `{DECL}` (a bug)"),
+        });
+    }
     Ok(GEMM.replace(DECL, &format!("const BK: u32 = {bk}u;")))
 }
 
 /// The workgroup memory, in bytes, of the tiled GEMM with a K step of `bk` (two buffers
 /// of `bk` × (128 + 64) f32).
-pub fn gemm_workgroup_bytes(bk: u32) -> u32 {
-    2 * bk * (128 + 64) * 4
+pub fn gemm_workgroup_bytes(bk: u32) -> u64 {
+    2 * u64::from(bk) * (128 + 64) * 4
 }
 
 /// Every shader with its file name, for validation.

@@ -242,8 +242,8 @@ fn gemm_paths(ctx: &Context, v: &str, few: bool) {
             }
         }
     }
-    // An operand past its buffer (buffers hold whole multiples of 4 elements) is
-    // refused: the kernels run without bounds checks.
+    // An operand past its tensor (here its whole buffer: buffers hold whole multiples
+    // of 4 elements) is refused: the kernels run without bounds checks.
     let t = |len: usize| Tensor::from_array(ctx, "x", &ndarray::Array1::<f32>::zeros(len)).unwrap();
     let spec = GemmSpec {
         m: 4,
@@ -259,12 +259,12 @@ fn gemm_paths(ctx: &Context, v: &str, few: bool) {
         off: [0, 0, 0, 1],
         ..spec
     };
-    common::expect_err(gemm_raw(&a, &b, Some(&t(4)), &c, &bias_off), "b");
+    common::expect_err(gemm_raw(&a, &b, Some(&t(4)), &c, &bias_off), "bias");
     let off = GemmSpec {
         off: [0, 0, 1, 0],
         ..spec
     };
-    common::expect_err(gemm_raw(&a, &b, None, &c, &off), "a");
+    common::expect_err(gemm_raw(&a, &b, None, &c, &off), "c");
     let ld = GemmSpec {
         ld: [5, 0, 0],
         ..spec

@@ -38,10 +38,12 @@ fn every_shader_parses_and_validates() {
     }
     // The tiled GEMM in each K step.
     for bk in GEMM_K_STEPS {
-        validate(
-            &format!("gemm.wgsl (K step {bk})"),
-            &gemm_with_k_step(bk).unwrap(),
+        let src = gemm_with_k_step(bk).unwrap();
+        assert!(
+            src.contains(&format!("const BK: u32 = {bk}u;")),
+            "K step {bk} set"
         );
+        validate(&format!("gemm.wgsl (K step {bk})"), &src);
     }
     assert!(gemm_with_k_step(4).is_err(), "a K step of 4 is refused");
 }

@@ -30,7 +30,8 @@ pub struct ContextOptions {
     pub gemm: Option<GemmVariant>,
     /// The tiled GEMM's K step, one of [`crate::shaders::GEMM_K_STEPS`]; `None`: 16
     /// where the adapter has the workgroup memory that takes
-    /// ([`crate::shaders::gemm_workgroup_bytes`]), else 8. For tests and tuning.
+    /// ([`crate::shaders::gemm_workgroup_bytes`]), else 8. For tests and tuning; the
+    /// direct GEMM has no K step and ignores it.
     pub gemm_k_step: Option<u32>,
 }
 
@@ -493,7 +494,8 @@ impl Context {
             )));
         }
         let fits = |bk: u32| {
-            crate::shaders::gemm_workgroup_bytes(bk) <= al.max_compute_workgroup_storage_size
+            crate::shaders::gemm_workgroup_bytes(bk)
+                <= u64::from(al.max_compute_workgroup_storage_size)
         };
         let gemm_k_step = match opts.gemm_k_step {
             Some(bk) => {

@@ -298,10 +298,22 @@ fn check_extent(
     cols: usize,
     ld: usize,
 ) -> Result<()> {
+    extent_within(arg, what, (buf.size() / 4) as usize, off, rows, cols, ld)
+}
+
+/// [`check_extent`] against a buffer of `len` elements.
+fn extent_within(
+    arg: &'static str,
+    what: &str,
+    len: usize,
+    off: usize,
+    rows: usize,
+    cols: usize,
+    ld: usize,
+) -> Result<()> {
     if rows == 0 || cols == 0 {
         return Ok(());
     }
-    let len = (buf.size() / 4) as usize;
     let end = (rows - 1)
         .checked_mul(ld)
         .and_then(|e| e.checked_add(off))
@@ -1071,17 +1083,53 @@ pub fn gemm_raw(
     if let Some(bias) = bias {
         ctx.check_owner("bias", bias)?;
     }
+    // Each operand's stored extent inside its own tensor (not merely its buffer, which
+    // other tensors may share): the element offset of its first element in the buffer.
+    let (m, n, k) = (spec.m, spec.n, spec.k);
+    let within = |arg: &'static str,
+                  t: &super::Tensor,
+                  off: usize,
+                  (rows, cols): (usize, usize),
+                  ld: usize| {
+        let ld = if ld == 0 { cols } else { ld };
+        let end = match rows == 0 || cols == 0 {
+            true => Some(off),
+            false => (rows - 1)
+                .checked_mul(ld)
+                .and_then(|e| e.checked_add(off))
+                .and_then(|e| e.checked_add(cols)),
+        };
+        match end {
+            Some(end) if end <= t.len() && (rows <= 1 || ld >= cols) => Ok(t.offset() + off as u64),
+            _ => Err(Error::Invalid {
+                arg,
+                msg: format!(
+                    "{rows} × {cols} elements from element {off}, rows {ld} apart, past \
+                     its {} elements",
+                    t.len()
+                ),
+            }),
+        }
+    };
+    let a_ext = if spec.trans_a { (k, m) } else { (m, k) };
+    let b_ext = if spec.trans_b { (n, k) } else { (k, n) };
+    let a_at = within("a", a, spec.off[0], a_ext, spec.ld[0])?;
+    let b_at = within("b", b, spec.off[1], b_ext, spec.ld[1])?;
+    let c_at = within("c", c, spec.off[2], (m, n), spec.ld[2])?;
+    let bias_at = bias
+        .map(|t| within("bias", t, spec.off[3], (1, n), 0).map(|at| (t.buffer(), at)))
+        .transpose()?;
     ctx.run("gemm_raw", || {
         let op = Gemm {
             arg: "a",
             arg_n: "b",
-            m: spec.m,
-            n: spec.n,
-            k: spec.k,
-            a: (a.buffer(), a.offset() + spec.off[0] as u64),
-            b: (b.buffer(), b.offset() + spec.off[1] as u64),
-            bias: bias.map(|t| (t.buffer(), t.offset() + spec.off[3] as u64)),
-            c: (c.buffer(), c.offset() + spec.off[2] as u64),
+            m,
+            n,
+            k,
+            a: (a.buffer(), a_at),
+            b: (b.buffer(), b_at),
+            bias: bias_at,
+            c: (c.buffer(), c_at),
             trans_a: spec.trans_a,
             trans_b: spec.trans_b,
             accumulate: spec.accumulate,
@@ -1129,6 +1177,8 @@ mod tests {
     //! Every uniform layout is written twice, in Rust (here) and in WGSL: naga's
     //! reflection of each shader checks the two against each other, member by member.
     use std::mem::{offset_of, size_of};
+
+    use super::extent_within;
 
     use super::{
         BlockParams, ClipParams, DropoutParams, EmbedBackParams, GatherParams, GemmParams,
@@ -1427,5 +1477,24 @@ mod tests {
             );
             assert_eq!(wgsl_layout(src, "Params"), want, "{third}");
         }
+    }
+
+    /// The extents the trusted GEMM kernels rely on: inside, at the end, one past, an
+    /// offset past, a short leading dimension, and arithmetic that would overflow.
+    #[test]
+    fn gemm_extents_are_checked() {
+        let ok = |len, off, rows, cols, ld| extent_within("a", "A", len, off, rows, cols, ld);
+        assert!(ok(16, 0, 4, 4, 4).is_ok());
+        assert!(ok(16, 4, 3, 4, 4).is_ok());
+        assert!(ok(16, 1, 4, 4, 4).is_err());
+        assert!(ok(16, 0, 4, 4, 5).is_err());
+        assert!(ok(16, 0, 2, 4, 3).is_err(), "rows overlapping (ld < cols)");
+        assert!(ok(16, 0, 1, 16, 0).is_ok(), "one row needs no stride");
+        assert!(
+            ok(16, 16, 0, 4, 4).is_ok() && ok(16, 99, 4, 0, 4).is_ok(),
+            "empty"
+        );
+        assert!(ok(usize::MAX, usize::MAX, 2, 1, 1).is_err());
+        assert!(ok(usize::MAX, 0, usize::MAX, 2, usize::MAX).is_err());
     }
 }
