@@ -71,6 +71,18 @@ impl Op {
         })
     }
 
+    /// The dispatches of `ops` recorded as one, in order (a long loop split in chunks).
+    ///
+    /// # Panics
+    /// If `ops` is empty (a bug of the caller: every split has a first part).
+    pub(crate) fn chain(mut ops: impl Iterator<Item = Result<Op>>) -> Result<Op> {
+        let mut first = ops.next().expect("at least one dispatch")?;
+        for op in ops {
+            first.more.push(op?);
+        }
+        Ok(first)
+    }
+
     /// Records one dispatch.
     pub(crate) fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
         pass.set_pipeline(&self.pipeline.pipeline);
@@ -179,18 +191,14 @@ impl Gemm<'_> {
     /// first accumulating, without the bias), recorded together.
     pub(crate) fn op(&self, ctx: &Context) -> Result<Op> {
         let (lda, ldb) = (self.lda(), self.ldb());
-        let mut chunks = (0..self.k.max(1)).step_by(LOOP_CHUNK).map(|k0| {
+        let chunks = (0..self.k.max(1)).step_by(LOOP_CHUNK).map(|k0| {
             let k = (self.k - k0).min(LOOP_CHUNK);
             // Where row (or column) k0 of op(A) and row k0 of op(B) start.
             let a_off = self.a.1 as usize + if self.trans_a { k0 * lda } else { k0 };
             let b_off = self.b.1 as usize + if self.trans_b { k0 } else { k0 * ldb };
             self.chunk(ctx, k, a_off, b_off, k0 == 0)
         });
-        let mut first = chunks.next().expect("at least one chunk")?;
-        for op in chunks {
-            first.more.push(op?);
-        }
-        Ok(first)
+        Op::chain(chunks)
     }
 
     /// One dispatch over `k` of `K` from the given offsets; `first` writes (or
@@ -395,7 +403,7 @@ pub(crate) fn col_sum(
     });
     // At most 65535 parts per dispatch (grid y), each dispatch's from part p0 on.
     const MOST: usize = 65535;
-    let mut ops = (0..parts).step_by(MOST).map(|p0| {
+    let parts_ops = (0..parts).step_by(MOST).map(|p0| {
         let r0 = p0 * SUM_ROWS;
         let u = ctx.uniform(
             "col_sum_part params",
@@ -409,14 +417,8 @@ pub(crate) fn col_sum(
         let py = (parts - p0).min(MOST) as u32;
         Op::new(ctx, Kernel::ColSumPart, &[&u, x, &partial], [gx, py, 1])
     });
-    let mut first = ops.next().expect("at least one part")?;
-    for op in ops {
-        first.more.push(op?);
-    }
-    first.more.push(col_sum_rows(
-        ctx, arg, &partial, out, parts, cols, accumulate,
-    )?);
-    Ok(first)
+    let sum = col_sum_rows(ctx, arg, &partial, out, parts, cols, accumulate);
+    Op::chain(parts_ops.chain(std::iter::once(sum)))
 }
 
 /// [`col_sum`] in one pass: one invocation per column over every row, in dispatches of
@@ -433,7 +435,7 @@ fn col_sum_rows(
     let gx = div_ceil(cols, 64);
     ctx.check_groups(arg, gx as u64)?;
     // In chunks of LOOP_CHUNK rows, each after the first accumulating.
-    let mut ops = (0..rows.max(1)).step_by(LOOP_CHUNK).map(|r0| {
+    let ops = (0..rows.max(1)).step_by(LOOP_CHUNK).map(|r0| {
         let u = ctx.uniform(
             "col_sum params",
             &RowParams {
@@ -445,11 +447,7 @@ fn col_sum_rows(
         );
         Op::new(ctx, Kernel::ColSum, &[&u, x, out], [gx, 1, 1])
     });
-    let mut first = ops.next().expect("at least one chunk")?;
-    for op in ops {
-        first.more.push(op?);
-    }
-    Ok(first)
+    Op::chain(ops)
 }
 
 #[repr(C)]
@@ -712,7 +710,7 @@ pub(crate) fn embed_back(
     accumulate: bool,
 ) -> Result<Op> {
     let [gx, gy] = flat_grid(vocab * dim);
-    let mut ops = (0..most.max(1)).step_by(LOOP_CHUNK).map(|skip| {
+    let ops = (0..most.max(1)).step_by(LOOP_CHUNK).map(|skip| {
         let u = ctx.uniform(
             "embed_back params",
             &EmbedBackParams {
@@ -728,11 +726,7 @@ pub(crate) fn embed_back(
         );
         Op::new(ctx, Kernel::EmbedBack, &[&u, table, d_out, dw], [gx, gy, 1])
     });
-    let mut first = ops.next().expect("at least one slice")?;
-    for op in ops {
-        first.more.push(op?);
-    }
-    Ok(first)
+    Op::chain(ops)
 }
 
 #[repr(C)]
