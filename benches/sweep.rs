@@ -118,8 +118,9 @@ take comma-separated values; a flag given twice keeps its last value.
 
 With L > 1 or D = 2 each point times a whole network (wgpu_rnn::net on the CPU, gpu::Network
 on the GPU; FLOPs summed over layers and directions, I_l = D·H above layer 0; host µs per
-time step of the whole network); L = 1, D = 1 times single layers (gpu::Layer,
-cpu::forward_inference for fwd, cpu::forward/backward for fwdbwd).
+time step of the whole network; the CPU network's fwd is net::cpu::forward, which keeps
+its trace, where the GPU's runs Mode::Inference); L = 1, D = 1 times single layers
+(gpu::Layer, cpu::forward_inference for fwd, cpu::forward/backward for fwdbwd).
 
 FLOPs counted (GEMM work only), with G gates (1 rnn, 4 lstm, 3 gru): forward 2·T·B·G·H·(I + H),
 forward+backward 3× that.";

@@ -7,8 +7,8 @@ use common::gpu::{ctx, gl_ctx, gl_variant_ctxs, variant_ctxs, variant_label};
 use common::{assert_close, NumpyRng};
 use ndarray::{Array2, Ix2, Ix3};
 use wgpu_rnn::gpu::{
-    gemm_raw, matmul, Context, ContextOptions, GemmSpec, GemmVariant, Layer, Mode, StepVariant,
-    Tensor,
+    col_sum_raw, gemm_raw, matmul, Context, ContextOptions, GemmSpec, GemmVariant, Layer, Mode,
+    StepVariant, Tensor,
 };
 use wgpu_rnn::{cpu, Cell, Error, Params};
 
@@ -72,8 +72,6 @@ fn matmul_at_odd_sizes(ctx: &Context) {
     }
 }
 
-/// Layer 2 reads layer 1's hidden states in place (a view at an offset), and backward
-/// takes an upstream gradient that is itself a view at an offset.
 /// The GEMM's paths (interior tiles, edges, aligned vec4 and misaligned scalar loads,
 /// every transpose, bias and accumulate, K not a multiple of the K step, K = 1, blocks of
 /// wider matrices) against ndarray, on raw operands; C's block NaN-poisoned (or random
@@ -272,6 +270,8 @@ fn gemm_paths(ctx: &Context, v: &str, few: bool) {
     common::expect_err(gemm_raw(&a, &b, None, &c, &ld), "a");
 }
 
+/// Layer 2 reads layer 1's hidden states in place (a view at an offset), and backward
+/// takes an upstream gradient that is itself a view at an offset.
 #[test]
 fn stacked_layers_and_offset_views() {
     let Some(ctx) = ctx() else { return };
@@ -539,7 +539,8 @@ fn set_params_updates_the_weights() {
 
 /// Reductions longer than 65535 iterations, which llvmpipe (lavapipe, GL) cuts short
 /// inside one dispatch: a GEMM with K = 70000, and a backward whose weight gradients sum
-/// over T·B = 70000 rows (GEMMs and the bias column sum), on both backends.
+/// over T·B = 70000 rows (GEMMs, and the bias column sum's 1,094 partial sums), on both
+/// backends.
 #[test]
 fn long_reductions_are_not_cut_short() {
     for ctx in variant_ctxs().into_iter().chain(gl_variant_ctxs()) {
@@ -569,5 +570,26 @@ fn long_reductions_are_not_cut_short() {
         assert_close("dw_ih over 70000 rows", &g.dw_ih, &want.dw_ih, 1e-4);
         assert_close("dw_hh over 70000 rows", &g.dw_hh, &want.dw_hh, 1e-4);
         assert_close("db over 70000 rows", &g.db_ih, &want.db_ih, 1e-4);
+    }
+}
+
+/// The column sum's long paths: 4,194,340 rows make 65,538 partial sums of 64 rows (two
+/// dispatches of at most 65,535 parts), whose sum runs in three dispatches of at most
+/// 32,768 rows (llvmpipe's loop cut); small integers, so every partial and total sum is
+/// exact in f32 and the result must equal the f64 sum; on both backends.
+#[test]
+fn long_column_sums_are_exact() {
+    for ctx in [ctx(), gl_ctx()].into_iter().flatten() {
+        let (rows, cols) = (65_535 * 64 + 100, 2);
+        let x = ndarray::Array1::from_iter((0..rows * cols).map(|i| ((i * 7 + i / 5) % 5) as f32));
+        let want: Vec<f64> = (0..cols)
+            .map(|j| x.iter().skip(j).step_by(cols).map(|&v| v as f64).sum())
+            .collect();
+        let t = Tensor::from_array(ctx, "x", &x).unwrap();
+        let got = col_sum_raw(&t, cols).unwrap().to_array().unwrap();
+        let got: Vec<f64> = got.iter().map(|&v| v as f64).collect();
+        assert_eq!(got, want, "{}", ctx.describe());
+        // A tensor that is not whole rows is refused.
+        assert!(col_sum_raw(&t, 3).is_err());
     }
 }

@@ -187,7 +187,8 @@ mod pool {
     }
 }
 
-/// Which microkernel this processor runs (detected once).
+/// Which microkernel the CPU path runs (detected once; `WGPU_RNN_CPU_ISA` may lower it,
+/// see [`isa`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Isa {
     Avx512,
@@ -226,26 +227,23 @@ pub fn isa_name() -> &'static str {
 
 /// The best microkernel this processor runs.
 fn detect() -> Isa {
+    #[cfg(target_arch = "x86_64")]
     {
-        #[cfg(target_arch = "x86_64")]
+        // AVX-512 needs VL too (the cells' elementwise rows are compiled with it,
+        // see `simd_rows`), and AVX2 + FMA (which every such processor has).
+        if std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512vl")
+            && std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma")
         {
-            // AVX-512 needs VL too (the cells' elementwise rows are compiled with it,
-            // see `simd_rows`), and AVX2 + FMA (which every such processor has).
-            if std::arch::is_x86_feature_detected!("avx512f")
-                && std::arch::is_x86_feature_detected!("avx512vl")
-                && std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-            {
-                return Isa::Avx512;
-            }
-            if std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-            {
-                return Isa::Avx2;
-            }
+            return Isa::Avx512;
         }
-        Isa::Portable
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            return Isa::Avx2;
+        }
     }
+    Isa::Portable
 }
 
 /// Products smaller than this many multiply-adds run on the calling thread alone.
@@ -427,7 +425,7 @@ fn gemm_cols(
 /// # Safety
 /// `c0` addresses `rows ≤ MR` rows of `cols ≤ NR` elements of a live `C` through the
 /// strides, which no one else touches meanwhile; `bias` holds `cols` floats; `at` is
-/// packed (`kc · MR` floats), or, on AVX-512 only, `MR` rows of `kc` floats.
+/// packed (`kc · MR` floats), or, on AVX-512 and AVX2 only, `MR` rows of `kc` floats.
 #[allow(clippy::too_many_arguments)]
 unsafe fn tile_product(
     kc: usize,
@@ -450,7 +448,8 @@ unsafe fn tile_product(
         // or null.
         match isa() {
             Isa::Avx512 => unsafe { kernel_avx512(kc, at, panel, out) },
-            _ => unsafe { kernel_avx2(kc, at, panel, out) },
+            Isa::Avx2 => unsafe { kernel_avx2(kc, at, panel, out) },
+            Isa::Portable => unreachable!("the portable kernel writes a tile"),
         }
         return;
     }
@@ -630,7 +629,7 @@ enum Out<'a> {
     C(*mut f32, isize, bool, *const f32),
 }
 
-/// Where the AVX-512 kernel reads its `MR` rows of `A`: packed k-major
+/// Where the AVX-512 and AVX2 kernels read their `MR` rows of `A`: packed k-major
 /// (`a[kk·MR + r]`, [`pack_a`]), or straight from `A` when its rows are contiguous
 /// (`A[r, kk]` at `ptr + r·stride + kk`: no packing at all).
 #[derive(Clone, Copy)]
@@ -640,14 +639,14 @@ enum ATile<'a> {
 }
 
 impl<'a> ATile<'a> {
-    /// The packed tile (the kernels other than AVX-512's read only those).
+    /// The packed tile (the portable kernel reads only those).
     ///
     /// # Panics
-    /// On `Rows`, which only the AVX-512 kernel is given.
+    /// On `Rows`, which only the AVX-512 and AVX2 kernels are given.
     fn packed(self) -> &'a [f32] {
         match self {
             ATile::Packed(p) => p,
-            ATile::Rows(..) => unreachable!("A's rows go to the AVX-512 kernel only"),
+            ATile::Rows(..) => unreachable!("A's rows go to the AVX-512 and AVX2 kernels only"),
         }
     }
 }
@@ -872,6 +871,18 @@ mod tests {
     /// Every microkernel this processor runs gives the portable one's tile.
     #[test]
     fn kernels_agree() {
+        // Under WGPU_RNN_CPU_ISA (as .ci/run sets it) the override took effect: a kernel
+        // this processor has is the one asked for.
+        if let Ok(asked) = std::env::var("WGPU_RNN_CPU_ISA") {
+            let has = match asked.as_str() {
+                "avx2" => detect() != Isa::Portable,
+                "portable" => true,
+                _ => false,
+            };
+            if has {
+                assert_eq!(isa_name(), asked, "WGPU_RNN_CPU_ISA={asked}");
+            }
+        }
         let k = 37;
         let apack: Vec<f32> = (0..k * MR).map(|i| ((i * 7) % 13) as f32 - 6.0).collect();
         let panel: Vec<f32> = (0..k * NR).map(|i| ((i * 5) % 11) as f32 * 0.25).collect();

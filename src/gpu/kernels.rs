@@ -395,6 +395,8 @@ pub(crate) fn col_sum(
     let gx = div_ceil(cols, 64);
     ctx.check_groups(arg, gx as u64)?;
     let parts = rows.div_ceil(SUM_ROWS);
+    // Made per call and dropped here, as the uniforms are: the bind groups keep it alive
+    // until the dispatches are done (wgpu clears it once before first use).
     let partial = ctx.device().create_buffer(&wgpu::BufferDescriptor {
         label: Some("col_sum partial sums"),
         size: (parts * cols * 4) as u64,
@@ -1080,30 +1082,9 @@ pub fn gemm_raw(
     // Each operand's stored extent inside its own tensor (not merely its buffer, which
     // other tensors may share): the element offset of its first element in the buffer.
     let (m, n, k) = (spec.m, spec.n, spec.k);
-    let within = |arg: &'static str,
-                  t: &super::Tensor,
-                  off: usize,
-                  (rows, cols): (usize, usize),
-                  ld: usize| {
+    let within = |arg: &'static str, t: &super::Tensor, off, (rows, cols), ld: usize| {
         let ld = if ld == 0 { cols } else { ld };
-        let end = match rows == 0 || cols == 0 {
-            true => Some(off),
-            false => (rows - 1)
-                .checked_mul(ld)
-                .and_then(|e| e.checked_add(off))
-                .and_then(|e| e.checked_add(cols)),
-        };
-        match end {
-            Some(end) if end <= t.len() && (rows <= 1 || ld >= cols) => Ok(t.offset() + off as u64),
-            _ => Err(Error::Invalid {
-                arg,
-                msg: format!(
-                    "{rows} × {cols} elements from element {off}, rows {ld} apart, past \
-                     its {} elements",
-                    t.len()
-                ),
-            }),
-        }
+        extent_within(arg, arg, t.len(), off, rows, cols, ld).map(|()| t.offset() + off as u64)
     };
     let a_ext = if spec.trans_a { (k, m) } else { (m, k) };
     let b_ext = if spec.trans_b { (n, k) } else { (k, n) };
@@ -1132,6 +1113,38 @@ pub fn gemm_raw(
         .op(ctx)?;
         submit_pass(ctx, "gemm_raw", |_| {}, |pass| op.record(pass))
     })
+}
+
+/// The column sums `Σ_r x[r, j]` of `x` (its elements as rows of `cols`), through the
+/// kernels the backward's bias gradients use (a test hook for their long-sum paths, not
+/// part of the API): `[cols]`.
+#[doc(hidden)]
+pub fn col_sum_raw(x: &super::Tensor, cols: usize) -> Result<super::Tensor> {
+    let ctx = x.context();
+    if x.offset() != 0 || cols == 0 || !x.len().is_multiple_of(cols) {
+        return Err(Error::Invalid {
+            arg: "x",
+            msg: format!(
+                "{} elements from element {} as rows of {cols}: a whole tensor of whole rows",
+                x.len(),
+                x.offset()
+            ),
+        });
+    }
+    let out = super::Tensor::zeros(ctx, "cols", &[cols])?;
+    ctx.run("col_sum_raw", || {
+        let op = col_sum(
+            ctx,
+            "x",
+            x.buffer(),
+            out.buffer(),
+            x.len() / cols,
+            cols,
+            false,
+        )?;
+        submit_pass(ctx, "col_sum_raw", |_| {}, |pass| op.record(pass))
+    })?;
+    Ok(out)
 }
 
 /// Records `pre` (copies, clears) then one compute pass filled by `body` into one command
@@ -1471,6 +1484,13 @@ mod tests {
             );
             assert_eq!(wgsl_layout(src, "Params"), want, "{third}");
         }
+    }
+
+    /// The Rust and WGSL `SUM_ROWS` of the two-pass column sum agree.
+    #[test]
+    fn sum_rows_agree() {
+        let decl = format!("const SUM_ROWS: u32 = {}u;", super::SUM_ROWS);
+        assert!(crate::shaders::REDUCE.contains(&decl), "{decl}");
     }
 
     /// The extents the trusted GEMM kernels rely on: inside, at the end, one past, an

@@ -27,7 +27,7 @@ pub(crate) use flat::{flatten as flatten_net, unflatten as unflatten_net};
 pub use head::{GpuHead, GpuHeadLoss};
 pub use kernels::matmul;
 #[doc(hidden)]
-pub use kernels::{gemm_raw, GemmSpec};
+pub use kernels::{col_sum_raw, gemm_raw, GemmSpec};
 pub use layer::{forward_host, Forward, Grads, InputGrads, Layer, Mode, ParamGrads, Trace};
 pub use network::{NetForward, NetGrads, NetTrace, Network};
 pub use optim::{zero_grad, Optim};
