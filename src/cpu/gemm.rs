@@ -344,52 +344,79 @@ fn gemm_cols(
     acc: bool,
 ) {
     let (m, k) = a.dim();
-    let n = b.n;
-    if m == 0 || n == 0 {
+    if m == 0 || b.n == 0 {
         return;
     }
     let mut apack = pool::take(MC.min(m.next_multiple_of(MR)) * KC.min(k));
-    let (rs, cs) = (c.strides()[0], c.strides()[1]);
-    let cp = c.as_mut_ptr();
     let acs = a.strides()[1];
     let ap = a.as_ptr();
-    for m0 in (0..m).step_by(MC) {
+    // The block's tiles, each k-major: tile t holds A[m0 + t·MR + r, k0 + kk] at
+    // t·kc·MR + kk·MR + r (zero rows past m), packed together (runs of the block's rows).
+    let pack = |m0: usize, k0: usize, kc: usize, apack: &mut [f32]| {
         let mrows = MC.min(m - m0);
-        let tiles = mrows.div_ceil(MR);
+        if !mrows.is_multiple_of(MR) {
+            apack.fill(0.0);
+        }
+        for kk in 0..kc {
+            // SAFETY: rows m0 .. m0 + mrows of column k0 + kk are elements of A,
+            // contiguous (its columns are).
+            let col = unsafe {
+                std::slice::from_raw_parts(ap.offset((k0 + kk) as isize * acs + m0 as isize), mrows)
+            };
+            // Whole runs of MR as fixed-size moves (a copy of a run's length would be a
+            // library call per 32 bytes), then the last tile's part run.
+            let runs = col.chunks_exact(MR);
+            let rest = runs.remainder();
+            let mut o = kk * MR;
+            for run in runs {
+                let run: [f32; MR] = run.try_into().expect("MR floats");
+                let out: &mut [f32; MR] = (&mut apack[o..o + MR]).try_into().expect("MR");
+                *out = run;
+                o += kc * MR;
+            }
+            if !rest.is_empty() {
+                apack[o..o + rest.len()].copy_from_slice(rest);
+            }
+        }
+    };
+    // SAFETY: C's view is borrowed mutably here; no tile is read where A lies.
+    unsafe { walk_blocks((m, k), b, bias, &mut c, acc, &mut apack, pack, |_, _| None) };
+    pool::give(apack);
+}
+
+/// The walk [`gemm_rows`] and [`gemm_cols`] share: blocks of [`MC`] rows (each panel's
+/// slice of `B` meets every tile of the block in turn: fetched into cache once per
+/// block, not once per tile) and passes of [`KC`] over `K` (the first writing `C`,
+/// adding when asked, with the bias; later ones adding), so that every element of `C`
+/// sums its products in the same order whatever `M`, the path or the thread. Each pass
+/// first calls `pack(m0, k0, kc, apack)`, which fills the block's tiles that `direct`
+/// does not give (tile `t` at `t·kc·MR`, k-major); `direct(i0, k0)` may give a tile's
+/// rows of `A` where they are instead.
+///
+/// # Safety
+/// A tile `direct` gives addresses `MR` rows of at least `kc` floats of `A` from column
+/// `k0` (an [`ATile::Rows`] read only by the AVX-512 and AVX2 kernels).
+#[allow(clippy::too_many_arguments)]
+unsafe fn walk_blocks(
+    (m, k): (usize, usize),
+    b: &Packed,
+    bias: Option<&[f32]>,
+    c: &mut ArrayViewMut2<f32>,
+    acc: bool,
+    apack: &mut [f32],
+    mut pack: impl FnMut(usize, usize, usize, &mut [f32]),
+    direct: impl Fn(usize, usize) -> Option<ATile<'static>>,
+) {
+    let n = b.n;
+    let (rs, cs) = (c.strides()[0], c.strides()[1]);
+    let cp = c.as_mut_ptr();
+    for m0 in (0..m).step_by(MC) {
+        let tiles = MC.min(m - m0).div_ceil(MR);
         // K = 0 still writes C (the bias, or zeros): one empty pass.
         let mut k0 = 0;
         loop {
             let kc = KC.min(k - k0);
-            // The block's tiles, each k-major: tile t holds A[m0 + t·MR + r, k0 + kk] at
-            // t·kc·MR + kk·MR + r (zero rows past m).
-            if mrows < tiles * MR {
-                apack.fill(0.0);
-            }
-            for kk in 0..kc {
-                // SAFETY: rows m0 .. m0 + mrows of column k0 + kk are elements of A,
-                // contiguous (its columns are).
-                let col = unsafe {
-                    std::slice::from_raw_parts(
-                        ap.offset((k0 + kk) as isize * acs + m0 as isize),
-                        mrows,
-                    )
-                };
-                // Whole runs of MR as fixed-size moves (a copy of a run's length would
-                // be a library call per 32 bytes), then the last tile's part run.
-                let runs = col.chunks_exact(MR);
-                let rest = runs.remainder();
-                let mut o = kk * MR;
-                for run in runs {
-                    let run: [f32; MR] = run.try_into().expect("MR floats");
-                    let out: &mut [f32; MR] = (&mut apack[o..o + MR]).try_into().expect("MR");
-                    *out = run;
-                    o += kc * MR;
-                }
-                if !rest.is_empty() {
-                    apack[o..o + rest.len()].copy_from_slice(rest);
-                }
-            }
-            // The first pass writes C (adding when asked, with the bias); later ones add.
+            pack(m0, k0, kc, apack);
             let (add, bias) = match k0 {
                 0 => (acc, bias),
                 _ => (true, None),
@@ -401,9 +428,11 @@ fn gemm_cols(
                 for t in 0..tiles {
                     let i0 = m0 + t * MR;
                     let rows = MR.min(m - i0);
-                    let at = ATile::Packed(&apack[t * kc * MR..(t + 1) * kc * MR]);
+                    let at = direct(i0, k0)
+                        .unwrap_or(ATile::Packed(&apack[t * kc * MR..(t + 1) * kc * MR]));
                     // SAFETY: rows i0 .. i0 + rows and columns p·NR .. p·NR + cols lie in
-                    // C (i0 + rows ≤ m, p·NR + cols ≤ n), addressed through its strides.
+                    // C (i0 + rows ≤ m, p·NR + cols ≤ n), addressed through its strides;
+                    // A's tile as `at` says (the caller's promise for a direct one).
                     unsafe {
                         let c0 = cp.offset(i0 as isize * rs + (p * NR) as isize * cs);
                         tile_product(kc, at, panel, c0, (rs, cs), (rows, cols), add, bias);
@@ -416,7 +445,6 @@ fn gemm_cols(
             }
         }
     }
-    pool::give(apack);
 }
 
 /// `C[rows, cols] (+)= tile · panel (+ bias)` for one packed tile of `A` and one slice
@@ -502,8 +530,7 @@ fn gemm_rows(
     acc: bool,
 ) {
     let (m, k) = a.dim();
-    let n = b.n;
-    if m == 0 || n == 0 {
+    if m == 0 || b.n == 0 {
         return;
     }
     if a.strides()[0] == 1 && a.strides()[1] != 1 && m > MR {
@@ -511,64 +538,27 @@ fn gemm_rows(
     }
     let tiles_max = MC.min(m.next_multiple_of(MR)) / MR;
     let mut apack = pool::take(tiles_max * KC.min(k) * MR);
-    let (rs, cs) = (c.strides()[0], c.strides()[1]);
-    let cp = c.as_mut_ptr();
     let (ars, acs) = (a.strides()[0], a.strides()[1]);
     let ap = a.as_ptr();
-    // Blocks of MC rows: each panel's slice of B meets every tile of the block in turn
-    // (fetched into cache once per block, not once per tile).
-    for m0 in (0..m).step_by(MC) {
-        let tiles = MC.min(m - m0).div_ceil(MR);
-        // K = 0 still writes C (the bias, or zeros): one empty pass.
-        let mut k0 = 0;
-        loop {
-            let kc = KC.min(k - k0);
-            // A full tile of an A with contiguous rows: the AVX-512 kernel reads them
-            // where they are. Otherwise the pass packs the tile k-major (zero rows past
-            // m).
-            let direct = |i0: usize| MR.min(m - i0) == MR && acs == 1 && isa() != Isa::Portable;
-            for t in 0..tiles {
-                let i0 = m0 + t * MR;
-                if !direct(i0) {
-                    let tile = &mut apack[t * kc * MR..(t + 1) * kc * MR];
-                    pack_a(tile, ap, (ars, acs), (i0, MR.min(m - i0)), (k0, kc));
-                }
-            }
-            // The first pass writes C (adding when asked, with the bias); later ones add.
-            let (add, bias) = match k0 {
-                0 => (acc, bias),
-                _ => (true, None),
-            };
-            for p in 0..n.div_ceil(NR) {
-                let cols = NR.min(n - p * NR);
-                let panel = &b.data[p * k * NR + k0 * NR..p * k * NR + (k0 + kc) * NR];
-                let bias = bias.map(|v| &v[p * NR..p * NR + cols]);
-                for t in 0..tiles {
-                    let i0 = m0 + t * MR;
-                    let rows = MR.min(m - i0);
-                    let at = match direct(i0) {
-                        // SAFETY: rows i0 .. i0 + MR of A from column k0, each kc
-                        // contiguous floats (acs = 1).
-                        true => {
-                            ATile::Rows(unsafe { ap.offset(i0 as isize * ars + k0 as isize) }, ars)
-                        }
-                        false => ATile::Packed(&apack[t * kc * MR..(t + 1) * kc * MR]),
-                    };
-                    // SAFETY: rows i0 .. i0 + rows and columns p·NR .. p·NR + cols lie in
-                    // C (i0 + rows ≤ m, p·NR + cols ≤ n), addressed through its strides;
-                    // A's tile as `at` says.
-                    unsafe {
-                        let c0 = cp.offset(i0 as isize * rs + (p * NR) as isize * cs);
-                        tile_product(kc, at, panel, c0, (rs, cs), (rows, cols), add, bias);
-                    }
-                }
-            }
-            k0 += kc;
-            if k0 >= k {
-                break;
+    // A full tile of an A with contiguous rows: the AVX-512 and AVX2 kernels read them
+    // where they are. Otherwise the pass packs the tile k-major (zero rows past m).
+    let whole = |i0: usize| MR.min(m - i0) == MR && acs == 1 && isa() != Isa::Portable;
+    let pack = |m0: usize, k0: usize, kc: usize, apack: &mut [f32]| {
+        for t in 0..MC.min(m - m0).div_ceil(MR) {
+            let i0 = m0 + t * MR;
+            if !whole(i0) {
+                let tile = &mut apack[t * kc * MR..(t + 1) * kc * MR];
+                pack_a(tile, ap, (ars, acs), (i0, MR.min(m - i0)), (k0, kc));
             }
         }
-    }
+    };
+    let direct = |i0: usize, k0: usize| {
+        // SAFETY: a whole tile: rows i0 .. i0 + MR of A from column k0, each with its
+        // columns k0 .. k contiguous (acs = 1).
+        whole(i0).then(|| ATile::Rows(unsafe { ap.offset(i0 as isize * ars + k0 as isize) }, ars))
+    };
+    // SAFETY: C's view is borrowed mutably here; `direct` as promised above.
+    unsafe { walk_blocks((m, k), b, bias, &mut c, acc, &mut apack, pack, direct) };
     pool::give(apack);
 }
 

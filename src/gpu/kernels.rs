@@ -392,8 +392,8 @@ pub(crate) fn col_sum(
     if rows <= 2 * SUM_ROWS || cols == 0 {
         return col_sum_rows(ctx, arg, x, out, rows, cols, accumulate);
     }
+    // The second pass, made first: it checks the grid both passes share.
     let gx = div_ceil(cols, 64);
-    ctx.check_groups(arg, gx as u64)?;
     let parts = rows.div_ceil(SUM_ROWS);
     // Made per call and dropped here, as the uniforms are: the bind groups keep it alive
     // until the dispatches are done (wgpu clears it once before first use).
@@ -419,8 +419,8 @@ pub(crate) fn col_sum(
         let py = (parts - p0).min(MOST) as u32;
         Op::new(ctx, Kernel::ColSumPart, &[&u, x, &partial], [gx, py, 1])
     });
-    let sum = col_sum_rows(ctx, arg, &partial, out, parts, cols, accumulate);
-    Op::chain(parts_ops.chain(std::iter::once(sum)))
+    let sum = col_sum_rows(ctx, arg, &partial, out, parts, cols, accumulate)?;
+    Op::chain(parts_ops.chain(std::iter::once(Ok(sum))))
 }
 
 /// [`col_sum`] in one pass: one invocation per column over every row, in dispatches of
